@@ -1,0 +1,1 @@
+//! Domain types shared by the store, the conversation rules and the agent protocol: ids, conversations, messages, events.

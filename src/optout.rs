@@ -1,0 +1,1 @@
+//! Opt-out keywords: STOP / START / HELP matching on a whole trimmed message. Pure.

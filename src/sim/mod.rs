@@ -1,0 +1,1 @@
+//! `smppgw sim`: an SMSC simulator for tests, demos and benchmarks.

@@ -1,0 +1,1 @@
+//! The durable state behind the narrow `Store` interface, with its sled implementation.
