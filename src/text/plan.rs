@@ -23,7 +23,8 @@
 //! next). The planner also keeps cheap grapheme clusters together (CR LF,
 //! ZWJ sequences, variation selectors, skin-tone modifiers, combining
 //! marks, flag pairs, tag sequences) unless one cluster is larger than a
-//! whole part.
+//! whole part. U+FEFF and U+FFFE never open a part, since decoders take
+//! them for a BOM there; a text that *starts* with one loses it on decode.
 
 use std::ops::Range;
 
@@ -217,6 +218,9 @@ fn joins(prev: char, c: char, ri_run: usize) -> bool {
     (prev == '\r' && c == '\n')
         || c == '\u{200D}'
         || prev == '\u{200D}'
+        // Never open a UCS-2 part with octets a decoder reads as a BOM.
+        || c == '\u{FEFF}'
+        || c == '\u{FFFE}'
         || matches!(c,
             '\u{0300}'..='\u{036F}'
             | '\u{1AB0}'..='\u{1AFF}'
