@@ -179,7 +179,16 @@ impl<'a> Pdu<'a> {
     fn parse_error_resp(id: CommandId, body: &'a [u8], r: &mut Reader<'a>) -> Pdu<'a> {
         if body.is_empty() {
             if let Some(p) = Self::empty_resp(id) {
-                if Self::has_body(id) {
+                // SMPP 3.4 4.4.2 (and likewise submit_multi, data_sm,
+                // query_sm, deliver_sm): "the PDU Body is not returned if
+                // the command_status field contains a non-zero value". Only
+                // the bind responses have no such note.
+                if matches!(
+                    id,
+                    CommandId::BIND_RECEIVER_RESP
+                        | CommandId::BIND_TRANSMITTER_RESP
+                        | CommandId::BIND_TRANSCEIVER_RESP
+                ) {
                     r.quirks.insert(Quirk::ErrorRespWithoutBody);
                 }
                 return p;

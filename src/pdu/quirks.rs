@@ -14,7 +14,8 @@ pub enum Quirk {
     MissingFinalNul = 1,
     /// Fewer octets than a TLV header were left at the end and were skipped.
     TrailingBytes = 1 << 1,
-    /// A response with a non-zero `command_status` had no body.
+    /// A bind response with a non-zero `command_status` had no body (other
+    /// error responses omit it by the spec).
     ErrorRespWithoutBody = 1 << 2,
     /// A response with a non-zero `command_status` still carried a body.
     ErrorRespWithBody = 1 << 3,
