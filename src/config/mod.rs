@@ -1,1 +1,599 @@
 //! Configuration: the raw TOML mirror, validation with key paths, and the typed `Config`.
+//!
+//! The path is raw → validated → typed (STYLE habit 11): [`raw`] is a dumb serde
+//! mirror with closed tables, [`validate`] checks every key and collects every
+//! problem with its key path (`carrier[0].window: must be between 1 and 1000,
+//! got 0`), and only a file without errors becomes a [`Config`]. Nothing falls
+//! back to a default on a bad value. The environment is read through the
+//! [`Env`] trait so tests inject variables. Passwords live in [`Secret`], whose
+//! `Debug`, `Display` and `Serialize` never show the value.
+
+pub mod raw;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::logging::LogFormat;
+use crate::numbers::NumberPolicy;
+use crate::optout::Keywords;
+
+pub use validate::{TemplateCheck, validate_templates};
+
+// === Env ===
+
+/// Where `password_env` (and `SMPPGW_CONFIG` in main) are looked up. Tests pass
+/// a `HashMap<String, String>`; the daemon passes [`ProcessEnv`].
+pub trait Env {
+    /// The value of `name`, or `None` when it is unset or not UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+// === Secret ===
+
+/// A credential. Its `Debug`, `Display` and `Serialize` print `<redacted>`;
+/// only [`Secret::expose`] gives the value, for the bind PDU.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself. Call it only where the value goes on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Length in bytes (for the "longer than the spec allows" warning).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+// === Errors ===
+
+/// One problem, with the key path it belongs to (`service[1].carrier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path; the file path for read errors; empty for TOML syntax errors
+    /// (their message carries line and column).
+    pub path: String,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds one error.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file; `Display` prints one per line. `main`
+/// prints it and exits 78 (`EX_CONFIG`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// At least one error, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// True when `path` has an error whose message contains `needle`.
+    pub fn has(&self, path: &str, needle: &str) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.path == path && e.message.contains(needle))
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The sysexits code `check-config` and `run` exit with on a bad file.
+pub const EX_CONFIG: i32 = 78;
+
+// === Typed config ===
+
+/// The validated configuration. Every field is set; defaults were applied by
+/// [`validate`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[[carrier]]`, in file order; names are unique.
+    #[serde(rename = "carrier")]
+    pub carriers: Vec<CarrierConfig>,
+    /// `[[service]]`, in file order; names are unique.
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+    /// Things that work but deserve a look (a password longer than SMPP 3.4
+    /// allows, ...). `check-config` prints them; `run` logs them at warn.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    /// sled directory (relative paths are resolved against the config file's
+    /// directory).
+    pub path: PathBuf,
+    /// Group-commit interval. `None`: a commit group flushes as soon as the
+    /// previous flush returns.
+    #[serde(rename = "flush_every_ms", serialize_with = "ser_opt_ms")]
+    pub flush_every: Option<Duration>,
+    /// How long an ended conversation is kept. Default 90 days.
+    #[serde(rename = "retention_days", serialize_with = "ser_days")]
+    pub retention: Duration,
+    /// How long events stay in the event log. Default 7 days.
+    #[serde(rename = "event_log_max_age_days", serialize_with = "ser_days")]
+    pub event_log_max_age: Duration,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentConfig {
+    /// Unix socket path. Default `/run/smppgw/agent.sock`.
+    pub socket: PathBuf,
+    /// File mode of the socket. Default `0o660`.
+    #[serde(serialize_with = "ser_octal")]
+    pub mode: u32,
+    /// Group that owns the socket, if any.
+    pub group: Option<String>,
+    /// Peer uids allowed to connect (checked with `SO_PEERCRED`); empty means
+    /// whoever the file mode lets in.
+    pub allowed_uids: Vec<u32>,
+    /// Concurrent connections. Default 64.
+    pub max_connections: usize,
+    /// Longest request line in bytes. Default 65536.
+    pub max_line_bytes: usize,
+    /// Events buffered per subscriber before it is cut back to reading the
+    /// log. Default 1024.
+    pub subscriber_buffer: usize,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsConfig {
+    /// Where the Prometheus listener binds; `None`: no listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    /// Human or JSON lines. Default human.
+    pub format: LogFormat,
+    /// env-filter directive. Default `info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonConfig {
+    /// Bound on the whole graceful stop (drain, unbind, flush). Default 30 s.
+    /// The systemd unit's `TimeoutStopSec` must be longer.
+    #[serde(rename = "shutdown_grace_secs", serialize_with = "ser_secs")]
+    pub shutdown_grace: Duration,
+}
+
+/// Bind layout of a carrier account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BindMode {
+    /// `binds` transceiver sessions.
+    #[serde(rename = "transceiver")]
+    Transceiver,
+    /// `binds` transmitter sessions plus `binds` receiver sessions.
+    #[serde(rename = "transmitter+receiver")]
+    TransmitterReceiver,
+}
+
+/// What `data_coding = 0` means on this carrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataCoding0 {
+    /// GSM 03.38 default alphabet, one septet per octet (unpacked). Default.
+    Gsm,
+    /// GSM 03.38 packed 7-bit.
+    GsmPacked,
+    /// ISO-8859-1.
+    Latin1,
+    /// IA5 / ASCII.
+    Ascii,
+}
+
+/// How long messages are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concat {
+    /// UDH with an 8-bit reference. Default.
+    Udh8,
+    /// UDH with a 16-bit reference.
+    Udh16,
+    /// SAR TLVs.
+    Sar,
+    /// One `message_payload` TLV, no split.
+    Payload,
+}
+
+/// How the carrier writes message ids (submit_sm_resp vs receipts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// Compare in the normal form that tries hex and decimal. Default.
+    Auto,
+    /// Both sides decimal.
+    Decimal,
+    /// Both sides hex.
+    Hex,
+    /// Compare the strings as they are.
+    Raw,
+}
+
+/// What a submit_sm_resp status means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusAction {
+    /// Retry later (throttled, queue full, system error).
+    Temporary,
+    /// The message failed; the agent sees the raw status.
+    Permanent,
+    /// Rebuild the bind, then retry.
+    Rebind,
+}
+
+/// TLS settings of a carrier whose `tls = true`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsConfig {
+    /// Extra CA bundle (PEM); `None`: the system roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM).
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM); set exactly when `client_cert` is.
+    pub client_key: Option<PathBuf>,
+    /// SNI and certificate name; `None`: `host`.
+    pub server_name: Option<String>,
+}
+
+/// One carrier account.
+#[derive(Debug, Clone, Serialize)]
+pub struct CarrierConfig {
+    /// Unique name, used by services and as the `carrier` metric label.
+    pub name: String,
+    /// SMSC host name (resolved on each reconnect).
+    pub host: String,
+    /// SMSC port.
+    pub port: u16,
+    /// Egress address to bind before connecting (carrier IP allow-lists).
+    pub local_address: Option<IpAddr>,
+    /// TLS, when on. Never inferred from the port.
+    pub tls: Option<TlsConfig>,
+    /// `system_id` of the bind.
+    pub system_id: String,
+    /// The bind password, from `password`, `password_file` or `password_env`.
+    pub password: Secret,
+    /// `system_type` of the bind. Default empty.
+    pub system_type: String,
+    /// `address_range` of receiver binds. Default empty.
+    pub address_range: String,
+    /// TRX or TX+RX.
+    pub bind: BindMode,
+    /// Binds of each kind. Default 1.
+    pub binds: u32,
+    /// Outstanding requests per bind. Default 10.
+    pub window: u32,
+    /// Submits per second per bind (each part counts). Default 10.
+    pub tps: u32,
+    /// enquire_link when idle this long. Default 30 s.
+    #[serde(rename = "enquire_link_secs", serialize_with = "ser_secs")]
+    pub enquire_link: Duration,
+    /// A bind whose enquire_link_resp is later than this is rebuilt. Default 10 s.
+    #[serde(rename = "enquire_link_timeout_secs", serialize_with = "ser_secs")]
+    pub enquire_link_timeout: Duration,
+    /// Nothing received for this long: rebuild the bind. Default 300 s.
+    #[serde(rename = "inactivity_secs", serialize_with = "ser_secs")]
+    pub inactivity: Duration,
+    /// Response timeout of a request. Default 30 s.
+    #[serde(rename = "response_timeout_secs", serialize_with = "ser_secs")]
+    pub response_timeout: Duration,
+    /// Wait for bind_resp. Default 30 s.
+    #[serde(rename = "bind_timeout_secs", serialize_with = "ser_secs")]
+    pub bind_timeout: Duration,
+    /// TCP connect plus TLS handshake. Default 10 s.
+    #[serde(rename = "connect_timeout_secs", serialize_with = "ser_secs")]
+    pub connect_timeout: Duration,
+    /// Wait for unbind_resp at shutdown or rebind. Default 5 s.
+    #[serde(rename = "unbind_timeout_secs", serialize_with = "ser_secs")]
+    pub unbind_timeout: Duration,
+    /// First reconnect delay. Default 1 s.
+    #[serde(rename = "reconnect_min_secs", serialize_with = "ser_secs")]
+    pub reconnect_min: Duration,
+    /// Reconnect delay cap. Default 60 s.
+    #[serde(rename = "reconnect_max_secs", serialize_with = "ser_secs")]
+    pub reconnect_max: Duration,
+    /// First wait after ESME_RALYBND. Default 60 s.
+    #[serde(rename = "already_bound_wait_secs", serialize_with = "ser_secs")]
+    pub already_bound_wait: Duration,
+    /// Retry interval after a credential rejection. Default 900 s.
+    #[serde(rename = "auth_failure_retry_secs", serialize_with = "ser_secs")]
+    pub auth_failure_retry: Duration,
+    /// How often a submit with an unknown outcome (bind dropped before the
+    /// resp) is sent again. Default 1.
+    pub max_resubmits: u32,
+    /// Meaning of data_coding 0. Default gsm.
+    pub data_coding0: DataCoding0,
+    /// Latin-1 (data_coding 3) may be chosen. Default false.
+    pub allow_latin1: bool,
+    /// IA5 (data_coding 1) may be chosen. Default false.
+    pub allow_ia5: bool,
+    /// Send texts containing `@` as UCS-2 (SMSCs that cut at the GSM 0x00
+    /// `@`). Default false.
+    pub at_as_ucs2: bool,
+    /// Concatenation. Default udh8.
+    pub concat: Concat,
+    /// Message-id format. Default auto.
+    pub id_format: IdFormat,
+    /// A submitted message without a final receipt after this long is
+    /// counted as overdue. Default 48 h.
+    #[serde(rename = "receipt_timeout_secs", serialize_with = "ser_secs")]
+    pub receipt_timeout: Duration,
+    /// Treat ACCEPTD as final (some carriers never send more). Default false.
+    pub acceptd_final: bool,
+    /// Override of the source TON for every sender type.
+    pub source_ton: Option<u8>,
+    /// Override of the source NPI for every sender type.
+    pub source_npi: Option<u8>,
+    /// Destination TON. Default 1.
+    pub dest_ton: u8,
+    /// Destination NPI. Default 1.
+    pub dest_npi: u8,
+    /// Country for national (TON 2) inbound numbers; `None`: the service's.
+    pub default_country: Option<String>,
+    /// Largest PDU accepted or sent. Default 16384.
+    pub max_pdu_bytes: usize,
+    /// Refuse (instead of warn about) credentials longer than SMPP 3.4 allows.
+    pub strict_lengths: bool,
+    /// Per-status overrides of the default temporary/permanent/rebind table.
+    #[serde(serialize_with = "ser_status")]
+    pub status: BTreeMap<u32, StatusAction>,
+}
+
+/// Sender address type; decides TON/NPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderType {
+    /// MSISDN, TON 1 / NPI 1.
+    Long,
+    /// Short code, TON 3 / NPI 0.
+    Short,
+    /// Alphanumeric, TON 5 / NPI 0.
+    Alphanumeric,
+}
+
+/// What to do with a reply when the conversation is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inbound {
+    /// Count and log it. Default.
+    Ignore,
+    /// Start a new conversation as `chat_requested`.
+    NewChat,
+}
+
+/// A shared predefined message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateConfig {
+    /// Shown in the picker.
+    pub name: String,
+    /// The text.
+    pub text: String,
+}
+
+/// One service: a sender, a route and its rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceConfig {
+    /// Unique name the agent layer uses.
+    pub name: String,
+    /// Sender: digits without `+` for long numbers and short codes, or the
+    /// alphanumeric id.
+    pub sender: String,
+    /// Sender type (derived when not set).
+    pub sender_type: SenderType,
+    /// Name of the carrier (exists).
+    pub carrier: String,
+    /// Name of the fallback carrier (exists, differs from `carrier`).
+    pub fallback_carrier: Option<String>,
+    /// Longest message in parts. Default 6.
+    pub max_parts: u8,
+    /// Replies to ended conversations. Default ignore.
+    pub inbound: Inbound,
+    /// ISO 3166 alpha-2, upper case; a region the number metadata knows.
+    pub default_country: String,
+    /// Which numbers may be texted. Default mobile.
+    pub numbers: NumberPolicy,
+    /// Agents allowed to use the service; `None`: everyone.
+    pub agents: Option<Vec<String>>,
+    /// Replace characters outside GSM with look-alikes before counting.
+    /// Default false.
+    pub transliterate: bool,
+    /// Shared predefined messages.
+    #[serde(rename = "template")]
+    pub templates: Vec<TemplateConfig>,
+    /// Opt-out, opt-in and help keywords.
+    pub keywords: Keywords,
+    /// Sent once after an opt-out.
+    pub optout_confirmation: Option<String>,
+    /// Answer to HELP.
+    pub help_text: Option<String>,
+}
+
+impl Config {
+    /// The carrier named `name`.
+    pub fn carrier(&self, name: &str) -> Option<&CarrierConfig> {
+        self.carriers.iter().find(|c| c.name == name)
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// A redacted TOML rendering of the effective configuration, defaults
+    /// included, for `check-config`. Secrets show as `<redacted>`.
+    pub fn summary(&self) -> String {
+        match toml::to_string(self) {
+            Ok(s) => s,
+            Err(e) => format!("# summary unavailable: {e}\n{self:#?}"),
+        }
+    }
+}
+
+/// Reads and validates the file at `path` with the process environment.
+/// Relative paths inside it are resolved against its directory.
+///
+/// # Errors
+/// Every problem at once: unreadable file, TOML syntax, unknown keys, bad
+/// values, missing references.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        errors: vec![ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read: {e}"),
+        )],
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse(&text, &ProcessEnv, base)
+}
+
+/// Parses and validates `toml_text`; `env` answers `password_env`, `base_dir`
+/// anchors relative paths.
+///
+/// # Errors
+/// Every problem at once, see [`load`].
+pub fn parse(toml_text: &str, env: &dyn Env, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(toml_text).map_err(|e| ConfigErrors {
+        errors: vec![syntax_error(toml_text, &e)],
+    })?;
+    validate::validate(raw, env, base_dir)
+}
+
+/// A serde/TOML error as one line with its line and column.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().trim_end_matches('.').replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            ConfigError::new("", format!("line {line}, column {col}: {message}"))
+        }
+        None => ConfigError::new("", message),
+    }
+}
+
+// === serde helpers for the summary ===
+
+fn ser_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+fn ser_days<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs() / 86_400)
+}
+
+fn ser_opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_octal<S: Serializer>(m: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{m:04o}"))
+}
+
+fn ser_status<S: Serializer>(m: &BTreeMap<u32, StatusAction>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(m.len()))?;
+    for (k, v) in m {
+        map.serialize_entry(&format!("0x{k:08X}"), v)?;
+    }
+    map.end()
+}
