@@ -305,6 +305,61 @@ async fn receipt_before_response_is_held_then_applied() {
 }
 
 #[tokio::test]
+async fn receipt_in_the_other_base_matches_through_a_fallback_candidate() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    // The response said hex "1F"; the receipt says decimal "31".
+    s.record_submit(a.message, 0, 1, Ok("1F".into()), T0)
+        .await
+        .unwrap();
+    let (r, via) = s
+        .record_receipt_any(
+            "acme",
+            &["31", "1F"],
+            receipt(ReceiptState::Delivered, None),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Applied {
+            message: a.message,
+            status: MessageStatus::Delivered
+        }
+    );
+    assert_eq!(via, Some(1));
+
+    // Held before the response: kept under every form, matched by either,
+    // and the other forms go with it.
+    let b = send(&s, out(SUPPORT, JP, "alice", "hi"), T0 + 2).await;
+    let (r, via) = s
+        .record_receipt_any(
+            "acme",
+            &["42", "2A"],
+            receipt(ReceiptState::Rejected, Some("err:0b")),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r, via), (ReceiptOutcome::Held, None));
+    let done = s
+        .record_submit(b.message, 0, 1, Ok("2A".into()), T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        SubmitOutcome::Done {
+            status: MessageStatus::Failed,
+            receipts_applied: 1
+        }
+    );
+    let report = s.expire_pending(T0 + 10, 1, 1).await.unwrap();
+    assert_eq!(report.held_dropped, 0);
+    s.flush().await.unwrap();
+}
+
+#[tokio::test]
 async fn multi_part_message_is_delivered_when_every_part_is() {
     let s = SledStore::temporary().unwrap();
     let mut n = out(SUPPORT, UK, "alice", "long text");
