@@ -944,6 +944,12 @@ enum Op {
         pick: usize,
         delivered: bool,
     },
+    Release {
+        pick: usize,
+        unanswered: bool,
+    },
+    /// Time jumps past every lease.
+    Lapse,
     Reboot,
 }
 
@@ -956,6 +962,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1..3usize).prop_map(|max| Op::Claim { max }),
         2 => any::<usize>().prop_map(|pick| Op::SubmitOk { pick }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, delivered)| Op::Receipt { pick, delivered }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, unanswered)| Op::Release { pick, unanswered }),
+        1 => Just(Op::Lapse),
         1 => Just(Op::Reboot),
     ]
 }
@@ -973,14 +981,15 @@ struct Model {
     convs: BTreeMap<u64, (ConversationState, String)>,
     msgs: BTreeMap<u64, MMsg>,
     idem: HashMap<(usize, u8), u64>,
-    /// message → (leased, possible_duplicate)
-    outbox: BTreeMap<u64, (bool, bool)>,
+    /// message → (lease until, possible_duplicate)
+    outbox: BTreeMap<u64, (Option<u64>, bool)>,
     events: u64,
 }
 
 const SENDERS: [&str; 2] = [SUPPORT, SALES];
 const CUSTOMERS: [&str; 2] = [UK, JP];
 const AGENTS: [&str; 2] = ["alice", "bob"];
+const LEASE: u64 = 3_600_000;
 
 async fn run_model(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
@@ -1034,7 +1043,7 @@ async fn run_model(ops: Vec<Op>) {
                         carrier_id: None,
                     },
                 );
-                m.outbox.insert(got.message, (false, false));
+                m.outbox.insert(got.message, (None, false));
                 if let Some(r) = client_ref {
                     m.idem.insert((agent, r), got.message);
                 }
@@ -1090,28 +1099,56 @@ async fn run_model(ops: Vec<Op>) {
                 }
             }
             Op::Claim { max } => {
-                let got = s.claim_outbox("acme", max, 3_600_000, now).await.unwrap();
+                let got = s.claim_outbox("acme", max, LEASE, now).await.unwrap();
                 let expect: Vec<(u64, bool)> = m
                     .outbox
                     .iter()
-                    .filter(|(_, (leased, _))| !leased)
+                    .filter(|(_, (lease, _))| lease.is_none_or(|t| t <= now))
                     .take(max)
-                    .map(|(id, (_, dup))| (*id, *dup))
+                    .map(|(id, (lease, dup))| (*id, *dup || lease.is_some()))
                     .collect();
                 let got: Vec<(u64, bool)> = got
                     .iter()
                     .map(|i| (i.message, i.possible_duplicate))
                     .collect();
                 assert_eq!(got, expect);
-                for (id, _) in got {
-                    m.outbox.get_mut(&id).unwrap().0 = true;
+                for (id, dup) in got {
+                    *m.outbox.get_mut(&id).unwrap() = (Some(now + LEASE), dup);
+                    if dup {
+                        m.msgs.get_mut(&id).unwrap().dup = true;
+                    }
                 }
             }
+            Op::Release { pick, unanswered } => {
+                let leased: Vec<u64> = m
+                    .outbox
+                    .iter()
+                    .filter(|(_, v)| v.0.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
+                if leased.is_empty() {
+                    continue;
+                }
+                let mid = leased[pick % leased.len()];
+                let ok = if unanswered {
+                    s.release_unanswered(mid).await.unwrap()
+                } else {
+                    s.release(mid).await.unwrap()
+                };
+                assert!(ok);
+                let e = m.outbox.get_mut(&mid).unwrap();
+                e.0 = None;
+                if unanswered {
+                    e.1 = true;
+                    m.msgs.get_mut(&mid).unwrap().dup = true;
+                }
+            }
+            Op::Lapse => now += 2 * LEASE,
             Op::SubmitOk { pick } => {
                 let leased: Vec<u64> = m
                     .outbox
                     .iter()
-                    .filter(|(_, v)| v.0)
+                    .filter(|(_, v)| v.0.is_some())
                     .map(|(k, _)| *k)
                     .collect();
                 if leased.is_empty() {
@@ -1185,11 +1222,11 @@ async fn run_model(ops: Vec<Op>) {
                 drop(s);
                 s = open(&path);
                 let r = s.recover(now).await.unwrap();
-                let leased = m.outbox.values().filter(|v| v.0).count();
+                let leased = m.outbox.values().filter(|v| v.0.is_some()).count();
                 assert_eq!((r.released_leases, r.outbox), (leased, m.outbox.len()));
                 for (id, v) in m.outbox.iter_mut() {
-                    if v.0 {
-                        *v = (false, true);
+                    if v.0.is_some() {
+                        *v = (None, true);
                         m.msgs.get_mut(id).unwrap().dup = true;
                     }
                 }
@@ -1215,7 +1252,7 @@ async fn run_model(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn store_matches_model_across_reboots(ops in proptest::collection::vec(op(), 1..40)) {
