@@ -381,3 +381,40 @@ fn env_trait_is_what_password_env_reads() {
     let cfg = config::parse(&text, &Fixed, Path::new("/")).unwrap();
     assert_eq!(cfg.carriers[0].password.expose(), "from-env");
 }
+
+/// Every `smppgw_*` metric the alert rules and the dashboard query is in the
+/// catalogue, so a renamed metric cannot silently blank a panel or an alert.
+#[test]
+fn deploy_files_use_only_catalogued_metric_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let known: Vec<&str> = smppgw::metrics::CATALOGUE
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
+    for file in [
+        "prometheus/smppgw.rules.yml",
+        "grafana/smppgw-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut found = 0;
+        for (i, _) in text.match_indices("smppgw_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            if name == "smppgw_" {
+                continue;
+            }
+            assert!(
+                known.contains(&base),
+                "{file}: {name} is not in metrics::CATALOGUE"
+            );
+            found += 1;
+        }
+        assert!(found > 5, "{file} queries almost nothing");
+    }
+}
