@@ -542,4 +542,21 @@ mod tests {
             Some(INVALID_NUMBER)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(input in "[+0-9 ()./#*a-zA-Z-]{0,40}", ton in 0u8..8, dc in "(GB|JP|US|DE|AU|XX|)") {
+            for p in [Mobile, Valid, Any] {
+                let c = check(&input, &dc, p);
+                proptest::prop_assert!(c.sms == c.code.is_none());
+            }
+            let _ = normalize_inbound(&input, ton, 1, &dc);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_unicode(input in "\\PC{0,30}") {
+            let _ = check(&input, "GB", Mobile);
+            let _ = normalize_inbound(&input, 0, 0, "JP");
+        }
+    }
 }

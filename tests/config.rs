@@ -418,3 +418,22 @@ fn deploy_files_use_only_catalogued_metric_names() {
         assert!(found > 5, "{file} queries almost nothing");
     }
 }
+
+#[test]
+fn summary_is_valid_toml_with_config_key_names() {
+    let cfg = config::parse(
+        &std::fs::read_to_string(config_dir().join("demo.toml")).unwrap(),
+        &env(&[]),
+        &config_dir(),
+    )
+    .unwrap();
+    let summary = cfg.summary();
+    let v: toml::Value = toml::from_str(&summary).unwrap_or_else(|e| panic!("{e}\n{summary}"));
+    assert_eq!(v["carrier"][0]["enquire_link_secs"].as_integer(), Some(30));
+    assert_eq!(v["carrier"][0]["password"].as_str(), Some("<redacted>"));
+    assert_eq!(v["agent"]["mode"].as_str(), Some("0600"));
+    assert_eq!(
+        v["service"][0]["template"][0]["name"].as_str(),
+        Some("callback")
+    );
+}
