@@ -437,3 +437,67 @@ fn summary_is_valid_toml_with_config_key_names() {
         Some("callback")
     );
 }
+
+#[test]
+fn status_table_has_carrier_defaults_and_overrides() {
+    let cfg = parse(&MINIMAL.replace(
+        "[[service]]",
+        "[carrier.status]\n\"0x58\" = \"permanent\"\n\n[[service]]",
+    ))
+    .unwrap();
+    let c = &cfg.carriers[0];
+    assert_eq!(c.status_action(0x58), StatusAction::Permanent); // overridden
+    assert_eq!(c.status_action(0x14), StatusAction::Temporary);
+    assert_eq!(c.status_action(0x04), StatusAction::Rebind);
+    assert_eq!(c.status_action(0x0B), StatusAction::Permanent);
+    let d = &parse(MINIMAL).unwrap().carriers[0];
+    assert_eq!(d.status_action(0x58), StatusAction::Temporary);
+}
+
+#[test]
+fn source_ton_npi_follow_the_sender_type_unless_overridden() {
+    let c = parse(MINIMAL).unwrap().carriers[0].clone();
+    assert_eq!(c.source_ton_npi(SenderType::Long), (1, 1));
+    assert_eq!(c.source_ton_npi(SenderType::Short), (3, 0));
+    assert_eq!(c.source_ton_npi(SenderType::Alphanumeric), (5, 0));
+    let o =
+        parse(&MINIMAL.replace("system_id", "source_ton = 5\nsource_npi = 1\nsystem_id")).unwrap();
+    assert_eq!(
+        o.carriers[0].source_ton_npi(SenderType::Alphanumeric),
+        (5, 1)
+    );
+}
+
+#[test]
+fn reload_plan_tells_live_changes_from_rebinds_and_restarts() {
+    let old = parse(MINIMAL).unwrap();
+    let live = parse(&MINIMAL.replace("system_id", "window = 20\ntps = 5\nsystem_id")).unwrap();
+    assert_eq!(
+        config::reload_plan(&old, &live),
+        config::ReloadPlan::default()
+    );
+    let rebind = parse(&MINIMAL.replace("password = \"pw\"", "password = \"new\"")).unwrap();
+    assert_eq!(
+        config::reload_plan(&old, &rebind).rebind_carriers,
+        vec!["acme".to_string()]
+    );
+    let moved = parse(&format!("[agent]\nsocket = \"/tmp/other.sock\"\n{MINIMAL}")).unwrap();
+    assert_eq!(
+        config::reload_plan(&old, &moved).restart_required,
+        vec!["agent.socket".to_string()]
+    );
+}
+
+#[test]
+fn config_path_comes_from_the_argument_then_the_environment() {
+    let e = env(&[("SMPPGW_CONFIG", "/etc/smppgw/from-env.toml")]);
+    assert_eq!(
+        config::config_path(Some("/a.toml".into()), &e),
+        Some(PathBuf::from("/a.toml"))
+    );
+    assert_eq!(
+        config::config_path(None, &e),
+        Some(PathBuf::from("/etc/smppgw/from-env.toml"))
+    );
+    assert_eq!(config::config_path(None, &env(&[])), None);
+}
