@@ -501,3 +501,58 @@ fn config_path_comes_from_the_argument_then_the_environment() {
     );
     assert_eq!(config::config_path(None, &env(&[])), None);
 }
+
+/// The exporter serves metrics and a `/health` liveness answer on the
+/// configured `[metrics] listen` address. (Lives here because it installs the
+/// process-global recorder, which this test binary owns alone.)
+#[test]
+fn metrics_listener_serves_metrics_and_health() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let get = move |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    rt.block_on(async {
+        let handle = smppgw::metrics::install(Some(addr)).unwrap();
+        smppgw::metrics::submit_sent("acme");
+        smppgw::metrics::ready(true);
+        assert!(
+            handle
+                .render()
+                .contains("smppgw_submits_total{carrier=\"acme\"} 1")
+        );
+        let (health, metrics) =
+            tokio::task::spawn_blocking(move || (get("/health"), get("/metrics")))
+                .await
+                .unwrap();
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.ends_with("OK"), "{health}");
+        assert!(metrics.contains("smppgw_ready 1"), "{metrics}");
+        assert!(
+            metrics.contains("# HELP smppgw_ready 1 when the daemon is ready"),
+            "{metrics}"
+        );
+        assert!(matches!(
+            smppgw::metrics::install(None),
+            Err(smppgw::metrics::MetricsError::AlreadyInstalled)
+        ));
+    });
+}
