@@ -1,6 +1,6 @@
 //! Configuration: the raw TOML mirror, validation with key paths, and the typed `Config`.
 //!
-//! The path is raw → validated → typed (STYLE habit 11): [`raw`] is a dumb serde
+//! The path is raw → validated → typed (STYLE habit 11): `raw` is a dumb serde
 //! mirror with closed tables, [`validate`] checks every key and collects every
 //! problem with its key path (`carrier[0].window: must be between 1 and 1000,
 //! got 0`), and only a file without errors becomes a [`Config`]. Nothing falls
@@ -8,7 +8,7 @@
 //! [`Env`] trait so tests inject variables. Passwords live in [`Secret`], whose
 //! `Debug`, `Display` and `Serialize` never show the value.
 
-pub mod raw;
+mod raw;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
