@@ -556,3 +556,24 @@ fn metrics_listener_serves_metrics_and_health() {
         ));
     });
 }
+
+#[test]
+fn demo_config_can_be_pointed_at_a_temporary_dir_and_a_simulator_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc: std::net::SocketAddr = "127.0.0.1:40123".parse().unwrap();
+    let cfg = config::demo(dir.path(), smsc, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.store.path, dir.path().join("store"));
+    assert_eq!(cfg.agent.socket, dir.path().join("agent.sock"));
+    assert_eq!(cfg.metrics.listen, None);
+    assert_eq!(cfg.carriers[0].port, 40123);
+    assert_eq!(cfg.carriers[0].password.expose(), "demo-pass");
+    assert_eq!(cfg.services.len(), 2);
+    let m: std::net::SocketAddr = "127.0.0.1:9999".parse().unwrap();
+    assert_eq!(
+        config::demo(dir.path(), smsc, Some(m))
+            .unwrap()
+            .metrics
+            .listen,
+        Some(m)
+    );
+}

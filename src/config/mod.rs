@@ -651,6 +651,57 @@ pub fn config_path(arg: Option<PathBuf>, env: &dyn Env) -> Option<PathBuf> {
     })
 }
 
+/// `config/demo.toml`, built in, for `smppgw demo` and the integration tests.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// The demo configuration with its store and socket under `dir`, its carrier
+/// `sim` pointed at `smsc` (the simulator's address) and the metrics listener
+/// at `metrics` (`None`: no listener). It goes through the same validation as
+/// a file.
+///
+/// # Errors
+/// Only if the built-in demo file stopped validating (a test guards it).
+pub fn demo(
+    dir: &Path,
+    smsc: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<Config, ConfigErrors> {
+    let mut doc: toml::Table = toml::from_str(DEMO_TOML).map_err(|e| ConfigErrors {
+        errors: vec![syntax_error(DEMO_TOML, &e)],
+    })?;
+    let set = |doc: &mut toml::Table, table: &str, key: &str, v: toml::Value| {
+        if let Some(toml::Value::Table(t)) = doc.get_mut(table) {
+            t.insert(key.to_string(), v);
+        }
+    };
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string());
+    set(&mut doc, "store", "path", path(dir.join("store")));
+    set(&mut doc, "agent", "socket", path(dir.join("agent.sock")));
+    match metrics {
+        Some(m) => set(
+            &mut doc,
+            "metrics",
+            "listen",
+            toml::Value::String(m.to_string()),
+        ),
+        None => {
+            doc.remove("metrics");
+        }
+    }
+    if let Some(toml::Value::Array(carriers)) = doc.get_mut("carrier") {
+        for c in carriers.iter_mut() {
+            if let toml::Value::Table(t) = c {
+                t.insert("host".into(), toml::Value::String(smsc.ip().to_string()));
+                t.insert("port".into(), toml::Value::Integer(i64::from(smsc.port())));
+            }
+        }
+    }
+    let text = toml::to_string(&doc).map_err(|e| ConfigErrors {
+        errors: vec![ConfigError::new("", e.to_string())],
+    })?;
+    parse(&text, &ProcessEnv, dir)
+}
+
 /// Reads and validates the file at `path` with the process environment.
 /// Relative paths inside it are resolved against its directory.
 ///
