@@ -208,6 +208,20 @@ pub fn check(input: &str, default_country: &str, policy: NumberPolicy) -> Number
     let e = e164(&n);
     let country = country_of(&n);
     let formatted = n.format().mode(Mode::International).to_string();
+    if n.extension().is_some() {
+        return NumberCheck {
+            reason: Some(format!(
+                "{shown} has an extension; SMS reaches whole numbers only"
+            )),
+            ..invalid(
+                shown.clone(),
+                Some(e),
+                country,
+                NumberKind::Unknown,
+                default_country,
+            )
+        };
+    }
     let valid = n.is_valid();
     let kind = if valid {
         NumberKind::from_type(n.number_type(&phonenumber::metadata::DATABASE))
@@ -456,6 +470,14 @@ mod tests {
                 assert_eq!(c.kind, K::Unknown);
             }
         }
+    }
+
+    #[test]
+    fn rejects_numbers_with_an_extension() {
+        let c = check("+44 7400 123456 ext. 12", "GB", Any);
+        assert!(!c.sms);
+        assert_eq!(c.code, Some(INVALID_NUMBER));
+        assert!(c.reason.unwrap().contains("extension"));
     }
 
     #[test]
