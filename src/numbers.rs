@@ -208,6 +208,20 @@ pub fn check(input: &str, default_country: &str, policy: NumberPolicy) -> Number
     let e = e164(&n);
     let country = country_of(&n);
     let formatted = n.format().mode(Mode::International).to_string();
+    if n.extension().is_some() {
+        return NumberCheck {
+            reason: Some(format!(
+                "{shown} has an extension; SMS reaches whole numbers only"
+            )),
+            ..invalid(
+                shown.clone(),
+                Some(e),
+                country,
+                NumberKind::Unknown,
+                default_country,
+            )
+        };
+    }
     let valid = n.is_valid();
     let kind = if valid {
         NumberKind::from_type(n.number_type(&phonenumber::metadata::DATABASE))
@@ -459,6 +473,14 @@ mod tests {
     }
 
     #[test]
+    fn rejects_numbers_with_an_extension() {
+        let c = check("+44 7400 123456 ext. 12", "GB", Any);
+        assert!(!c.sms);
+        assert_eq!(c.code, Some(INVALID_NUMBER));
+        assert!(c.reason.unwrap().contains("extension"));
+    }
+
+    #[test]
     fn any_policy_checks_syntax_only() {
         assert!(check("07700 900123", "GB", Any).sms);
         assert!(check("+999 1234 5678", "GB", Any).sms);
@@ -541,5 +563,22 @@ mod tests {
             check("090 1234 5678", "XX", Mobile).code,
             Some(INVALID_NUMBER)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(input in "[+0-9 ()./#*a-zA-Z-]{0,40}", ton in 0u8..8, dc in "(GB|JP|US|DE|AU|XX|)") {
+            for p in [Mobile, Valid, Any] {
+                let c = check(&input, &dc, p);
+                proptest::prop_assert!(c.sms == c.code.is_none());
+            }
+            let _ = normalize_inbound(&input, ton, 1, &dc);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_unicode(input in "\\PC{0,30}") {
+            let _ = check(&input, "GB", Mobile);
+            let _ = normalize_inbound(&input, 0, 0, "JP");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Configuration: the raw TOML mirror, validation with key paths, and the typed `Config`.
 //!
-//! The path is raw → validated → typed (STYLE habit 11): [`raw`] is a dumb serde
+//! The path is raw → validated → typed (STYLE habit 11): `raw` is a dumb serde
 //! mirror with closed tables, [`validate`] checks every key and collects every
 //! problem with its key path (`carrier[0].window: must be between 1 and 1000,
 //! got 0`), and only a file without errors becomes a [`Config`]. Nothing falls
@@ -8,7 +8,7 @@
 //! [`Env`] trait so tests inject variables. Passwords live in [`Secret`], whose
 //! `Debug`, `Display` and `Serialize` never show the value.
 
-pub mod raw;
+mod raw;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -523,6 +523,183 @@ impl Config {
             Err(e) => format!("# summary unavailable: {e}\n{self:#?}"),
         }
     }
+}
+
+// === helpers the link and daemon use ===
+
+/// command_status values with a default action other than permanent
+/// (CARRIERS §2: Kannel's temporary set plus RestComm's rebind).
+const DEFAULT_STATUS: &[(u32, StatusAction)] = &[
+    (0x0000_0004, StatusAction::Rebind),    // ESME_RINVBNDSTS
+    (0x0000_0008, StatusAction::Temporary), // ESME_RSYSERR
+    (0x0000_0014, StatusAction::Temporary), // ESME_RMSGQFUL
+    (0x0000_0058, StatusAction::Temporary), // ESME_RTHROTTLED
+    (0x0000_0064, StatusAction::Temporary), // ESME_RX_T_APPN
+];
+
+impl CarrierConfig {
+    /// What a non-zero submit_sm_resp `status` means on this carrier: the
+    /// `[carrier.status]` override, else the default table (0x04 rebind;
+    /// 0x08, 0x14, 0x58, 0x64 temporary; everything else permanent).
+    pub fn status_action(&self, status: u32) -> StatusAction {
+        if let Some(a) = self.status.get(&status) {
+            return *a;
+        }
+        DEFAULT_STATUS
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(StatusAction::Permanent, |(_, a)| *a)
+    }
+
+    /// Source TON/NPI for a sender of `ty` on this carrier: the carrier's
+    /// overrides, else 1/1 long, 3/0 short, 5/0 alphanumeric (CARRIERS §5).
+    pub fn source_ton_npi(&self, ty: SenderType) -> (u8, u8) {
+        let (ton, npi) = match ty {
+            SenderType::Long => (1, 1),
+            SenderType::Short => (3, 0),
+            SenderType::Alphanumeric => (5, 0),
+        };
+        (
+            self.source_ton.unwrap_or(ton),
+            self.source_npi.unwrap_or(npi),
+        )
+    }
+
+    /// True when going from `self` to `new` needs the binds rebuilt (where
+    /// and how we connect, or what the bind PDU carries). Everything else
+    /// (window, tps, timeouts, encoding, status table, ...) applies live on
+    /// SIGHUP.
+    pub fn needs_rebind(&self, new: &CarrierConfig) -> bool {
+        let tls = |t: &Option<TlsConfig>| {
+            t.as_ref().map(|t| {
+                (
+                    t.ca.clone(),
+                    t.client_cert.clone(),
+                    t.client_key.clone(),
+                    t.server_name.clone(),
+                )
+            })
+        };
+        self.host != new.host
+            || self.port != new.port
+            || self.local_address != new.local_address
+            || tls(&self.tls) != tls(&new.tls)
+            || self.system_id != new.system_id
+            || self.password != new.password
+            || self.system_type != new.system_type
+            || self.address_range != new.address_range
+            || self.bind != new.bind
+            || self.binds != new.binds
+            || self.max_pdu_bytes != new.max_pdu_bytes
+    }
+}
+
+/// What a SIGHUP reload does, from [`reload_plan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// Carriers that are new: start their links.
+    pub added_carriers: Vec<String>,
+    /// Carriers that are gone: drain and unbind their links.
+    pub removed_carriers: Vec<String>,
+    /// Carriers whose binds must be rebuilt with the new settings.
+    pub rebind_carriers: Vec<String>,
+    /// Keys that only a restart applies (store, agent socket, metrics
+    /// listener, log format); a reload keeps their running values and says so.
+    pub restart_required: Vec<String>,
+}
+
+/// Compares the running config with a freshly validated one. Services and
+/// the live carrier settings are simply swapped in by the daemon.
+pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
+    let mut plan = ReloadPlan::default();
+    for c in &new.carriers {
+        match old.carrier(&c.name) {
+            None => plan.added_carriers.push(c.name.clone()),
+            Some(o) if o.needs_rebind(c) => plan.rebind_carriers.push(c.name.clone()),
+            Some(_) => {}
+        }
+    }
+    for c in &old.carriers {
+        if new.carrier(&c.name).is_none() {
+            plan.removed_carriers.push(c.name.clone());
+        }
+    }
+    let mut restart = |key: &str, changed: bool| {
+        if changed {
+            plan.restart_required.push(key.to_string());
+        }
+    };
+    restart("store.path", old.store.path != new.store.path);
+    restart("agent.socket", old.agent.socket != new.agent.socket);
+    restart("agent.mode", old.agent.mode != new.agent.mode);
+    restart("agent.group", old.agent.group != new.agent.group);
+    restart(
+        "agent.max_connections",
+        old.agent.max_connections != new.agent.max_connections,
+    );
+    restart("metrics.listen", old.metrics.listen != new.metrics.listen);
+    restart("log.format", old.log.format != new.log.format);
+    plan
+}
+
+/// The config file path: the `--config` argument, else `SMPPGW_CONFIG`.
+pub fn config_path(arg: Option<PathBuf>, env: &dyn Env) -> Option<PathBuf> {
+    arg.or_else(|| {
+        env.var("SMPPGW_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// `config/demo.toml`, built in, for `smppgw demo` and the integration tests.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// The demo configuration with its store and socket under `dir`, its carrier
+/// `sim` pointed at `smsc` (the simulator's address) and the metrics listener
+/// at `metrics` (`None`: no listener). It goes through the same validation as
+/// a file.
+///
+/// # Errors
+/// Only if the built-in demo file stopped validating (a test guards it).
+pub fn demo(
+    dir: &Path,
+    smsc: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<Config, ConfigErrors> {
+    let mut doc: toml::Table = toml::from_str(DEMO_TOML).map_err(|e| ConfigErrors {
+        errors: vec![syntax_error(DEMO_TOML, &e)],
+    })?;
+    let set = |doc: &mut toml::Table, table: &str, key: &str, v: toml::Value| {
+        if let Some(toml::Value::Table(t)) = doc.get_mut(table) {
+            t.insert(key.to_string(), v);
+        }
+    };
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string());
+    set(&mut doc, "store", "path", path(dir.join("store")));
+    set(&mut doc, "agent", "socket", path(dir.join("agent.sock")));
+    match metrics {
+        Some(m) => set(
+            &mut doc,
+            "metrics",
+            "listen",
+            toml::Value::String(m.to_string()),
+        ),
+        None => {
+            doc.remove("metrics");
+        }
+    }
+    if let Some(toml::Value::Array(carriers)) = doc.get_mut("carrier") {
+        for c in carriers.iter_mut() {
+            if let toml::Value::Table(t) = c {
+                t.insert("host".into(), toml::Value::String(smsc.ip().to_string()));
+                t.insert("port".into(), toml::Value::Integer(i64::from(smsc.port())));
+            }
+        }
+    }
+    let text = toml::to_string(&doc).map_err(|e| ConfigErrors {
+        errors: vec![ConfigError::new("", e.to_string())],
+    })?;
+    parse(&text, &ProcessEnv, dir)
 }
 
 /// Reads and validates the file at `path` with the process environment.

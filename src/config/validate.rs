@@ -1,6 +1,6 @@
 //! Validation: raw → typed, collecting every problem with its key path.
 //!
-//! Each `check_*` reads one raw table, records errors into [`Errors`] and
+//! Each `check_*` reads one raw table, records errors into `Errors` and
 //! returns the typed value with defaults applied (a placeholder where the key
 //! was bad: the caller never sees it, because any error fails the whole file).
 

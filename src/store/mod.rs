@@ -324,6 +324,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<ReceiptOutcome>> + Send;
 
+    /// Like [`Store::record_receipt`] with several candidate forms of the id
+    /// (normal form first, then the other-base fallbacks): applies it to the
+    /// first that is indexed and says which (`Some(0)`: no fallback needed);
+    /// unmatched, holds it under every form.
+    fn record_receipt_any(
+        &self,
+        carrier: &str,
+        candidates: &[&str],
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<(ReceiptOutcome, Option<usize>)>> + Send;
+
     /// Submitted messages without a final receipt after `receipt_timeout_ms`
     /// become `unknown` (`message_failed`, state `no_receipt`); held receipts
     /// older than `held_max_age_ms` are dropped.

@@ -74,7 +74,13 @@ struct OutboxEntry {
 struct HeldReceipt {
     update: ReceiptUpdate,
     at_ms: u64,
+    /// Every candidate form it is held under (removed together).
+    #[serde(default)]
+    siblings: Vec<String>,
 }
+
+/// Events removed per trim transaction, so one call never builds a huge batch.
+const TRIM_CHUNK: usize = 10_000;
 
 // === impl SledStore ===
 
@@ -137,6 +143,51 @@ impl SledStore {
     /// Flushes done so far (group commit makes this far fewer than writes).
     pub fn flush_count(&self) -> u64 {
         self.inner.commit.flushes()
+    }
+
+    /// Flushes everything written so far (shutdown). Every mutating call is
+    /// already durable when it returns; this covers nothing else.
+    ///
+    /// # Errors
+    /// The engine's flush failed.
+    pub async fn flush(&self) -> StoreResult<()> {
+        let ticket = self.inner.commit.note_write(0);
+        self.inner.commit.wait(ticket).await
+    }
+
+    /// One bounded trim transaction (at most [`TRIM_CHUNK`] events).
+    async fn trim_chunk(
+        &self,
+        now_ms: u64,
+        acked_keep_ms: u64,
+        max_age_ms: u64,
+    ) -> StoreResult<usize> {
+        self.run(|tx| {
+            let mut slowest: Option<Seq> = None;
+            for kv in tx.tree(T::Cursors).iter() {
+                let (_, v) = kv?;
+                let s = decode_u64(T::Cursors.name(), &v)?;
+                slowest = Some(slowest.map_or(s, |m| m.min(s)));
+            }
+            let mut doomed = Vec::new();
+            for kv in tx.tree(T::Events).iter() {
+                let (k, v) = kv?;
+                let ev: Event = decode(T::Events.name(), &v)?;
+                let acked = slowest.is_some_and(|m| ev.seq <= m);
+                let old = ev.at_ms.saturating_add(max_age_ms) <= now_ms;
+                let acked_old = acked && ev.at_ms.saturating_add(acked_keep_ms) <= now_ms;
+                if !(old || acked_old) || doomed.len() >= TRIM_CHUNK {
+                    break;
+                }
+                doomed.push(k.to_vec());
+            }
+            let n = doomed.len();
+            for k in doomed {
+                tx.del(T::Events, k);
+            }
+            Ok(n)
+        })
+        .await
     }
 
     fn tree(&self, t: T) -> &sled::Tree {
@@ -686,6 +737,9 @@ fn record_submit(
             }
             if let Some(held) = tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
                 tx.del(T::HeldReceipts, key);
+                for sib in &held.siblings {
+                    tx.del(T::HeldReceipts, trees::carrier_id_key(&carrier, sib));
+                }
                 if !m.part_states[p].is_final() {
                     let state = PartState::from_receipt(&held.update);
                     if state.failure().is_some() {
@@ -727,25 +781,52 @@ fn record_submit(
 fn record_receipt(
     tx: &mut Tx<'_>,
     carrier: &str,
-    normalized_id: &str,
+    candidates: &[&str],
     update: ReceiptUpdate,
     now: u64,
-) -> StoreResult<ReceiptOutcome> {
-    let key = trees::carrier_id_key(carrier, normalized_id);
-    let Some(v) = tx.get(T::CarrierIds, &key)? else {
-        // Arrived before its submit_sm_resp: hold it. A final receipt is
-        // never replaced by an intermediate one.
+) -> StoreResult<(ReceiptOutcome, Option<usize>)> {
+    let mut hit = None;
+    for (i, c) in candidates.iter().enumerate() {
+        if let Some(v) = tx.get(T::CarrierIds, &trees::carrier_id_key(carrier, c))? {
+            hit = Some((i, v));
+            break;
+        }
+    }
+    let Some((which, v)) = hit else {
+        // Arrived before its submit_sm_resp: hold it under every candidate
+        // form. A final receipt is never replaced by an intermediate one.
+        let Some(first) = candidates.first() else {
+            return Ok((ReceiptOutcome::Duplicate, None));
+        };
+        let key = trees::carrier_id_key(carrier, first);
         if let Some(held) = tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
             let held_final = PartState::from_receipt(&held.update).is_final();
             if held.update == update || (held_final && !PartState::from_receipt(&update).is_final())
             {
-                return Ok(ReceiptOutcome::Held);
+                return Ok((ReceiptOutcome::Held, None));
             }
         }
-        tx.put_val(T::HeldReceipts, key, &HeldReceipt { update, at_ms: now })?;
-        return Ok(ReceiptOutcome::Held);
+        let held = HeldReceipt {
+            update,
+            at_ms: now,
+            siblings: candidates.iter().map(|c| c.to_string()).collect(),
+        };
+        for c in candidates {
+            tx.put_val(T::HeldReceipts, trees::carrier_id_key(carrier, c), &held)?;
+        }
+        return Ok((ReceiptOutcome::Held, None));
     };
-    let (Some(message), Some(&part)) = (trees::read_u64(&v), v.get(8)) else {
+    let outcome = apply_receipt(tx, &v, update, now)?;
+    Ok((outcome, Some(which)))
+}
+
+fn apply_receipt(
+    tx: &mut Tx<'_>,
+    v: &[u8],
+    update: ReceiptUpdate,
+    now: u64,
+) -> StoreResult<ReceiptOutcome> {
+    let (Some(message), Some(&part)) = (trees::read_u64(v), v.get(8)) else {
         return Err(StoreError::Corrupt {
             tree: T::CarrierIds.name(),
             detail: "short value".into(),
@@ -813,10 +894,15 @@ fn expire_pending(
         let (k, v) = kv?;
         let held: HeldReceipt = decode(T::HeldReceipts.name(), &v)?;
         if held.at_ms.saturating_add(held_max_age) <= now {
+            // Count a receipt held under several forms once.
+            let primary = match (held.siblings.first(), trees::split_lp(&k)) {
+                (Some(first), Some((_, rest))) => rest == first.as_bytes(),
+                _ => true,
+            };
+            report.held_dropped += usize::from(primary);
             stale.push(k.to_vec());
         }
     }
-    report.held_dropped = stale.len();
     for k in stale {
         tx.del(T::HeldReceipts, k);
     }
@@ -1100,7 +1186,19 @@ impl Store for SledStore {
         update: ReceiptUpdate,
         now_ms: u64,
     ) -> StoreResult<ReceiptOutcome> {
-        self.run(|tx| record_receipt(tx, carrier, normalized_id, update, now_ms))
+        self.run(|tx| record_receipt(tx, carrier, &[normalized_id], update, now_ms))
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    async fn record_receipt_any(
+        &self,
+        carrier: &str,
+        candidates: &[&str],
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> StoreResult<(ReceiptOutcome, Option<usize>)> {
+        self.run(|tx| record_receipt(tx, carrier, candidates, update, now_ms))
             .await
     }
 
@@ -1300,32 +1398,14 @@ impl Store for SledStore {
         acked_keep_ms: u64,
         max_age_ms: u64,
     ) -> StoreResult<usize> {
-        self.run(|tx| {
-            let mut slowest: Option<Seq> = None;
-            for kv in tx.tree(T::Cursors).iter() {
-                let (_, v) = kv?;
-                let s = decode_u64(T::Cursors.name(), &v)?;
-                slowest = Some(slowest.map_or(s, |m| m.min(s)));
+        let mut total = 0;
+        loop {
+            let n = self.trim_chunk(now_ms, acked_keep_ms, max_age_ms).await?;
+            total += n;
+            if n < TRIM_CHUNK {
+                return Ok(total);
             }
-            let mut doomed = Vec::new();
-            for kv in tx.tree(T::Events).iter() {
-                let (k, v) = kv?;
-                let ev: Event = decode(T::Events.name(), &v)?;
-                let acked = slowest.is_some_and(|m| ev.seq <= m);
-                let old = ev.at_ms.saturating_add(max_age_ms) <= now_ms;
-                let acked_old = acked && ev.at_ms.saturating_add(acked_keep_ms) <= now_ms;
-                if !(old || acked_old) {
-                    break;
-                }
-                doomed.push(k.to_vec());
-            }
-            let n = doomed.len();
-            for k in doomed {
-                tx.del(T::Events, k);
-            }
-            Ok(n)
-        })
-        .await
+        }
     }
 
     async fn put_template(
