@@ -4,10 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smppgw::config::{
-    self, BindMode, ConfigErrors, Env, Inbound, SenderType, ServiceConfig, StatusAction,
-    validate_templates,
-};
+use smppgw::config::{self, BindMode, ConfigErrors, Env, Inbound, SenderType, StatusAction};
 use smppgw::numbers::NumberPolicy;
 use smppgw::optout::{Keyword, classify};
 
@@ -344,29 +341,27 @@ fn too_long_templates_are_reported_with_their_key_path() {
         "{MINIMAL}max_parts = 1\n[[service.template]]\nname = \"short\"\ntext = \"hi\"\n[[service.template]]\nname = \"long\"\ntext = \"{}\"\n",
         "x".repeat(200)
     );
-    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
-    // stand-in for the text planner: 160 characters per part
-    let check = |text: &str, s: &ServiceConfig| {
-        let parts = text.chars().count().div_ceil(160);
-        if parts > s.max_parts as usize {
-            Err(format!(
-                "{} characters need {parts} parts, the limit is {}",
-                text.chars().count(),
-                s.max_parts
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let err = validate_templates(&cfg, &check).unwrap_err();
-    assert_eq!(err.errors.len(), 1);
+    // The real planner counts: 200 GSM septets need 2 parts, the limit is 1.
+    let err = errors(&text);
+    assert_eq!(err.errors.len(), 1, "{err}");
     assert!(
-        err.has(
-            "service[0].template[1].text",
-            "200 characters need 2 parts, the limit is 1"
-        ),
+        err.has("service[0].template[1].text", "200 septets"),
         "{err}"
     );
+    assert!(
+        err.has("service[0].template[1].text", "the limit is 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_template_that_fits_its_parts_is_accepted() {
+    let text = format!(
+        "{MINIMAL}max_parts = 1\n[[service.template]]\nname = \"full\"\ntext = \"{}\"\n",
+        "x".repeat(160)
+    );
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.services[0].templates.len(), 1);
 }
 
 #[test]

@@ -11,6 +11,13 @@
 mod raw;
 pub mod validate;
 
+/// How a carrier writes message ids: the receipt layer's enum.
+pub use crate::dlr::IdFormat;
+/// How long messages are split: the text planner's enum.
+pub use crate::text::Concat;
+/// What data_coding 0 means on a carrier: one definition, the text codec's.
+pub use crate::text::Dcs0 as DataCoding0;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -265,48 +272,6 @@ pub enum BindMode {
     TransmitterReceiver,
 }
 
-/// What `data_coding = 0` means on this carrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataCoding0 {
-    /// GSM 03.38 default alphabet, one septet per octet (unpacked). Default.
-    Gsm,
-    /// GSM 03.38 packed 7-bit.
-    GsmPacked,
-    /// ISO-8859-1.
-    Latin1,
-    /// IA5 / ASCII.
-    Ascii,
-}
-
-/// How long messages are split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Concat {
-    /// UDH with an 8-bit reference. Default.
-    Udh8,
-    /// UDH with a 16-bit reference.
-    Udh16,
-    /// SAR TLVs.
-    Sar,
-    /// One `message_payload` TLV, no split.
-    Payload,
-}
-
-/// How the carrier writes message ids (submit_sm_resp vs receipts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdFormat {
-    /// Compare in the normal form that tries hex and decimal. Default.
-    Auto,
-    /// Both sides decimal.
-    Decimal,
-    /// Both sides hex.
-    Hex,
-    /// Compare the strings as they are.
-    Raw,
-}
-
 /// What a submit_sm_resp status means for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -538,6 +503,22 @@ const DEFAULT_STATUS: &[(u32, StatusAction)] = &[
 ];
 
 impl CarrierConfig {
+    /// The text planner's options for `service`'s messages on this carrier:
+    /// what data_coding 0 means, the codings it takes and how it splits, with
+    /// the service's part limit and transliteration. `count`, `send` and the
+    /// outbox all plan with this, so the counter never disagrees with the wire.
+    pub fn plan_options(&self, service: &ServiceConfig) -> crate::text::PlanOptions {
+        crate::text::PlanOptions {
+            dcs0: self.data_coding0,
+            allow_latin1: self.allow_latin1,
+            allow_ia5: self.allow_ia5,
+            at_as_ucs2: self.at_as_ucs2,
+            transliterate: service.transliterate,
+            concat: self.concat,
+            max_parts: service.max_parts,
+        }
+    }
+
     /// What a non-zero submit_sm_resp `status` means on this carrier: the
     /// `[carrier.status]` override, else the default table (0x04 rebind;
     /// 0x08, 0x14, 0x58, 0x64 temporary; everything else permanent).
@@ -728,7 +709,22 @@ pub fn parse(toml_text: &str, env: &dyn Env, base_dir: &Path) -> Result<Config, 
     let raw: raw::RawConfig = toml::from_str(toml_text).map_err(|e| ConfigErrors {
         errors: vec![syntax_error(toml_text, &e)],
     })?;
-    validate::validate(raw, env, base_dir)
+    let config = validate::validate(raw, env, base_dir)?;
+    validate::validate_templates(&config, &|text, service| {
+        template_fits(&config, text, service)
+    })?;
+    Ok(config)
+}
+
+/// A predefined message must fit the service's part limit on its carrier,
+/// counted by the same planner that answers `count` and plans the submits.
+pub fn template_fits(config: &Config, text: &str, service: &ServiceConfig) -> Result<(), String> {
+    let Some(carrier) = config.carrier(&service.carrier) else {
+        return Ok(()); // reported by validation already
+    };
+    crate::text::plan(text, &carrier.plan_options(service), 0)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A serde/TOML error as one line with its line and column.
