@@ -1,0 +1,1 @@
+//! The tokio driver of one session (work in progress).
