@@ -899,3 +899,140 @@ fn response_without_message_id_body_is_tolerated() {
         }]
     ));
 }
+
+// ===== the driver over a loopback socket =====
+
+mod socket {
+    use super::*;
+    use smppgw::session::driver::{
+        self, BindConfig, BindError, DriverConfig, SessionHandle, connect_and_bind,
+    };
+    use smppgw::session::status::BindFailure;
+    use tokio::net::TcpListener;
+
+    /// An MC on 127.0.0.1:0 built from `Session<Mc>` and the driver: it
+    /// accepts one connection, sends one deliver_sm once bound, and returns
+    /// every event it saw until the session ended.
+    async fn one_shot_mc(mc: McConfig) -> (u16, tokio::task::JoinHandle<Vec<Event>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let session = Session::<Mc>::new(mc_cfg(), mc, smppgw::clock::now());
+            let mut h: SessionHandle = driver::spawn(tcp, session, &DriverConfig::default());
+            let mut seen = Vec::new();
+            while let Some(e) = h.next_event().await {
+                if matches!(e, Event::Bound { .. }) {
+                    h.submit(deliver_req(70)).await.unwrap();
+                }
+                seen.push(e);
+            }
+            seen
+        });
+        (port, task)
+    }
+
+    fn bind_cfg(port: u16, password: &str) -> BindConfig {
+        BindConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: None,
+            session: SessionConfig::new(BindParams::new(BindKind::Transceiver, "gw", password)),
+            driver: DriverConfig::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn driver_binds_submits_receives_responds_and_unbinds_over_tcp() {
+        let (port, mc) = one_shot_mc(auto_mc()).await;
+        let mut h = connect_and_bind(&bind_cfg(port, "secret")).await.unwrap();
+        assert_eq!(h.peer_system_id(), "SMSC");
+        let seq = h.submit(submit_req(1)).await.unwrap();
+        let (mut resp, mut delivered) = (None, false);
+        while resp.is_none() || !delivered {
+            match h.next_event().await.expect("session ended early") {
+                Event::SubmitResp {
+                    tag,
+                    seq: s,
+                    message_id,
+                    ..
+                } => {
+                    assert_eq!((tag, s), (1, seq));
+                    resp = message_id;
+                }
+                Event::Deliver { token, frame } => {
+                    assert!(Pdu::parse(&frame).is_ok());
+                    h.respond(token, CommandStatus::ROK).await.unwrap();
+                    delivered = true;
+                }
+                Event::Quirks { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(resp.as_deref(), Some("1"));
+        h.unbind().await.unwrap();
+        let (end, rest) = h.closed().await;
+        assert_eq!(end.reason, CloseReason::Unbound, "{rest:?}");
+        assert!(end.was_bound && end.unanswered.is_empty());
+        assert!(end.transport.is_none(), "{:?}", end.transport);
+
+        let seen = mc.await.unwrap();
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, Event::Submitted { message_id, .. } if message_id == "1"))
+        );
+        assert!(
+            seen.iter().any(|e| matches!(
+                e,
+                Event::SubmitResp {
+                    tag: 70,
+                    status: CommandStatus::ROK,
+                    ..
+                }
+            )),
+            "deliver_sm_resp never reached the MC: {seen:?}"
+        );
+        assert!(matches!(
+            seen.last(),
+            Some(Event::Closed {
+                reason: CloseReason::PeerUnbound,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn driver_reports_bad_password_as_auth_refusal() {
+        let (port, mc) = one_shot_mc(McConfig::with_credentials("gw", "other")).await;
+        let err = connect_and_bind(&bind_cfg(port, "secret"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BindError::Refused {
+                    status: CommandStatus::RINVPASWD,
+                    class: BindClass::Auth
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.failure(),
+            BindFailure::Status(CommandStatus::RINVPASWD.0)
+        );
+        mc.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn driver_reports_connection_refused() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = connect_and_bind(&bind_cfg(port, "secret"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.failure(), BindFailure::ConnectRefused, "{err:?}");
+    }
+}

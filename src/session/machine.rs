@@ -570,23 +570,6 @@ impl Session<Mc> {
         s.timers.set(Timer::BindResp, now + s.cfg.bind_timeout);
         s
     }
-
-    /// Answers a submit_sm/data_sm reported by [`Event::Submit`] with
-    /// `status` and, when it is `ESME_ROK`, `message_id`.
-    ///
-    /// # Errors
-    /// [`RespondError`] when the token is from another session or the
-    /// session is closed.
-    pub fn respond_with_id(
-        &mut self,
-        token: DeliverToken,
-        status: CommandStatus,
-        message_id: &str,
-    ) -> Result<(), RespondError> {
-        self.check_token(&token)?;
-        self.send_message_id_resp(token.command_id, token.seq, status, message_id.as_bytes());
-        Ok(())
-    }
 }
 
 impl<R: Role> Session<R> {
@@ -630,6 +613,17 @@ impl<R: Role> Session<R> {
     /// Requests outstanding in the window.
     pub fn in_flight(&self) -> usize {
         self.window.len()
+    }
+
+    /// Events not yet taken by [`Session::poll_event`] (the driver stops
+    /// reading the socket while too many wait).
+    pub fn events_pending(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Frames not yet taken by [`Session::poll_transmit`].
+    pub fn transmit_pending(&self) -> usize {
+        self.transmit.len()
     }
 
     /// The configuration.
@@ -767,6 +761,25 @@ impl<R: Role> Session<R> {
             _ => String::new(),
         };
         self.send_message_id_resp(token.command_id, token.seq, status, id.as_bytes());
+        Ok(())
+    }
+
+    /// Answers a request reported with a token with `status` and, when it
+    /// is `ESME_ROK`, `message_id`: meant for the MC answering
+    /// [`Event::Submit`] (an ESME's deliver_sm_resp carries an empty id; use
+    /// [`Session::respond`]).
+    ///
+    /// # Errors
+    /// [`RespondError`] when the token is from another session or the
+    /// session is closed.
+    pub fn respond_with_id(
+        &mut self,
+        token: DeliverToken,
+        status: CommandStatus,
+        message_id: &str,
+    ) -> Result<(), RespondError> {
+        self.check_token(&token)?;
+        self.send_message_id_resp(token.command_id, token.seq, status, message_id.as_bytes());
         Ok(())
     }
 
