@@ -310,7 +310,10 @@ fn bind_without_answer_times_out() {
     p.drive();
     p.advance_by(Duration::from_secs(31));
     let ev = p.take_esme();
-    assert!(matches!(ev[0], Event::BindFailed { .. }), "{ev:?}");
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::BindFailed { .. })),
+        "{ev:?}"
+    );
     assert_eq!(
         closed_reason(&ev).map(|c| c.0),
         Some(CloseReason::BindTimeout)

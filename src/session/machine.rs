@@ -394,8 +394,10 @@ pub enum Event {
         /// The bind kind.
         kind: BindKind,
     },
-    /// ESME: the bind was refused (a [`Event::Closed`] follows).
-    /// `ESME_RALYBND` is a failure, not a success (unlike Kannel).
+    /// ESME: the bind was refused by a bind_resp or generic_nack (a
+    /// [`Event::Closed`] follows). `ESME_RALYBND` is a failure, not a
+    /// success (unlike Kannel). A bind_resp that never comes is only
+    /// `Closed { reason: BindTimeout }`.
     BindFailed {
         /// The status of the bind_resp or generic_nack.
         status: CommandStatus,
@@ -491,6 +493,14 @@ pub enum Event {
         seq: u32,
         /// The status we answered with.
         status: CommandStatus,
+    },
+    /// A request without a response (`outbind`, `alert_notification`) that
+    /// this side does not act on; counted.
+    Ignored {
+        /// Its command id.
+        command_id: CommandId,
+        /// Its sequence number.
+        seq: u32,
     },
     /// The session is over. Always the last event.
     Closed {
@@ -650,7 +660,9 @@ impl<R: Role> Session<R> {
 
     // === commands ===
 
-    /// Whether a submit would be taken now, without taking one.
+    /// Whether a submit would be taken now, without taking one. Like
+    /// `submit`, an `Err` here promises a later [`Event::WindowOpen`]. The
+    /// local rate is only checked by `submit` itself.
     ///
     /// # Errors
     /// The [`Blocked`] reason `submit` would give (for any allowed command).
@@ -688,8 +700,8 @@ impl<R: Role> Session<R> {
     /// [`Blocked`]: nothing was sent; keep the request at the head of the
     /// queue and retry after [`Event::WindowOpen`].
     pub fn submit(&mut self, now: Instant, req: &SubmitRequest) -> Result<u32, Blocked> {
-        if self.state.bound_kind().is_some()
-            && !R::may_send(State::Bound(self.cfg.bind.kind), req.command_id)
+        if let Some(kind) = self.state.bound_kind()
+            && !R::may_send(State::Bound(kind), req.command_id)
         {
             return Err(Blocked::NotAllowed);
         }
@@ -832,15 +844,7 @@ impl<R: Role> Session<R> {
                 return;
             }
             match timer {
-                Timer::BindResp => {
-                    if R::SIDE == Side::Esme {
-                        self.events.push_back(Event::BindFailed {
-                            status: CommandStatus::ROK,
-                            class: classify_bind_failure(BindFailure::BindRespTimeout).class,
-                        });
-                    }
-                    self.close(CloseReason::BindTimeout);
-                }
+                Timer::BindResp => self.close(CloseReason::BindTimeout),
                 Timer::EnquireLink => {
                     if self.state.bound_kind().is_some() && self.enquire_seq.is_none() {
                         let seq = self.next_seq();
@@ -930,7 +934,13 @@ impl<R: Role> Session<R> {
             } else {
                 // ESME_RALYBND included: without a bound session every
                 // submit would fail (CARRIERS.md 1, Kannel's bug).
-                let status = if ok { CommandStatus::RSYSERR } else { status };
+                // A refusal that says ROK (a generic_nack with status 0)
+                // is still a refusal.
+                let status = if status == CommandStatus::ROK {
+                    CommandStatus::RSYSERR
+                } else {
+                    status
+                };
                 self.events.push_back(Event::BindFailed {
                     status,
                     class: classify_bind_failure(BindFailure::Status(status.0)).class,
@@ -1014,10 +1024,9 @@ impl<R: Role> Session<R> {
                 return self.reject(CommandId::GENERIC_NACK, seq, CommandStatus::RINVCMDID);
             }
             Verdict::Ignore => {
-                self.events.push_back(Event::UnexpectedResponse {
+                self.events.push_back(Event::Ignored {
                     command_id: id,
                     seq,
-                    status: h.command_status,
                 });
                 return;
             }
@@ -1070,7 +1079,13 @@ impl<R: Role> Session<R> {
                     (Side::Mc, _) => self.events.push_back(Event::Submit { token, frame }),
                 }
             }
-            Pdu::AlertNotification(_) | Pdu::Outbind(_) => {}
+            // No response exists for these; nothing here acts on them.
+            Pdu::AlertNotification(_) | Pdu::Outbind(_) => {
+                self.events.push_back(Event::Ignored {
+                    command_id: id,
+                    seq,
+                });
+            }
             // query_sm, cancel_sm, replace_sm, submit_multi: valid requests
             // this machine does not serve.
             _ => self.reject(id, seq, CommandStatus::RINVCMDID),
@@ -1288,4 +1303,230 @@ impl<R: Role> Session<R> {
 /// A wire string as text; invalid UTF-8 is replaced, never an error.
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{SmBody, Tlvs};
+
+    fn cfg() -> SessionConfig {
+        SessionConfig::new(BindParams::new(BindKind::Transceiver, "gw", "secret"))
+    }
+
+    fn encode(pdu: &Pdu<'_>, status: CommandStatus, seq: u32) -> Bytes {
+        let mut b = BytesMut::new();
+        pdu.encode(status, seq, &mut b);
+        b.freeze()
+    }
+
+    fn raw(id: CommandId, status: CommandStatus, seq: u32, body: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&((16 + body.len()) as u32).to_be_bytes());
+        b.extend_from_slice(&id.0.to_be_bytes());
+        b.extend_from_slice(&status.0.to_be_bytes());
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(body);
+        b.freeze()
+    }
+
+    fn events<R: Role>(s: &mut Session<R>) -> Vec<Event> {
+        std::iter::from_fn(|| s.poll_event())
+            .filter(|e| !matches!(e, Event::Quirks { .. }))
+            .collect()
+    }
+
+    fn submit() -> SubmitRequest {
+        let body = SmBody {
+            destination_addr: b"447911123456",
+            short_message: b"hi",
+            ..SmBody::default()
+        };
+        SubmitRequest::new(1, &Pdu::SubmitSm(body))
+    }
+
+    /// An ESME bound by a hand-made bind_resp.
+    fn bound(cfg: SessionConfig, now: Instant) -> Session<Esme> {
+        let mut s = Session::<Esme>::new(cfg, now);
+        let bind = s.poll_transmit().unwrap();
+        let resp = Pdu::BindTransceiverResp(BindResp {
+            system_id: Some(b"SMSC"),
+            tlvs: Tlvs::default(),
+        });
+        s.handle_frame(
+            now,
+            encode(&resp, CommandStatus::ROK, bind.header.sequence_number),
+        );
+        assert!(matches!(events(&mut s)[..], [Event::Bound { .. }]));
+        s
+    }
+
+    #[test]
+    fn enquire_link_is_not_sent_before_bind() {
+        let now = crate::clock::now();
+        let mut s = Session::<Esme>::new(cfg(), now);
+        let _bind = s.poll_transmit();
+        let mut t = now;
+        while let Some(at) = s.poll_timeout() {
+            t = at;
+            s.handle_timeout(t);
+        }
+        assert!(
+            s.poll_transmit().is_none(),
+            "something was sent while unbound"
+        );
+        assert_eq!(t, now + cfg().bind_timeout);
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::Closed {
+                reason: CloseReason::BindTimeout,
+                was_bound: false,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn generic_nack_to_bind_is_a_refusal() {
+        let now = crate::clock::now();
+        let mut s = Session::<Esme>::new(cfg(), now);
+        let seq = s.poll_transmit().unwrap().header.sequence_number;
+        s.handle_frame(
+            now,
+            encode(&Pdu::GenericNack, CommandStatus::RINVBNDSTS, seq),
+        );
+        let ev = events(&mut s);
+        assert_eq!(
+            ev[0],
+            Event::BindFailed {
+                status: CommandStatus::RINVBNDSTS,
+                class: BindClass::Transient
+            }
+        );
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn bind_fail_with_one_octet_body_is_a_refusal() {
+        let now = crate::clock::now();
+        let mut s = Session::<Esme>::new(cfg(), now);
+        let seq = s.poll_transmit().unwrap().header.sequence_number;
+        s.handle_frame(
+            now,
+            raw(
+                CommandId::BIND_TRANSCEIVER_RESP,
+                CommandStatus::RBINDFAIL,
+                seq,
+                &[0],
+            ),
+        );
+        assert_eq!(
+            events(&mut s)[0],
+            Event::BindFailed {
+                status: CommandStatus::RBINDFAIL,
+                class: BindClass::Misconfigured
+            }
+        );
+    }
+
+    #[test]
+    fn blocked_poll_ready_is_followed_by_window_open() {
+        let now = crate::clock::now();
+        let mut c = cfg();
+        c.window = 1;
+        let mut s = bound(c, now);
+        let seq = s.submit(now, &submit()).unwrap();
+        assert_eq!(s.poll_ready(now), Err(Blocked::WindowFull));
+        let resp = Pdu::SubmitSmResp(MessageIdResp {
+            message_id: Some(b"0A1B"),
+            tlvs: Tlvs::default(),
+        });
+        s.handle_frame(now, encode(&resp, CommandStatus::ROK, seq));
+        let ev = events(&mut s);
+        assert!(matches!(&ev[0], Event::SubmitResp { message_id: Some(m), .. } if m == "0A1B"));
+        assert_eq!(ev[1], Event::WindowOpen);
+        assert_eq!(ev.len(), 2, "exactly one WindowOpen");
+    }
+
+    #[test]
+    fn response_of_another_command_does_not_complete_a_submit() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        let seq = s.submit(now, &submit()).unwrap();
+        let wrong = Pdu::DeliverSmResp(MessageIdResp {
+            message_id: Some(b""),
+            tlvs: Tlvs::default(),
+        });
+        s.handle_frame(now, encode(&wrong, CommandStatus::ROK, seq));
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::UnexpectedResponse {
+                command_id: CommandId::DELIVER_SM_RESP,
+                ..
+            }]
+        ));
+        assert_eq!(s.in_flight(), 1);
+    }
+
+    #[test]
+    fn respond_after_close_is_refused() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        let deliver = Pdu::DeliverSm(SmBody {
+            short_message: b"x",
+            ..SmBody::default()
+        });
+        s.handle_frame(now, encode(&deliver, CommandStatus::ROK, 9));
+        let token = match events(&mut s).pop() {
+            Some(Event::Deliver { token, .. }) => token,
+            other => panic!("{other:?}"),
+        };
+        s.handle_closed(now);
+        assert_eq!(
+            s.respond(token, CommandStatus::ROK),
+            Err(RespondError::Closed)
+        );
+    }
+
+    #[test]
+    fn mc_answers_second_bind_with_already_bound_and_stays_bound() {
+        let now = crate::clock::now();
+        let mut mc = Session::<Mc>::new(cfg(), McConfig::with_credentials("gw", "secret"), now);
+        let bind = Pdu::BindTransmitter(Bind {
+            system_id: b"gw",
+            password: b"secret",
+            interface_version: INTERFACE_VERSION,
+            ..Bind::default()
+        });
+        mc.handle_frame(now, encode(&bind, CommandStatus::ROK, 1));
+        mc.handle_frame(now, encode(&bind, CommandStatus::ROK, 2));
+        let statuses: Vec<_> = std::iter::from_fn(|| mc.poll_transmit())
+            .map(|f| (f.header.sequence_number, f.header.command_status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [(1, CommandStatus::ROK), (2, CommandStatus::RALYBND)]
+        );
+        assert_eq!(mc.state(), State::Bound(BindKind::Transmitter));
+    }
+
+    #[test]
+    fn alert_notification_is_ignored_without_answer() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        s.handle_frame(
+            now,
+            raw(
+                CommandId::ALERT_NOTIFICATION,
+                CommandStatus::ROK,
+                4,
+                b"\0\0\0\0\0\0",
+            ),
+        );
+        assert!(s.poll_transmit().is_none());
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::Ignored { seq: 4, .. }]
+        ));
+    }
 }
