@@ -917,12 +917,27 @@ mod socket {
     /// accepts one connection, sends one deliver_sm once bound, and returns
     /// every event it saw until the session ended.
     async fn one_shot_mc(mc: McConfig) -> (u16, tokio::task::JoinHandle<Vec<Event>>) {
+        one_shot_mc_over(mc, None).await
+    }
+
+    /// Like [`one_shot_mc`], over TLS when `tls` is given; a failed
+    /// handshake ends it with no events.
+    async fn one_shot_mc_over(
+        mc: McConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<Event>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let session = Session::<Mc>::new(mc_cfg(), mc, smppgw::clock::now());
-            let mut h: SessionHandle = driver::spawn(tcp, session, &DriverConfig::default());
+            let mut h: SessionHandle = match tls {
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(stream) => driver::spawn(stream, session, &DriverConfig::default()),
+                    Err(_) => return Vec::new(),
+                },
+                None => driver::spawn(tcp, session, &DriverConfig::default()),
+            };
             let mut seen = Vec::new();
             while let Some(e) = h.next_event().await {
                 if matches!(e, Event::Bound { .. }) {
@@ -1037,5 +1052,87 @@ mod socket {
             .await
             .unwrap_err();
         assert_eq!(err.failure(), BindFailure::ConnectRefused, "{err:?}");
+    }
+
+    /// A self-signed certificate for `localhost`: the MC's acceptor and an
+    /// ESME client configuration trusting it.
+    fn tls_pair() -> (
+        tokio_rustls::TlsAcceptor,
+        std::sync::Arc<rustls::ClientConfig>,
+    ) {
+        use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::Arc;
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            Arc::new(client),
+        )
+    }
+
+    fn tls_cfg(port: u16, client: std::sync::Arc<rustls::ClientConfig>, name: &str) -> BindConfig {
+        BindConfig {
+            tls: Some(driver::TlsTarget {
+                config: client,
+                server_name: rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
+            }),
+            ..bind_cfg(port, "secret")
+        }
+    }
+
+    #[tokio::test]
+    async fn driver_binds_and_unbinds_over_tls() {
+        let (acceptor, client) = tls_pair();
+        let (port, mc) = one_shot_mc_over(auto_mc(), Some(acceptor)).await;
+        let mut h = connect_and_bind(&tls_cfg(port, client, "localhost"))
+            .await
+            .unwrap();
+        let seq = h.submit(submit_req(5)).await.unwrap();
+        loop {
+            match h.next_event().await.expect("session ended early") {
+                Event::SubmitResp { tag: 5, seq: s, .. } => {
+                    assert_eq!(s, seq);
+                    break;
+                }
+                Event::Deliver { token, .. } => h.respond(token, CommandStatus::ROK).await.unwrap(),
+                _ => {}
+            }
+        }
+        h.unbind().await.unwrap();
+        let (end, _) = h.closed().await;
+        assert_eq!(end.reason, CloseReason::Unbound);
+        assert!(
+            mc.await
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::Submitted { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_tls_server_with_wrong_hostname() {
+        let (acceptor, client) = tls_pair();
+        let (port, mc) = one_shot_mc_over(auto_mc(), Some(acceptor)).await;
+        let err = connect_and_bind(&tls_cfg(port, client, "smsc.example.net"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BindError::Tls(_)), "{err:?}");
+        assert_eq!(err.failure(), BindFailure::Tls);
+        assert!(mc.await.unwrap().is_empty());
     }
 }
