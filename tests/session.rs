@@ -1136,3 +1136,58 @@ mod socket {
         assert!(mc.await.unwrap().is_empty());
     }
 }
+
+// ===== the driver's timer, in paused tokio time =====
+
+mod timer {
+    use super::*;
+    use futures_util::StreamExt;
+    use smppgw::pdu::SmppCodec;
+    use smppgw::session::driver::{self, DriverConfig};
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::FramedRead;
+
+    /// A peer that binds the ESME and then never answers again: the driver's
+    /// one sleep must fire the enquire_link and then its timeout, and the
+    /// in-flight submit comes back unanswered.
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_ends_session_by_enquire_link_timeout() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let session = Session::<Esme>::new(esme_cfg(), smppgw::clock::now());
+        let mut h = driver::spawn(ours, session, &DriverConfig::default());
+
+        let (rd, mut wr) = tokio::io::split(theirs);
+        let mut frames = FramedRead::new(rd, SmppCodec::new(4096));
+        let bind = frames.next().await.unwrap().unwrap();
+        let resp = Pdu::BindTransceiverResp(BindResp {
+            system_id: Some(b"SMSC"),
+            tlvs: Tlvs::default(),
+        });
+        wr.write_all(&frame(
+            &resp,
+            CommandStatus::ROK,
+            bind.header.sequence_number,
+        ))
+        .await
+        .unwrap();
+        assert!(matches!(h.next_event().await, Some(Event::Bound { .. })));
+        h.submit(submit_req(77)).await.unwrap();
+
+        let peer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(Ok(f)) = frames.next().await {
+                seen.push(f.header.command_id);
+            }
+            drop(wr);
+            seen
+        });
+        // Virtual time: a driver that never wakes fails here, not hangs.
+        let (end, _) = tokio::time::timeout(Duration::from_secs(600), h.closed())
+            .await
+            .expect("the driver never fired its timers");
+        assert_eq!(end.reason, CloseReason::EnquireLinkTimeout);
+        assert_eq!(end.unanswered, vec![77]);
+        let seen = peer.await.unwrap();
+        assert_eq!(seen, vec![CommandId::SUBMIT_SM, CommandId::ENQUIRE_LINK]);
+    }
+}

@@ -561,7 +561,10 @@ where
                 if closed {
                     break;
                 }
-                session.handle_timeout(clock::now());
+                // Never earlier than the deadline the sleep was set to, so
+                // a timer that fires a hair early cannot spin the loop.
+                let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
+                session.handle_timeout(now);
             }
             permit = write_tx.reserve(), if next_frame.is_some() => match permit {
                 Ok(p) => {
