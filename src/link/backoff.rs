@@ -100,12 +100,33 @@ impl BackoffPolicy {
         floor: Duration::from_secs(30),
     };
 
+    /// Checks the policy's bounds (for the config layer).
+    ///
+    /// # Errors
+    /// The first setting out of bounds.
+    pub fn validate(&self) -> Result<(), BackoffConfigError> {
+        let fail = |field, expected| Err(BackoffConfigError { field, expected });
+        if self.initial.is_zero() || self.initial > self.max {
+            return fail("initial", "above zero and at most max");
+        }
+        if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
+            return fail("multiplier", "at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return fail("jitter", "a fraction between 0 and 1");
+        }
+        if self.floor > self.max {
+            return fail("floor", "at most max");
+        }
+        Ok(())
+    }
+
     /// The ALREADY_BOUND policy for a carrier whose session timeout is
     /// `carrier_timeout`: never waits less than that.
     pub fn already_bound(carrier_timeout: Duration) -> BackoffPolicy {
         let floor = carrier_timeout;
         BackoffPolicy {
-            initial: floor + floor / 4,
+            initial: (floor + floor / 4).max(Duration::from_secs(1)),
             max: (floor * 4).max(BackoffPolicy::ALREADY_BOUND.max),
             floor,
             ..BackoffPolicy::ALREADY_BOUND
@@ -124,6 +145,16 @@ impl BackoffPolicy {
         let secs = base * (1.0 - jitter * unit);
         Duration::from_secs_f64(secs.max(0.0)).max(self.floor)
     }
+}
+
+/// A backoff setting outside its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} out of bounds: {expected}")]
+pub struct BackoffConfigError {
+    /// The setting.
+    pub field: &'static str,
+    /// What it must be.
+    pub expected: &'static str,
 }
 
 /// One policy plus its consecutive-failure count.
@@ -266,6 +297,25 @@ mod tests {
         for b in buckets {
             assert!((800..1200).contains(&b), "{buckets:?}");
         }
+    }
+
+    #[test]
+    fn default_policies_are_valid_and_bad_ones_rejected() {
+        let d = ReconnectPolicies::default();
+        for p in [d.connect, d.auth, d.already_bound, d.bind_failed] {
+            assert_eq!(p.validate(), Ok(()));
+        }
+        assert_eq!(BackoffPolicy::already_bound(600 * S).validate(), Ok(()));
+        let bad = BackoffPolicy {
+            jitter: 2.0,
+            ..BackoffPolicy::CONNECT
+        };
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("jitter"));
+        let bad = BackoffPolicy {
+            initial: 120 * S,
+            ..BackoffPolicy::CONNECT
+        };
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("initial"));
     }
 
     #[test]

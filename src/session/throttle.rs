@@ -99,7 +99,71 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// A throttle setting outside its bounds (reported by the config layer with
+/// the carrier's key path).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} out of bounds: {expected}")]
+pub struct ThrottleConfigError {
+    /// The setting.
+    pub field: &'static str,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
 impl ThrottleConfig {
+    /// Checks every setting (quinn-style bounds), so nothing is silently
+    /// clamped at run time.
+    ///
+    /// # Errors
+    /// The first setting out of bounds.
+    pub fn validate(&self) -> Result<(), ThrottleConfigError> {
+        let fail = |field, expected| Err(ThrottleConfigError { field, expected });
+        if let Some(tps) = self.tps {
+            if !(tps.is_finite() && tps > 0.0) {
+                return fail("tps", "a positive number of messages per second");
+            }
+        }
+        if self.burst == 0 {
+            return fail("burst", "at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.tolerance) {
+            return fail("tolerance", "a fraction between 0 and 1");
+        }
+        if self.streak == 0 {
+            return fail("streak", "at least 1");
+        }
+        if self.pause_initial.is_zero() || self.pause_initial > self.pause_max {
+            return fail("pause_initial", "above zero and at most pause_max");
+        }
+        if !(self.pause_factor >= 1.0 && self.pause_factor.is_finite()) {
+            return fail("pause_factor", "at least 1");
+        }
+        if !(self.rate_decrease > 0.0 && self.rate_decrease <= 1.0) {
+            return fail("rate_decrease", "a fraction above 0, at most 1");
+        }
+        if !(self.min_rate_fraction > 0.0 && self.min_rate_fraction <= 1.0) {
+            return fail("min_rate_fraction", "a fraction above 0, at most 1");
+        }
+        if self.recovery_quiet.is_zero() {
+            return fail("recovery_quiet", "above zero");
+        }
+        if !(self.recovery_step > 0.0 && self.recovery_step <= 1.0) {
+            return fail("recovery_step", "a fraction above 0, at most 1");
+        }
+        if self.queue_full_pause_initial.is_zero()
+            || self.queue_full_pause_initial > self.queue_full_pause_max
+        {
+            return fail(
+                "queue_full_pause_initial",
+                "above zero and at most queue_full_pause_max",
+            );
+        }
+        if !(self.queue_full_factor >= 1.0 && self.queue_full_factor.is_finite()) {
+            return fail("queue_full_factor", "at least 1");
+        }
+        Ok(())
+    }
+
     /// The defaults with a local limit of `tps` messages/s and `burst`.
     pub fn with_rate(tps: f64, burst: u32) -> Self {
         ThrottleConfig {
@@ -409,6 +473,44 @@ mod tests {
         assert_eq!(when, t0 + 100 * MS);
         assert!(th.try_take(t0 + 99 * MS).is_err());
         assert_eq!(th.try_take(when), Ok(()));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_settings_are_rejected() {
+        assert_eq!(ThrottleConfig::default().validate(), Ok(()));
+        assert_eq!(ThrottleConfig::with_rate(30.0, 5).validate(), Ok(()));
+        let bad = [
+            ThrottleConfig::with_rate(0.0, 5),
+            ThrottleConfig::with_rate(f64::NAN, 5),
+            ThrottleConfig::with_rate(10.0, 0),
+            ThrottleConfig {
+                rate_decrease: 0.0,
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                pause_initial: Duration::from_secs(20),
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                tolerance: 1.5,
+                ..ThrottleConfig::default()
+            },
+        ];
+        let fields: Vec<_> = bad
+            .iter()
+            .map(|c| c.validate().map_err(|e| e.field))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                Err("tps"),
+                Err("tps"),
+                Err("burst"),
+                Err("rate_decrease"),
+                Err("pause_initial"),
+                Err("tolerance")
+            ]
+        );
     }
 
     #[test]

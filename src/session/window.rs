@@ -71,7 +71,8 @@ impl<T> Window<T> {
         let capacity = capacity.max(1);
         Window {
             capacity,
-            entries: HashMap::with_capacity(capacity),
+            // A huge configured window should not allocate up front.
+            entries: HashMap::with_capacity(capacity.min(1024)),
             by_deadline: BTreeSet::new(),
             next_order: 0,
         }
@@ -325,6 +326,66 @@ mod tests {
         assert_eq!(w.drain(), vec![(MAX_SEQUENCE, "m1"), (1, "m2"), (2, "m3")]);
         assert!(w.is_empty());
         assert_eq!(w.earliest_deadline(), None);
+    }
+
+    proptest::proptest! {
+        /// Random inserts, removes and expiries against a simple model:
+        /// never more than `capacity` entries, nothing lost or invented.
+        #[test]
+        fn window_matches_a_simple_model(
+            cap in 1usize..8,
+            ops in proptest::collection::vec((0u8..4, 0u32..12, 0u64..50), 0..200),
+        ) {
+            let t0 = crate::clock::now();
+            let mut w = Window::new(cap);
+            let mut model: std::collections::BTreeMap<u32, (u64, u32)> = Default::default();
+            let mut now = 0u64;
+            for (i, (op, seq, d)) in ops.into_iter().enumerate() {
+                let i = i as u32;
+                match op {
+                    0 | 1 => {
+                        let r = w.try_insert(seq, i, t0 + Duration::from_millis(now + d));
+                        if model.contains_key(&seq) {
+                            proptest::prop_assert_eq!(r, Err(InsertError::SeqInUse(i)));
+                        } else if model.len() >= cap {
+                            proptest::prop_assert_eq!(r, Err(InsertError::Blocked(i)));
+                        } else {
+                            proptest::prop_assert_eq!(r, Ok(()));
+                            model.insert(seq, (now + d, i));
+                        }
+                    }
+                    2 => {
+                        proptest::prop_assert_eq!(w.remove(seq), model.remove(&seq).map(|(_, p)| p));
+                    }
+                    _ => {
+                        now += d;
+                        let mut got: Vec<u32> = w
+                            .expired(t0 + Duration::from_millis(now))
+                            .into_iter()
+                            .map(|(s, _)| s)
+                            .collect();
+                        let mut want: Vec<u32> =
+                            model.iter().filter(|(_, (dl, _))| *dl <= now).map(|(s, _)| *s).collect();
+                        model.retain(|_, (dl, _)| *dl > now);
+                        got.sort();
+                        want.sort();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                proptest::prop_assert!(w.len() <= cap);
+                proptest::prop_assert_eq!(w.len(), model.len());
+                let earliest = model.values().map(|(dl, _)| *dl).min();
+                proptest::prop_assert_eq!(
+                    w.earliest_deadline(),
+                    earliest.map(|ms| t0 + Duration::from_millis(ms))
+                );
+            }
+            let drained: Vec<u32> = w.drain().into_iter().map(|(_, p)| p).collect();
+            let mut sorted = drained.clone();
+            sorted.sort();
+            // Payloads are the op index, so send order is ascending.
+            proptest::prop_assert_eq!(drained, sorted);
+        }
     }
 
     #[test]
