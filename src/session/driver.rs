@@ -49,6 +49,7 @@ use super::state::{Esme, Role};
 use super::status::{BindClass, BindFailure, classify_bind_failure};
 use crate::clock;
 use crate::pdu::{CommandStatus, Frame, FrameError, SmppCodec};
+use crate::tls::TlsError;
 
 /// The driver stops reading the socket while this many events (or frames to
 /// write) wait in the machine.
@@ -92,11 +93,12 @@ impl Default for DriverConfig {
 /// certificate must carry (never inferred from the port).
 #[derive(Debug, Clone)]
 pub struct TlsTarget {
-    /// Trust roots and optional client certificate (`crate::tls` builds
-    /// it with the `ring` provider).
+    /// Trust roots and optional client certificate, from
+    /// [`crate::tls::client_config`].
     pub config: Arc<ClientConfig>,
-    /// The name checked against the certificate (the host, or the
-    /// carrier's SNI override).
+    /// The name checked against the certificate, from
+    /// [`crate::tls::server_name`] (the host, or the carrier's SNI
+    /// override).
     pub server_name: ServerName<'static>,
 }
 
@@ -125,8 +127,8 @@ pub enum BindError {
     #[error("connect timed out")]
     ConnectTimeout,
     /// The TLS handshake failed (certificate, name, protocol).
-    #[error("tls handshake failed: {0}")]
-    Tls(#[source] std::io::Error),
+    #[error("tls: {0}")]
+    Tls(#[source] TlsError),
     /// The TLS handshake did not finish in time.
     #[error("tls handshake timed out")]
     TlsTimeout,
@@ -384,8 +386,7 @@ pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindErr
         Some(t) => {
             let tls = tokio::time::timeout(
                 d.tls_handshake_timeout,
-                tokio_rustls::TlsConnector::from(t.config.clone())
-                    .connect(t.server_name.clone(), tcp),
+                crate::tls::connect(tcp, t.config.clone(), t.server_name.clone()),
             )
             .await
             .map_err(|_| BindError::TlsTimeout)?
