@@ -598,7 +598,9 @@ where
                     next_event = None;
                 }
             },
-            cmd = commands.recv(), if commands_open && !closed => {
+            // Still open after the close: a submit then gets its
+            // `Blocked::Closing` at once instead of waiting for the linger.
+            cmd = commands.recv(), if commands_open => {
                 let now = clock::now();
                 match cmd {
                     Some(Command::Submit { req, reply }) => {

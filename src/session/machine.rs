@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::state::{BindKind, Esme, Mc, Role, Side, State, Verdict, has_response};
+use super::state::{
+    BindKind, Esme, Mc, Role, Side, State, Verdict, has_response, is_known_request,
+};
 use super::status::{BindClass, BindFailure, Outcome, StatusTable, classify_bind_failure};
 use super::throttle::{Throttle, ThrottleConfig};
 use super::timers::{Timer, TimerTable};
@@ -522,7 +524,9 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 /// One in-flight message-carrying request.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
+    /// The caller's tag, handed back with the outcome.
     tag: u64,
+    /// What was sent: only its own `*_resp` (or a generic_nack) answers it.
     command_id: CommandId,
     /// When it went out: the throttle ignores stale throttle answers.
     sent_at: Instant,
@@ -537,12 +541,17 @@ pub struct Session<R: Role> {
     _role: std::marker::PhantomData<R>,
     /// MC only: credentials check and message ids.
     mc: Option<McConfig>,
+    /// Timeouts, window size, credentials, status table.
     cfg: SessionConfig,
+    /// What the session expects next; decides the operation matrix.
     state: State,
     /// Message-carrying requests awaiting their response.
     window: Window<Pending>,
+    /// Outgoing sequence numbers, 1..=0x7FFFFFFF then 1 again.
     seqs: SequenceGen,
+    /// Every protocol deadline; the earliest is `poll_timeout`.
     timers: TimerTable,
+    /// Local rate and the pause after ESME_RTHROTTLED / ESME_RMSGQFUL.
     throttle: Throttle,
     /// The token bucket was empty; the next token is due then.
     token_due: Option<Instant>,
@@ -556,7 +565,10 @@ pub struct Session<R: Role> {
     owe_window_open: bool,
     /// The bind had been up at some point.
     was_bound: bool,
+    /// Frames for the shell to write, in order. Bounded in practice by the
+    /// window and by the driver, which stops reading while it is long.
     transmit: VecDeque<Frame>,
+    /// Events for the shell, in order (same bound as `transmit`).
     events: VecDeque<Event>,
     /// Scratch buffer the frames are split from.
     buf: BytesMut,
@@ -700,6 +712,20 @@ impl<R: Role> Session<R> {
     /// [`Blocked`]: nothing was sent; keep the request at the head of the
     /// queue and retry after [`Event::WindowOpen`].
     pub fn submit(&mut self, now: Instant, req: &SubmitRequest) -> Result<u32, Blocked> {
+        // Binds, unbinds, enquire_links and responses have their own paths.
+        if !is_known_request(req.command_id)
+            || matches!(
+                req.command_id,
+                CommandId::BIND_TRANSMITTER
+                    | CommandId::BIND_RECEIVER
+                    | CommandId::BIND_TRANSCEIVER
+                    | CommandId::UNBIND
+                    | CommandId::ENQUIRE_LINK
+                    | CommandId::OUTBIND
+            )
+        {
+            return Err(Blocked::NotAllowed);
+        }
         if let Some(kind) = self.state.bound_kind()
             && !R::may_send(State::Bound(kind), req.command_id)
         {
@@ -1508,6 +1534,18 @@ mod tests {
             [(1, CommandStatus::ROK), (2, CommandStatus::RALYBND)]
         );
         assert_eq!(mc.state(), State::Bound(BindKind::Transmitter));
+    }
+
+    #[test]
+    fn rejects_control_pdus_through_submit() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        for pdu in [Pdu::EnquireLink, Pdu::Unbind, Pdu::GenericNack] {
+            let req = SubmitRequest::new(1, &pdu);
+            assert_eq!(s.submit(now, &req), Err(Blocked::NotAllowed), "{pdu:?}");
+        }
+        assert!(s.poll_transmit().is_none());
+        assert_eq!(s.in_flight(), 0);
     }
 
     #[test]
