@@ -1054,6 +1054,55 @@ mod socket {
         assert_eq!(err.failure(), BindFailure::ConnectRefused, "{err:?}");
     }
 
+    /// The SMSC drops the connection with a submit in flight: the ESME's
+    /// session ends as a transport loss and hands the submit back.
+    #[tokio::test]
+    async fn connection_dropped_mid_window_hands_back_unanswered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mc = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let session = Session::<Mc>::new(mc_cfg(), manual_mc(), smppgw::clock::now());
+            let mut h = driver::spawn(tcp, session, &DriverConfig::default());
+            let mut held = Vec::new();
+            while let Some(e) = h.next_event().await {
+                if let Event::Submit { token, .. } = e {
+                    // Garbage first: the ESME answers it and stays up.
+                    h.commands()
+                        .send(driver::Command::Raw(raw_frame(
+                            CommandId(0x0000_0999),
+                            CommandStatus::ROK,
+                            5,
+                            b"",
+                        )))
+                        .await
+                        .unwrap();
+                    held.push(token);
+                    h.abort().await.unwrap();
+                }
+            }
+            let (end, _) = h.closed().await;
+            end
+        });
+        let mut h = connect_and_bind(&bind_cfg(port, "secret")).await.unwrap();
+        h.submit(submit_req(31)).await.unwrap();
+        let (end, rest) = h.closed().await;
+        assert_eq!(end.reason, CloseReason::TransportClosed, "{rest:?}");
+        assert_eq!(end.unanswered, vec![31]);
+        assert!(
+            rest.iter().any(|e| matches!(
+                e,
+                Event::Rejected {
+                    command_id: CommandId(0x0000_0999),
+                    seq: 5,
+                    ..
+                }
+            )),
+            "garbage was not answered: {rest:?}"
+        );
+        assert_eq!(mc.await.unwrap().reason, CloseReason::Aborted);
+    }
+
     /// A self-signed certificate for `localhost`: the MC's acceptor and an
     /// ESME client configuration trusting it.
     fn tls_pair() -> (

@@ -228,6 +228,12 @@ pub enum Command {
     },
     /// [`Session::unbind`]: graceful unbind.
     Unbind,
+    /// [`Session::abort`]: end now without an unbind (after a grace period
+    /// ran out; the simulator's dropped connection).
+    Abort,
+    /// [`Session::transmit_raw`]: write these bytes as they are (the
+    /// simulator's garbage PDUs).
+    Raw(bytes::Bytes),
 }
 
 /// Why a command did not reach the session.
@@ -308,6 +314,15 @@ impl SessionHandle {
     /// [`HandleError::Gone`]: the session already ended.
     pub async fn unbind(&self) -> Result<(), HandleError> {
         self.command(Command::Unbind).await
+    }
+
+    /// Ends the session at once without an unbind; what is in flight comes
+    /// back in [`SessionEnd::unanswered`].
+    ///
+    /// # Errors
+    /// [`HandleError::Gone`]: the session already ended.
+    pub async fn abort(&self) -> Result<(), HandleError> {
+        self.command(Command::Abort).await
     }
 
     async fn command(&self, c: Command) -> Result<(), HandleError> {
@@ -613,6 +628,12 @@ where
                         log_respond(session.respond_with_id(token, status, &message_id));
                     }
                     Some(Command::Unbind) => session.unbind(now),
+                    Some(Command::Abort) => session.abort(),
+                    Some(Command::Raw(bytes)) => {
+                        if !closed {
+                            session.transmit_raw(bytes);
+                        }
+                    }
                     None => {
                         // Every handle is gone: end the bind politely.
                         commands_open = false;
@@ -631,6 +652,12 @@ where
     }
     let (reason, was_bound, unanswered) =
         end.unwrap_or((CloseReason::TransportClosed, false, Vec::new()));
+    tracing::debug!(
+        reason = reason.as_str(),
+        was_bound,
+        unanswered = unanswered.len(),
+        "session ended"
+    );
     SessionEnd {
         reason,
         was_bound,

@@ -362,6 +362,9 @@ pub enum CloseReason {
     Inactivity,
     /// The transport ended without an unbind.
     TransportClosed,
+    /// The shell aborted the session without an unbind ([`Session::abort`]:
+    /// a grace period ran out, or the simulator drops a connection).
+    Aborted,
 }
 
 impl CloseReason {
@@ -376,6 +379,7 @@ impl CloseReason {
             CloseReason::EnquireLinkTimeout => "enquire_link_timeout",
             CloseReason::Inactivity => "inactivity",
             CloseReason::TransportClosed => "transport_closed",
+            CloseReason::Aborted => "aborted",
         }
     }
 
@@ -854,6 +858,26 @@ impl<R: Role> Session<R> {
 
     // === inputs ===
 
+    /// Ends the session at once, without an unbind: what is in flight is
+    /// handed back in [`Event::Closed`]. Frames already queued may still be
+    /// written; the shell then closes the transport.
+    pub fn abort(&mut self) {
+        self.close(CloseReason::Aborted);
+    }
+
+    /// Queues `bytes` to be written as they are, outside the protocol: the
+    /// simulator's garbage PDUs and tests. Nothing is tracked; a frame that
+    /// is not even a header is still written.
+    pub fn transmit_raw(&mut self, bytes: Bytes) {
+        let header = Header::peek(&bytes).unwrap_or(Header {
+            command_length: bytes.len() as u32,
+            command_id: CommandId(0),
+            command_status: CommandStatus::ROK,
+            sequence_number: 0,
+        });
+        self.transmit.push_back(Frame { header, bytes });
+    }
+
     /// The transport ended (EOF or error). After our unbind that is success.
     pub fn handle_closed(&mut self, _now: Instant) {
         match self.state {
@@ -914,7 +938,7 @@ impl<R: Role> Session<R> {
         }
         let Some(header) = Header::peek(&frame) else {
             // The codec never yields this; answer as the spec asks anyway.
-            self.reject(CommandId::GENERIC_NACK, 0, CommandStatus::RINVCMDLEN);
+            self.reject(CommandId(0), 0, CommandStatus::RINVCMDLEN, true);
             return;
         };
         if header.command_id.is_response() {
@@ -1045,9 +1069,9 @@ impl<R: Role> Session<R> {
         let seq = h.sequence_number;
         match R::on_receive(self.state, id) {
             Verdict::Accept => {}
-            Verdict::Reject(status) => return self.reject(id, seq, status),
+            Verdict::Reject(status) => return self.reject(id, seq, status, false),
             Verdict::Unknown => {
-                return self.reject(CommandId::GENERIC_NACK, seq, CommandStatus::RINVCMDID);
+                return self.reject(id, seq, CommandStatus::RINVCMDID, true);
             }
             Verdict::Ignore => {
                 self.events.push_back(Event::Ignored {
@@ -1060,12 +1084,7 @@ impl<R: Role> Session<R> {
         let decoded = match Pdu::parse(&frame) {
             Ok(d) => d,
             Err(e) => {
-                let answer = if has_response(id) {
-                    id
-                } else {
-                    CommandId::GENERIC_NACK
-                };
-                return self.reject(answer, seq, e.status());
+                return self.reject(id, seq, e.status(), !has_response(id));
             }
         };
         if !decoded.quirks.is_empty() {
@@ -1114,7 +1133,7 @@ impl<R: Role> Session<R> {
             }
             // query_sm, cancel_sm, replace_sm, submit_multi: valid requests
             // this machine does not serve.
-            _ => self.reject(id, seq, CommandStatus::RINVCMDID),
+            _ => self.reject(id, seq, CommandStatus::RINVCMDID, false),
         }
     }
 
@@ -1214,10 +1233,11 @@ impl<R: Role> Session<R> {
         }
     }
 
-    /// Answers a request with an error status, header only (generic_nack
-    /// for requests without a response).
-    fn reject(&mut self, id: CommandId, seq: u32, status: CommandStatus) {
-        let answer = if id == CommandId::GENERIC_NACK {
+    /// Answers request `id` with an error status, header only: its
+    /// `*_resp`, or a generic_nack when `nack` (unknown commands, requests
+    /// without a response).
+    fn reject(&mut self, id: CommandId, seq: u32, status: CommandStatus, nack: bool) {
+        let answer = if nack || !has_response(id) {
             Pdu::GenericNack
         } else {
             Pdu::Other {
@@ -1546,6 +1566,21 @@ mod tests {
         }
         assert!(s.poll_transmit().is_none());
         assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn abort_hands_back_in_flight_without_unbind() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        s.submit(now, &submit()).unwrap();
+        let _ = s.poll_transmit();
+        s.abort();
+        assert!(s.poll_transmit().is_none(), "abort sent something");
+        assert!(matches!(
+            &events(&mut s)[..],
+            [Event::Closed { reason: CloseReason::Aborted, unanswered, .. }] if unanswered == &[1]
+        ));
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]
