@@ -1084,7 +1084,7 @@ mod socket {
             let (end, _) = h.closed().await;
             end
         });
-        let mut h = connect_and_bind(&bind_cfg(port, "secret")).await.unwrap();
+        let h = connect_and_bind(&bind_cfg(port, "secret")).await.unwrap();
         h.submit(submit_req(31)).await.unwrap();
         let (end, rest) = h.closed().await;
         assert_eq!(end.reason, CloseReason::TransportClosed, "{rest:?}");
