@@ -89,6 +89,7 @@ impl Handler for TestHandler {
                 self.gate.notified().await;
                 Ok(json!({"links": []}))
             }
+            Op::OptOuts { .. } => panic!("a handler bug"),
             other => Err(AgentError::internal(format!(
                 "{} not served by the test handler",
                 other.name()
@@ -586,6 +587,13 @@ async fn client_reports_remote_errors_apart_from_io() {
         c.request(json!(["not", "an", "object"])).await,
         Err(ClientError::BadRequest)
     ));
+    // A handler that panics: answered `internal`, the connection carries on.
+    let e = c
+        .request(json!({"op": "opt_outs", "service": "support"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Internal), "{e}");
+    c.request(json!({"op": "services"})).await.unwrap();
     let gone = Client::connect(r.path.with_file_name("nope.sock")).await;
     assert!(matches!(gone, Err(ClientError::Io(_))));
 }

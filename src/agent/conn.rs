@@ -9,11 +9,12 @@
 //! [`LineCodec`] therefore turns "line too long" and "not UTF-8" into items;
 //! the inner `LinesCodec` keeps discarding the rest of an overlong line.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
@@ -290,9 +291,21 @@ pub(crate) async fn serve<H: Handler>(
                 let handler = handler.clone();
                 let tx = tx.clone();
                 inflight.spawn(async move {
-                    let line = match handler.handle(op, &peer).await {
-                        Ok(v) => ok_line(&id, v),
-                        Err(e) => error_line(Some(&id), &e),
+                    let name = op.name();
+                    // A handler bug must not leave the request unanswered.
+                    let done = AssertUnwindSafe(handler.handle(op, &peer))
+                        .catch_unwind()
+                        .await;
+                    let line = match done {
+                        Ok(Ok(v)) => ok_line(&id, v),
+                        Ok(Err(e)) => error_line(Some(&id), &e),
+                        Err(_) => {
+                            tracing::error!(op = name, "agent handler panicked");
+                            error_line(
+                                Some(&id),
+                                &AgentError::internal(format!("`{name}` failed inside the daemon")),
+                            )
+                        }
                     };
                     // Not cancel-aware: an in-flight request is answered even
                     // during shutdown (bounded by the drain time).
