@@ -99,6 +99,9 @@ impl Handler for TestHandler {
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Value>, AgentError> {
+        if after == 666 {
+            return Err(AgentError::internal("the log is unreadable"));
+        }
         let log = self.log.lock().unwrap();
         let start = (after as usize).min(log.len());
         Ok(log[start..].iter().take(limit).cloned().collect())
@@ -447,6 +450,16 @@ async fn slow_subscriber_blocks_neither_requests_nor_event_production() {
         let e = slow.recv().await;
         assert_eq!(e["seq"], want);
     }
+}
+
+#[tokio::test]
+async fn a_log_read_failure_closes_the_connection_instead_of_going_quiet() {
+    let r = start(|_| {}).await;
+    let client = Client::connect(&r.path).await.unwrap();
+    let (_, mut rx) = client.subscribe(Some(666), None, 4).await.unwrap();
+    assert!(rx.recv().await.is_none());
+    let e = client.request(json!({"op": "services"})).await.unwrap_err();
+    assert!(matches!(e, ClientError::Closed | ClientError::Io(_)), "{e}");
 }
 
 // === admission ===

@@ -270,6 +270,7 @@ pub(crate) async fn serve<H: Handler>(
                     tx.clone(),
                     limits.event_batch,
                     sub_stop.clone(),
+                    dead.clone(),
                 ));
                 subscription = Some(Subscription {
                     consumer,
@@ -372,6 +373,7 @@ async fn pump<H: Handler>(
     tx: mpsc::Sender<String>,
     batch: usize,
     stop: CancellationToken,
+    kill: CancellationToken,
 ) {
     loop {
         // Mark the head seen before reading, so a bump during the read is
@@ -384,7 +386,10 @@ async fn pump<H: Handler>(
         let events = match events {
             Ok(e) => e,
             Err(e) => {
+                // Close the connection rather than go quiet: the client
+                // reconnects and resumes from its last seq.
                 tracing::warn!(error = %e, "agent event stream: log read failed");
+                kill.cancel();
                 return;
             }
         };
