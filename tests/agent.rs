@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use smppgw::agent::client::{Client, ClientError};
-use smppgw::agent::examples::{self, Bindings, Outgoing};
+use smppgw::agent::examples;
+use smppgw::agent::replay;
 use smppgw::agent::server::Principal;
 use smppgw::agent::{AgentError, ErrorCode, Handler, Op, PeerInfo, Server, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -89,6 +90,7 @@ impl Handler for TestHandler {
                 self.gate.notified().await;
                 Ok(json!({"links": []}))
             }
+            Op::OptOuts { .. } => panic!("a handler bug"),
             other => Err(AgentError::internal(format!(
                 "{} not served by the test handler",
                 other.name()
@@ -97,6 +99,9 @@ impl Handler for TestHandler {
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Value>, AgentError> {
+        if after == 666 {
+            return Err(AgentError::internal("the log is unreadable"));
+        }
         let log = self.log.lock().unwrap();
         let start = (after as usize).min(log.len());
         Ok(log[start..].iter().take(limit).cloned().collect())
@@ -447,6 +452,16 @@ async fn slow_subscriber_blocks_neither_requests_nor_event_production() {
     }
 }
 
+#[tokio::test]
+async fn a_log_read_failure_closes_the_connection_instead_of_going_quiet() {
+    let r = start(|_| {}).await;
+    let client = Client::connect(&r.path).await.unwrap();
+    let (_, mut rx) = client.subscribe(Some(666), None, 4).await.unwrap();
+    assert!(rx.recv().await.is_none());
+    let e = client.request(json!({"op": "services"})).await.unwrap_err();
+    assert!(matches!(e, ClientError::Closed | ClientError::Io(_)), "{e}");
+}
+
 // === admission ===
 
 #[tokio::test]
@@ -547,24 +562,41 @@ async fn framing_examples_of_the_spec_replay_against_the_server() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/examples.jsonl"))
             .unwrap();
-    let steps = examples::parse_examples(&text).unwrap();
-    let mut raw = Raw::connect(&r).await;
-    let mut b = Bindings::default();
-    let mut replayed = 0;
-    for step in steps.iter().filter(|s| s.framing_only) {
-        match &step.send {
-            Outgoing::Json(v) => {
-                let v = examples::substitute(v, &b).unwrap();
-                raw.send(format!("{v}\n").as_bytes()).await;
-            }
-            Outgoing::Raw(s) => raw.send(format!("{s}\n").as_bytes()).await,
-        }
-        let got = raw.recv().await;
-        examples::match_value(&step.expect, &got, &mut b)
-            .unwrap_or_else(|m| panic!("{}: {m}; got {got}", step.title));
-        replayed += 1;
-    }
-    assert!(replayed >= 5, "only {replayed} framing examples");
+    let steps: Vec<_> = examples::parse_examples(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.framing_only)
+        .collect();
+    assert!(steps.len() >= 5, "only {} framing examples", steps.len());
+    let n = replay::replay(&r.path, &steps, std::time::Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, steps.len());
+}
+
+#[tokio::test]
+async fn replay_follows_bindings_and_events_and_reports_a_mismatch() {
+    let r = start(|_| {}).await;
+    r.handler.append("before the replay");
+    let lines = [
+        r#"{"title": "send", "send": {"id": 1, "op": "send", "service": "support", "to": "+447911123456", "text": "hi", "agent": "a"}, "expect": {"id": 1, "ok": true, "result": {"conversation": 1, "message": "${m}", "peer_uid": "$number"}}, "events": [{"event": "message_received", "message": "${m}", "text": "hi", "$more": true}]}"#,
+        r#"{"title": "uses the bound id", "send": {"id": 2, "op": "transcript", "conversation": "${m}"}, "expect": {"id": 2, "ok": false, "error": {"code": "unknown_conversation", "message": "no conversation 2"}}}"#,
+    ];
+    let steps = examples::parse_examples(&lines.join("\n")).unwrap();
+    replay::replay(&r.path, &steps, std::time::Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wrong = examples::parse_examples(
+        r#"{"title": "wrong", "send": {"id": 3, "op": "services"}, "expect": {"id": 3, "ok": true, "result": {"services": []}}}"#,
+    )
+    .unwrap();
+    let e = replay::replay(&r.path, &wrong, std::time::Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, replay::ReplayError::Mismatch { mismatch, .. } if mismatch.path == "/result/services"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -586,6 +618,13 @@ async fn client_reports_remote_errors_apart_from_io() {
         c.request(json!(["not", "an", "object"])).await,
         Err(ClientError::BadRequest)
     ));
+    // A handler that panics: answered `internal`, the connection carries on.
+    let e = c
+        .request(json!({"op": "opt_outs", "service": "support"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Internal), "{e}");
+    c.request(json!({"op": "services"})).await.unwrap();
     let gone = Client::connect(r.path.with_file_name("nope.sock")).await;
     assert!(matches!(gone, Err(ClientError::Io(_))));
 }

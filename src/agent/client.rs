@@ -42,8 +42,9 @@ pub enum ClientError {
         /// The limit.
         max: usize,
     },
-    /// The request needs a JSON object with an `op`.
-    #[error("request must be a JSON object with an `op`")]
+    /// The request needs a JSON object with an `op` (and `subscribe` goes
+    /// through [`Client::subscribe`]).
+    #[error("request must be a JSON object with an `op` other than `subscribe`")]
     BadRequest,
     /// The daemon answered with an error.
     #[error("{message} ({code})")]

@@ -9,11 +9,12 @@
 //! [`LineCodec`] therefore turns "line too long" and "not UTF-8" into items;
 //! the inner `LinesCodec` keeps discarding the rest of an overlong line.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
@@ -269,6 +270,7 @@ pub(crate) async fn serve<H: Handler>(
                     tx.clone(),
                     limits.event_batch,
                     sub_stop.clone(),
+                    dead.clone(),
                 ));
                 subscription = Some(Subscription {
                     consumer,
@@ -290,9 +292,21 @@ pub(crate) async fn serve<H: Handler>(
                 let handler = handler.clone();
                 let tx = tx.clone();
                 inflight.spawn(async move {
-                    let line = match handler.handle(op, &peer).await {
-                        Ok(v) => ok_line(&id, v),
-                        Err(e) => error_line(Some(&id), &e),
+                    let name = op.name();
+                    // A handler bug must not leave the request unanswered.
+                    let done = AssertUnwindSafe(handler.handle(op, &peer))
+                        .catch_unwind()
+                        .await;
+                    let line = match done {
+                        Ok(Ok(v)) => ok_line(&id, v),
+                        Ok(Err(e)) => error_line(Some(&id), &e),
+                        Err(_) => {
+                            tracing::error!(op = name, "agent handler panicked");
+                            error_line(
+                                Some(&id),
+                                &AgentError::internal(format!("`{name}` failed inside the daemon")),
+                            )
+                        }
                     };
                     // Not cancel-aware: an in-flight request is answered even
                     // during shutdown (bounded by the drain time).
@@ -359,6 +373,7 @@ async fn pump<H: Handler>(
     tx: mpsc::Sender<String>,
     batch: usize,
     stop: CancellationToken,
+    kill: CancellationToken,
 ) {
     loop {
         // Mark the head seen before reading, so a bump during the read is
@@ -371,7 +386,10 @@ async fn pump<H: Handler>(
         let events = match events {
             Ok(e) => e,
             Err(e) => {
+                // Close the connection rather than go quiet: the client
+                // reconnects and resumes from its last seq.
                 tracing::warn!(error = %e, "agent event stream: log read failed");
+                kill.cancel();
                 return;
             }
         };

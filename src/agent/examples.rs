@@ -395,20 +395,41 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_examples_parse_and_their_patterns_are_well_formed() {
+    fn the_shipped_examples_parse_and_speak_this_version() {
+        use super::super::proto::{ErrorCode, parse_request};
         let text = include_str!("../../proto/examples.jsonl");
         let ex = parse_examples(text).unwrap();
-        assert!(ex.len() >= 20, "{} examples", ex.len());
+        assert!(ex.len() >= 30, "{} examples", ex.len());
+        let mut seen_ops = std::collections::BTreeSet::new();
         for e in &ex {
-            if let Outgoing::Json(req) = &e.send {
-                let op = req.get("op").and_then(Value::as_str).unwrap_or("");
-                assert!(
-                    super::super::proto::OPS.contains(&op)
-                        || e.expect["error"]["code"] != json!(null),
-                    "{}: op `{op}`",
-                    e.title
-                );
+            let code = e.expect["error"]["code"].as_str();
+            if let Some(code) = code {
+                assert!(ErrorCode::parse(code).is_some(), "{}: `{code}`", e.title);
             }
+            let Outgoing::Json(req) = &e.send else {
+                continue;
+            };
+            // Bound values are ids: any number stands in for them here.
+            let mut b = Bindings::default();
+            for name in ["conv", "msg", "tpl"] {
+                b.0.insert(name.into(), json!(1));
+            }
+            let line = substitute(req, &b).unwrap().to_string();
+            match parse_request(&line) {
+                Ok(r) => {
+                    seen_ops.insert(r.op.name());
+                }
+                Err(rej) => assert_eq!(
+                    Some(rej.error.code.as_str()),
+                    code,
+                    "{}: {}",
+                    e.title,
+                    rej.error.message
+                ),
+            }
+        }
+        for op in super::super::proto::OPS {
+            assert!(seen_ops.contains(op), "no example of `{op}`");
         }
     }
 }

@@ -6,12 +6,14 @@
 //!   connection cap) and the accept loop; [`Handler`] is what the daemon
 //!   implements;
 //! - `conn`: one connection (framing, dispatch, the event stream);
-//! - [`client`]: the reference async client.
+//! - [`client`]: the reference async client;
+//! - [`replay`]: replays `proto/examples.jsonl` against a running socket.
 
 pub mod client;
 mod conn;
 pub mod examples;
 pub mod proto;
+pub mod replay;
 pub mod server;
 
 pub use proto::{AgentError, ErrorCode, Op, PROTOCOL_VERSION, Request, SendOp};

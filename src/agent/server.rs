@@ -103,7 +103,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Defaults for everything but the path: mode `0o660`, 64 connections,
     /// 64 KiB lines, 8 requests in flight, 256 queued lines, batches of 256
-    /// events, 2 s drain.
+    /// events, 1 s drain.
     pub fn new(path: impl Into<PathBuf>) -> ServerConfig {
         ServerConfig {
             path: path.into(),
@@ -116,7 +116,7 @@ impl ServerConfig {
             max_in_flight: 8,
             out_queue: 256,
             event_batch: 256,
-            shutdown_drain: Duration::from_secs(2),
+            shutdown_drain: Duration::from_secs(1),
         }
     }
 }

@@ -1,0 +1,687 @@
+//! The receive path: every `deliver_sm` / `data_sm` of a receiving bind is
+//! a delivery receipt (→ `record_receipt_any`) or a customer's text (→
+//! decoded, numbers normalised, matched to its service, multi-part parts
+//! persisted until complete, then `record_inbound`). The PDU is answered
+//! only after the store call returned: `ESME_ROK` once stored,
+//! `ESME_RX_T_APPN` when the store failed (the SMSC retries), never an ack
+//! for something not stored.
+//!
+//! Also the periodic sweeps: multi-part replies past the reassembly timeout
+//! are filed with what arrived (marked incomplete), and overdue receipts
+//! turn messages `unknown` ([`expire_receipts`]).
+//!
+//! Keyword replies: a STOP/START keyword is recorded with the reply
+//! (`InboundMessage::opt`; the store sets or clears the opt-out). The
+//! service's `optout_confirmation` / `help_text` are NOT sent from here:
+//! the store refuses sends to an opted-out customer and a send by a
+//! "system" owner would take the conversation over, so that needs a store
+//! operation of its own (logged at info for now).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::{CarrierConfig, Config, DataCoding0, Inbound, ServiceConfig};
+use crate::dlr::{self, DeliveryState, IdFormat};
+use crate::metrics::ReplyOutcome;
+use crate::model::{ReceiptState, ReceiptUpdate};
+use crate::optout::{self, Keyword};
+use crate::pdu::{CommandStatus, Pdu, TlvTag};
+use crate::session::driver::Command;
+use crate::session::machine::DeliverToken;
+use crate::store::{
+    ExpireReport, InboundMessage, InboundOutcome, InboundPolicy, OptChange, ReceiptOutcome, Store,
+    StoreResult,
+};
+use crate::text;
+
+use super::outbox::{dcs0, dlr_format, wire_number};
+use super::pool::LinkOptions;
+
+/// What one incoming PDU became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A receipt, applied or held; `fallback` says which id candidate
+    /// matched (`Some(0)`: the normal form).
+    Receipt {
+        /// What the store did.
+        outcome: ReceiptOutcome,
+        /// Index of the candidate that matched.
+        fallback: Option<usize>,
+    },
+    /// A receipt without an id or state: acknowledged and counted.
+    UnmatchableReceipt,
+    /// A customer's text, filed.
+    Reply(InboundOutcome),
+    /// One part of a multi-part text, stored; the rest is awaited.
+    PartStored {
+        /// Parts stored so far.
+        have: usize,
+        /// Parts in all.
+        total: u8,
+    },
+    /// Sent to a number no service uses: logged at warn, counted, acknowledged.
+    UnknownDestination,
+    /// Not a deliver_sm/data_sm (or unreadable): answered with this status.
+    Rejected(CommandStatus),
+}
+
+// === receipts ===
+
+/// Every form of a receipt id worth looking up, the carrier's normal form
+/// first: the other-base readings come after, for a carrier whose
+/// response and receipt disagree on the base.
+pub fn id_candidates(raw: &str, fmt: IdFormat) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    add(dlr::normalize_id(raw, fmt));
+    let as_dec = dlr::normalize_id(raw, IdFormat::Decimal);
+    let as_hex = dlr::normalize_id(raw, IdFormat::Hex);
+    add(as_dec.clone());
+    add(as_hex.clone());
+    add(dlr::normalize_id(&as_dec, IdFormat::Auto));
+    add(dlr::normalize_id(&as_hex, IdFormat::Auto));
+    add(dlr::normalize_id(raw, IdFormat::Raw));
+    out
+}
+
+/// The store's reading of a receipt state.
+pub fn receipt_state(s: DeliveryState) -> ReceiptState {
+    match s {
+        DeliveryState::Scheduled | DeliveryState::Enroute => ReceiptState::Enroute,
+        DeliveryState::Delivered => ReceiptState::Delivered,
+        DeliveryState::Expired => ReceiptState::Expired,
+        DeliveryState::Deleted => ReceiptState::Deleted,
+        DeliveryState::Undeliverable | DeliveryState::Failed => ReceiptState::Undeliverable,
+        DeliveryState::Accepted => ReceiptState::Accepted,
+        DeliveryState::Unknown => ReceiptState::Unknown,
+        DeliveryState::Rejected | DeliveryState::Skipped => ReceiptState::Rejected,
+    }
+}
+
+fn receipt_label(s: ReceiptState) -> &'static str {
+    match s {
+        ReceiptState::Enroute => "enroute",
+        ReceiptState::Accepted => "accepted",
+        ReceiptState::Delivered => "delivered",
+        ReceiptState::Expired => "expired",
+        ReceiptState::Deleted => "deleted",
+        ReceiptState::Undeliverable => "undeliverable",
+        ReceiptState::Rejected => "rejected",
+        ReceiptState::Unknown => "unknown",
+    }
+}
+
+// === replies ===
+
+/// The encoding name of an incoming text.
+fn encoding_name(dcs: u8, d0: DataCoding0) -> &'static str {
+    match dcs {
+        0 => match d0 {
+            DataCoding0::Gsm => "gsm7",
+            DataCoding0::GsmPacked => "gsm7_packed",
+            DataCoding0::Latin1 => "latin1",
+            DataCoding0::Ascii => "ia5",
+        },
+        1 => "ia5",
+        3 => "latin1",
+        8 => "ucs2",
+        2 | 4 => "binary",
+        _ => "gsm7",
+    }
+}
+
+/// The service a reply was sent to: the one whose sender is the
+/// destination (compared without `+` / `00`), preferring services routed
+/// over this carrier.
+pub fn service_for<'a>(
+    cfg: &'a Config,
+    carrier: &str,
+    destination: &str,
+) -> Option<&'a ServiceConfig> {
+    let dest = wire_number(destination);
+    let mut found = cfg
+        .services
+        .iter()
+        .filter(|s| wire_number(&s.sender).eq_ignore_ascii_case(dest));
+    let first = found.next()?;
+    if first.carrier == carrier {
+        return Some(first);
+    }
+    Some(
+        found
+            .find(|s| s.carrier == carrier || s.fallback_carrier.as_deref() == Some(carrier))
+            .unwrap_or(first),
+    )
+}
+
+const SEP: u8 = 0x1F;
+
+/// The reassembly key of a multi-part reply: (carrier, customer, service
+/// sender, reference, total), so two customers using the same reference
+/// never collide.
+pub fn reassembly_key(
+    carrier: &str,
+    customer: &str,
+    sender: &str,
+    reference: u16,
+    total: u8,
+) -> Vec<u8> {
+    let mut k = Vec::new();
+    for f in [
+        carrier,
+        customer,
+        sender,
+        &reference.to_string(),
+        &total.to_string(),
+    ] {
+        if !k.is_empty() {
+            k.push(SEP);
+        }
+        k.extend_from_slice(f.as_bytes());
+    }
+    k
+}
+
+/// The parts of a reassembly key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassemblyKey {
+    /// Carrier name.
+    pub carrier: String,
+    /// Customer (E.164, or the raw address).
+    pub customer: String,
+    /// The service's sender.
+    pub sender: String,
+    /// Concatenation reference.
+    pub reference: u16,
+    /// Parts in all.
+    pub total: u8,
+}
+
+/// Reads a key made by [`reassembly_key`].
+pub fn parse_reassembly_key(k: &[u8]) -> Option<ReassemblyKey> {
+    let f: Vec<&[u8]> = k.split(|b| *b == SEP).collect();
+    let [c, cu, s, r, t] = f.as_slice() else {
+        return None;
+    };
+    let st = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+    Some(ReassemblyKey {
+        carrier: st(c)?,
+        customer: st(cu)?,
+        sender: st(s)?,
+        reference: st(r)?.parse().ok()?,
+        total: st(t)?.parse().ok()?,
+    })
+}
+
+/// A stored part: its encoding name, a NUL, then the text.
+fn part_value(encoding: &str, text: &str) -> Vec<u8> {
+    let mut v = encoding.as_bytes().to_vec();
+    v.push(0);
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+/// Joins stored parts in order: (text, encoding).
+fn join_parts(parts: &BTreeMap<u8, Vec<u8>>) -> (String, String) {
+    let mut text = String::new();
+    let mut enc = String::new();
+    for v in parts.values() {
+        let (e, t) = match v.iter().position(|b| *b == 0) {
+            Some(n) => (&v[..n], &v[n + 1..]),
+            None => (&[][..], &v[..]),
+        };
+        if enc.is_empty() {
+            enc = String::from_utf8_lossy(e).into_owned();
+        }
+        text.push_str(&String::from_utf8_lossy(t));
+    }
+    (text, enc)
+}
+
+/// A reply ready to file.
+struct Reply {
+    customer: String,
+    text: String,
+    encoding: String,
+    parts: u8,
+    incomplete: bool,
+}
+
+/// Files a (whole or timed-out) reply with its keyword, if any.
+async fn file_reply<S: Store>(
+    store: &S,
+    service: &ServiceConfig,
+    reply: Reply,
+    now_ms: u64,
+) -> StoreResult<InboundOutcome> {
+    let Reply {
+        customer,
+        text,
+        encoding,
+        parts,
+        incomplete,
+    } = reply;
+    let kw = optout::classify(&text, &service.keywords);
+    if let Some(k) = kw {
+        crate::metrics::keyword(&service.name, k);
+    }
+    let opt = match kw {
+        Some(Keyword::OptOut) => Some(OptChange::Out),
+        Some(Keyword::OptIn) => Some(OptChange::In),
+        Some(Keyword::Help) | None => None,
+    };
+    if (kw == Some(Keyword::OptOut) && service.optout_confirmation.is_some())
+        || (kw == Some(Keyword::Help) && service.help_text.is_some())
+    {
+        tracing::info!(service = %service.name, "keyword answer configured but not sent by the link (see link::inbound docs)");
+    }
+    let policy = match service.inbound {
+        Inbound::Ignore => InboundPolicy::Ignore,
+        Inbound::NewChat => InboundPolicy::NewChat,
+    };
+    let msg = InboundMessage {
+        service: service.name.clone(),
+        sender: service.sender.clone(),
+        customer,
+        text,
+        encoding,
+        parts,
+        incomplete,
+        opt,
+    };
+    let outcome = store.record_inbound(msg, policy, now_ms).await?;
+    let ro = match &outcome {
+        InboundOutcome::Matched { .. } => ReplyOutcome::Matched,
+        InboundOutcome::ChatRequested { .. } => ReplyOutcome::NewChat,
+        InboundOutcome::Ignored => {
+            tracing::info!(service = %service.name, "reply without an open conversation ignored per the service's policy");
+            ReplyOutcome::Ignored
+        }
+    };
+    crate::metrics::reply(&service.name, ro);
+    Ok(outcome)
+}
+
+/// Handles one incoming deliver_sm/data_sm frame (header included) from
+/// `carrier`. Returns only after what it carried is durable.
+///
+/// # Errors
+/// The store failed: answer `ESME_RX_T_APPN` so the SMSC retries.
+pub async fn handle_deliver<S: Store>(
+    store: &S,
+    cfg: &Config,
+    carrier: &CarrierConfig,
+    frame: &[u8],
+    now_ms: u64,
+) -> StoreResult<Delivered> {
+    let decoded = match Pdu::parse(frame) {
+        Ok(d) => d,
+        Err(e) => return Ok(Delivered::Rejected(e.status())),
+    };
+    let (esm, ton, npi, src, dest, dcs, sm, tlvs) = match decoded.pdu {
+        Pdu::DeliverSm(b) => (
+            b.esm_class,
+            b.source_addr_ton,
+            b.source_addr_npi,
+            b.source_addr,
+            b.destination_addr,
+            b.data_coding,
+            b.short_message,
+            b.tlvs,
+        ),
+        Pdu::DataSm(b) => (
+            b.esm_class,
+            b.source_addr_ton,
+            b.source_addr_npi,
+            b.source_addr,
+            b.destination_addr,
+            b.data_coding,
+            &[][..],
+            b.tlvs,
+        ),
+        _ => return Ok(Delivered::Rejected(CommandStatus::RINVCMDID)),
+    };
+    let body: &[u8] = if sm.is_empty() {
+        tlvs.get(TlvTag::MESSAGE_PAYLOAD).unwrap_or(&[])
+    } else {
+        sm
+    };
+    let receipted = tlvs.get(TlvTag::RECEIPTED_MESSAGE_ID);
+
+    // --- a receipt ---
+    if dlr::is_receipt(esm) || receipted.is_some() {
+        if !dlr::is_receipt(esm) {
+            crate::metrics::codec_leniency("receipt_by_tlv", 1);
+        }
+        let state = tlvs.get_uint(TlvTag::MESSAGE_STATE).map(|v| v as u8);
+        let Some(r) = dlr::from_parts(receipted, state, tlvs.get(TlvTag::NETWORK_ERROR_CODE), body)
+        else {
+            tracing::warn!(carrier = %carrier.name, "receipt without id or state acknowledged unmatched");
+            crate::metrics::receipt(&carrier.name, "unknown");
+            return Ok(Delivered::UnmatchableReceipt);
+        };
+        if r.unknown_stat {
+            tracing::warn!(carrier = %carrier.name, stat = %r.stat, "receipt with an unknown stat word counted as failed");
+        }
+        let rs = receipt_state(r.state);
+        let update = ReceiptUpdate {
+            state: rs,
+            error: r.err.as_ref().map(|e| format!("err:{e}")),
+            is_final: r.state.outcome(carrier.acceptd_final).is_final(),
+        };
+        crate::metrics::receipt(&carrier.name, receipt_label(rs));
+        let cands = id_candidates(&r.id, dlr_format(carrier.id_format));
+        let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
+        let (outcome, fallback) = store
+            .record_receipt_any(&carrier.name, &refs, update, now_ms)
+            .await?;
+        if fallback.is_some_and(|i| i > 0) {
+            tracing::debug!(carrier = %carrier.name, via = ?fallback, "receipt matched through another id base");
+        }
+        return Ok(Delivered::Receipt { outcome, fallback });
+    }
+
+    // --- a customer's text ---
+    let d0 = carrier.data_coding0;
+    let udhi = esm & 0x40 != 0;
+    let sar = (
+        tlvs.get_uint(TlvTag::SAR_MSG_REF_NUM),
+        tlvs.get_uint(TlvTag::SAR_TOTAL_SEGMENTS),
+        tlvs.get_uint(TlvTag::SAR_SEGMENT_SEQNUM),
+    );
+    let decoded = match sar {
+        (Some(r), Some(t), Some(s)) => {
+            text::decode_sar(dcs, udhi, body, dcs0(d0), r as u16, t as u8, s as u8)
+        }
+        _ => text::decode(dcs, udhi, body, dcs0(d0)),
+    };
+    if decoded.lossy {
+        crate::metrics::codec_leniency("lossy_text", 1);
+    }
+    let dest = String::from_utf8_lossy(dest);
+    let src = String::from_utf8_lossy(src);
+    let Some(service) = service_for(cfg, &carrier.name, &dest) else {
+        tracing::warn!(carrier = %carrier.name, destination = %dest, "reply to a number no service uses: acknowledged, not filed");
+        crate::metrics::reply("unknown", ReplyOutcome::Ignored);
+        return Ok(Delivered::UnknownDestination);
+    };
+    let country = carrier
+        .default_country
+        .as_deref()
+        .unwrap_or(&service.default_country);
+    let customer = crate::numbers::normalize_inbound(&src, ton, npi, country)
+        .unwrap_or_else(|| src.trim().to_owned());
+    let encoding = encoding_name(dcs, d0);
+    tracing::debug!(service = %service.name, text = %decoded.text, "reply text");
+    match decoded.concat.filter(|c| c.total > 1) {
+        Some(c) => {
+            let key = reassembly_key(
+                &carrier.name,
+                &customer,
+                &service.sender,
+                c.reference,
+                c.total,
+            );
+            store
+                .put_part(&key, c.seq, &part_value(encoding, &decoded.text), now_ms)
+                .await?;
+            let have = store.parts(&key).await?.len();
+            if have < usize::from(c.total) {
+                return Ok(Delivered::PartStored {
+                    have,
+                    total: c.total,
+                });
+            }
+            let parts = store.take_parts(&key).await?;
+            if parts.is_empty() {
+                // Another bind assembled it at the same moment.
+                return Ok(Delivered::PartStored {
+                    have,
+                    total: c.total,
+                });
+            }
+            let (text, enc) = join_parts(&parts);
+            let reply = Reply {
+                customer,
+                text,
+                encoding: enc,
+                parts: c.total,
+                incomplete: false,
+            };
+            let o = file_reply(store, service, reply, now_ms).await?;
+            Ok(Delivered::Reply(o))
+        }
+        None => {
+            let reply = Reply {
+                customer,
+                text: decoded.text,
+                encoding: encoding.to_owned(),
+                parts: 1,
+                incomplete: false,
+            };
+            let o = file_reply(store, service, reply, now_ms).await?;
+            Ok(Delivered::Reply(o))
+        }
+    }
+}
+
+/// The receive worker of one session: stores, then answers.
+pub(crate) async fn worker<S: Store>(
+    store: Arc<S>,
+    cfg: Arc<Config>,
+    carrier: CarrierConfig,
+    mut rx: mpsc::Receiver<(DeliverToken, Bytes)>,
+    cmds: mpsc::Sender<Command>,
+) {
+    while let Some((token, frame)) = rx.recv().await {
+        let status = match handle_deliver(&*store, &cfg, &carrier, &frame, clock::wall_ms()).await {
+            Ok(Delivered::Rejected(s)) => s,
+            Ok(_) => CommandStatus::ROK,
+            Err(e) => {
+                tracing::error!(carrier = %carrier.name, error = %e, "store failed; deliver_sm answered ESME_RX_T_APPN");
+                CommandStatus::RX_T_APPN
+            }
+        };
+        if cmds.send(Command::Respond { token, status }).await.is_err() {
+            tracing::debug!(carrier = %carrier.name, "session gone before the answer; the SMSC will redeliver");
+        }
+    }
+}
+
+// === sweeps ===
+
+/// Files every multi-part reply whose oldest part is older than
+/// `timeout_ms` with the parts that arrived, marked incomplete. Returns how
+/// many were filed.
+///
+/// # Errors
+/// The store failed.
+pub async fn sweep_reassembly<S: Store>(
+    store: &S,
+    cfg: &Config,
+    timeout_ms: u64,
+    now_ms: u64,
+) -> StoreResult<usize> {
+    let mut filed = 0;
+    for (key, oldest) in store.reassembly_keys().await? {
+        if now_ms.saturating_sub(oldest) < timeout_ms {
+            continue;
+        }
+        let parsed = parse_reassembly_key(&key);
+        let service = parsed
+            .as_ref()
+            .and_then(|k| service_for(cfg, &k.carrier, &k.sender).filter(|s| s.sender == k.sender));
+        let parts = store.take_parts(&key).await?;
+        let (Some(k), Some(service)) = (parsed, service) else {
+            tracing::warn!(
+                parts = parts.len(),
+                "timed-out reply parts for no known service dropped"
+            );
+            continue;
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        let (text, enc) = join_parts(&parts);
+        tracing::info!(service = %service.name, have = parts.len(), total = k.total, "multi-part reply filed incomplete");
+        let reply = Reply {
+            customer: k.customer,
+            text,
+            encoding: enc,
+            parts: k.total,
+            incomplete: true,
+        };
+        file_reply(store, service, reply, now_ms).await?;
+        filed += 1;
+    }
+    Ok(filed)
+}
+
+/// Runs `expire_pending` with the longest `receipt_timeout` of all carriers
+/// (the store applies one timeout to every message, so the longest never
+/// gives up early on any carrier) and `held_max_age_ms` for receipts that
+/// never found their submit.
+///
+/// # Errors
+/// The store failed.
+pub async fn expire_receipts<S: Store>(
+    store: &S,
+    cfg: &Config,
+    held_max_age_ms: u64,
+    now_ms: u64,
+) -> StoreResult<ExpireReport> {
+    let timeout = cfg
+        .carriers
+        .iter()
+        .map(|c| c.receipt_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(48 * 3600));
+    let r = store
+        .expire_pending(now_ms, timeout.as_millis() as u64, held_max_age_ms)
+        .await?;
+    if r.no_receipt > 0 || r.held_dropped > 0 {
+        tracing::info!(
+            no_receipt = r.no_receipt,
+            held_dropped = r.held_dropped,
+            "receipts expired"
+        );
+    }
+    Ok(r)
+}
+
+pub(crate) async fn sweep_task<S: Store>(
+    store: Arc<S>,
+    cfg: Arc<Config>,
+    opts: Arc<LinkOptions>,
+    stop: CancellationToken,
+) {
+    let timeout = opts.reassembly_timeout.as_millis() as u64;
+    let mut tick = tokio::time::interval(opts.reassembly_sweep.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(e) = sweep_reassembly(&*store, &cfg, timeout, clock::wall_ms()).await {
+            tracing::error!(error = %e, "reassembly sweep failed");
+        }
+    }
+}
+
+pub(crate) async fn expire_task<S: Store>(
+    store: Arc<S>,
+    cfg: Arc<Config>,
+    every: Duration,
+    held_max_age: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let r = expire_receipts(
+            &*store,
+            &cfg,
+            held_max_age.as_millis() as u64,
+            clock::wall_ms(),
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "receipt expiry failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_meet_a_hex_response_from_a_decimal_receipt() {
+        // The response said hex "12" (stored in auto normal form "C", as
+        // decimal 12); the receipt says decimal 18 (= 0x12).
+        let resp = dlr::normalize_id("12", IdFormat::Auto);
+        let c = id_candidates("18", IdFormat::Auto);
+        assert!(c.contains(&resp), "{c:?} lacks {resp}");
+        // A decimal response and a hex receipt meet in the normal form.
+        let resp = dlr::normalize_id("439041101", IdFormat::Auto);
+        assert_eq!(id_candidates("1a2b3c4d", IdFormat::Auto)[0], resp);
+        // No duplicates, normal form first.
+        let c = id_candidates("00ABC", IdFormat::Auto);
+        assert_eq!(c[0], "ABC");
+        let mut d = c.clone();
+        d.dedup();
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn can_round_trip_a_reassembly_key() {
+        let k = reassembly_key("acme", "+447911123456", "447700", 513, 3);
+        let p = parse_reassembly_key(&k).unwrap();
+        assert_eq!(p.carrier, "acme");
+        assert_eq!(p.customer, "+447911123456");
+        assert_eq!(p.sender, "447700");
+        assert_eq!((p.reference, p.total), (513, 3));
+        assert!(parse_reassembly_key(b"acme\x1fonly").is_none());
+    }
+
+    #[test]
+    fn parts_join_in_sequence_order() {
+        let mut m = BTreeMap::new();
+        m.insert(2, part_value("ucs2", "world"));
+        m.insert(1, part_value("ucs2", "hello "));
+        assert_eq!(join_parts(&m), ("hello world".into(), "ucs2".into()));
+    }
+
+    #[test]
+    fn every_receipt_state_maps_to_a_store_state() {
+        assert_eq!(
+            receipt_state(DeliveryState::Delivered),
+            ReceiptState::Delivered
+        );
+        assert_eq!(
+            receipt_state(DeliveryState::Failed),
+            ReceiptState::Undeliverable
+        );
+        assert_eq!(
+            receipt_state(DeliveryState::Skipped),
+            ReceiptState::Rejected
+        );
+        assert_eq!(
+            receipt_state(DeliveryState::Scheduled),
+            ReceiptState::Enroute
+        );
+    }
+}

@@ -1,0 +1,835 @@
+//! The send path of one bound session: claim work from the durable outbox,
+//! plan each text into submit_sm parts, submit the parts of one message back
+//! to back within the window and the throttle, record every
+//! `submit_sm_resp`, and hand back what a dropped bind left unanswered.
+//!
+//! Also the session's event loop: `deliver_sm`s go to the receive path
+//! ([`super::inbound`]) over a bounded queue.
+//!
+//! # Rules kept here
+//! - A full window or a throttle pause is a value ([`Blocked`]): the part
+//!   stays at the head and is submitted after [`Event::WindowOpen`]. A part
+//!   answered ESME_RTHROTTLED / ESME_RMSGQFUL is sent again on this bind
+//!   after the pause, before anything else: never dropped, never reordered.
+//! - Order per conversation: a message is not started while an earlier
+//!   message of the same conversation on this bind is still unanswered.
+//! - Every part asks for a receipt (`registered_delivery` 1).
+//! - A non-zero status is judged by the carrier's
+//!   [`CarrierConfig::status_action`]: temporary → the part is retried on this
+//!   bind after a delay (a few times, then the message goes back to the
+//!   outbox); permanent → the message fails; rebind → the bind is rebuilt
+//!   and the message goes back to the outbox.
+//! - When the bind ends: messages with a part whose outcome is unknown
+//!   (sent, unanswered) go back flagged as possible duplicates
+//!   (`release_unanswered`); messages that never went out go back plain
+//!   (`release`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::{
+    CarrierConfig, Concat, Config, DataCoding0, SenderType, ServiceConfig, StatusAction,
+};
+use crate::model::MessageId;
+use crate::pdu::{Pdu, SmBody, Tlv, TlvTag, Tlvs};
+use crate::session::driver::{Command, HandleError, SessionHandle};
+use crate::session::machine::{Blocked, DeliverToken, Event, SubmitRequest};
+use crate::session::status::Outcome;
+use crate::store::{OutboxItem, Store, SubmitFailure, SubmitOutcome};
+use crate::text::{self, Dcs0, PlanError, PlanOptions};
+
+use super::inbound;
+use super::pool::{BindSlot, BindState, LinkOptions, receives, transmits};
+
+/// `ESME_RINVMSGLEN`: recorded when a stored text can no longer be planned
+/// (e.g. `max_parts` lowered since it was accepted).
+const LOCAL_PLAN_FAILURE: u32 = 0x01;
+
+// === planning and building submits (pure) ===
+
+/// The planner options of a service on a carrier.
+pub fn plan_options(carrier: &CarrierConfig, service: Option<&ServiceConfig>) -> PlanOptions {
+    PlanOptions {
+        dcs0: dcs0(carrier.data_coding0),
+        allow_latin1: carrier.allow_latin1,
+        allow_ia5: carrier.allow_ia5,
+        at_as_ucs2: carrier.at_as_ucs2,
+        transliterate: service.is_some_and(|s| s.transliterate),
+        concat: match carrier.concat {
+            Concat::Udh8 => text::Concat::Udh8,
+            Concat::Udh16 => text::Concat::Udh16,
+            Concat::Sar => text::Concat::Sar,
+            Concat::Payload => text::Concat::Payload,
+        },
+        max_parts: service.map_or(text::plan::DEFAULT_MAX_PARTS, |s| s.max_parts),
+    }
+}
+
+/// The text layer's reading of the carrier's `data_coding0`.
+pub fn dcs0(d: DataCoding0) -> Dcs0 {
+    match d {
+        DataCoding0::Gsm => Dcs0::Gsm,
+        DataCoding0::GsmPacked => Dcs0::GsmPacked,
+        DataCoding0::Latin1 => Dcs0::Latin1,
+        DataCoding0::Ascii => Dcs0::Ascii,
+    }
+}
+
+/// The sender type of a sender string when no service names it: digits only
+/// is a long number, anything else alphanumeric.
+fn guess_sender_type(sender: &str) -> SenderType {
+    if !sender.is_empty()
+        && sender
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
+        SenderType::Long
+    } else {
+        SenderType::Alphanumeric
+    }
+}
+
+/// A number as the wire wants it: digits without `+` or a leading `00`.
+pub fn wire_number(n: &str) -> &str {
+    let n = n.trim();
+    match n.strip_prefix('+') {
+        Some(rest) => rest,
+        None => n.strip_prefix("00").filter(|r| !r.is_empty()).unwrap_or(n),
+    }
+}
+
+/// The submit_sm requests of one outbox item: the text planned with the
+/// service's and carrier's options and `reference` as concatenation
+/// reference; part `i` is tagged `first_tag + i`. Source address and TON/NPI
+/// from the service's sender type and the carrier's overrides; destination
+/// digits without `+`, TON/NPI from the carrier (1/1 by default);
+/// `registered_delivery` 1 on every part; data_coding from the plan; UDHI,
+/// SAR TLVs or `message_payload` as the plan says.
+///
+/// # Errors
+/// The text no longer fits the service's limits.
+pub fn build_submits(
+    item: &OutboxItem,
+    service: Option<&ServiceConfig>,
+    carrier: &CarrierConfig,
+    reference: u16,
+    first_tag: u64,
+) -> Result<Vec<SubmitRequest>, PlanError> {
+    let plan = text::plan(&item.text, &plan_options(carrier, service), reference)?;
+    let sender_type = service.map_or_else(|| guess_sender_type(&item.sender), |s| s.sender_type);
+    let (src_ton, src_npi) = carrier.source_ton_npi(sender_type);
+    let source = match sender_type {
+        SenderType::Alphanumeric => item.sender.as_str(),
+        _ => wire_number(&item.sender),
+    };
+    let dest = wire_number(&item.customer);
+    let mut out = Vec::with_capacity(plan.parts.len());
+    for (i, part) in plan.parts.iter().enumerate() {
+        let ref_bytes;
+        let total;
+        let seq;
+        let mut tlvs: Vec<Tlv<'_>> = Vec::new();
+        if let Some(sar) = part.sar {
+            ref_bytes = sar.reference.to_be_bytes();
+            total = [sar.total];
+            seq = [sar.seq];
+            tlvs.push(Tlv::new(TlvTag::SAR_MSG_REF_NUM, &ref_bytes));
+            tlvs.push(Tlv::new(TlvTag::SAR_TOTAL_SEGMENTS, &total));
+            tlvs.push(Tlv::new(TlvTag::SAR_SEGMENT_SEQNUM, &seq));
+        }
+        let (short_message, payload): (&[u8], Option<&[u8]>) = if part.payload {
+            (&[], Some(&part.short_message))
+        } else {
+            (&part.short_message, None)
+        };
+        if let Some(p) = payload {
+            tlvs.push(Tlv::new(TlvTag::MESSAGE_PAYLOAD, p));
+        }
+        let body = SmBody {
+            source_addr_ton: src_ton,
+            source_addr_npi: src_npi,
+            source_addr: source.as_bytes(),
+            dest_addr_ton: carrier.dest_ton,
+            dest_addr_npi: carrier.dest_npi,
+            destination_addr: dest.as_bytes(),
+            esm_class: if plan.esm_udhi { 0x40 } else { 0x00 },
+            registered_delivery: 0x01,
+            data_coding: plan.data_coding,
+            short_message,
+            tlvs: Tlvs::from_list(&tlvs),
+            ..SmBody::default()
+        };
+        out.push(SubmitRequest::new(
+            first_tag + i as u64,
+            &Pdu::SubmitSm(body),
+        ));
+    }
+    Ok(out)
+}
+
+// === the pump (which part goes next; pure apart from the clock values passed in) ===
+
+/// Where one part stands on this bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not sent yet.
+    Unsent,
+    /// Sent, response pending.
+    InFlight,
+    /// Refused for now: send again at (or after) this instant.
+    Waiting(Instant),
+    /// Answered (or given up on).
+    Done,
+}
+
+#[derive(Debug)]
+struct PartSlot {
+    req: SubmitRequest,
+    slot: Slot,
+    /// Temporary refusals so far.
+    tries: u32,
+}
+
+#[derive(Debug)]
+struct Msg {
+    item: OutboxItem,
+    parts: Vec<PartSlot>,
+    /// No more parts go out: failed for good, or handed back.
+    stopped: bool,
+    /// Hand it back to the outbox once nothing is in flight.
+    give_back: bool,
+    /// A part went out whose outcome is accepted or unknown: handing it
+    /// back must flag a possible duplicate.
+    touched: bool,
+}
+
+impl Msg {
+    fn in_flight(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.slot == Slot::InFlight)
+            .count()
+    }
+
+    fn total(&self) -> u8 {
+        u8::try_from(self.parts.len()).unwrap_or(u8::MAX)
+    }
+}
+
+/// What to do with a message leaving the pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handback {
+    /// `release`: it never went out.
+    Release(MessageId),
+    /// `release_unanswered`: it may have gone out.
+    Unanswered(MessageId),
+}
+
+/// The messages a bind works on, in claim order.
+#[derive(Debug, Default)]
+pub(crate) struct Pump {
+    msgs: VecDeque<Msg>,
+    /// tag → (message, part index).
+    tags: HashMap<u64, (MessageId, usize)>,
+    next_tag: u64,
+}
+
+impl Pump {
+    /// Messages held.
+    pub(crate) fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// Parts in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.msgs.iter().map(Msg::in_flight).sum()
+    }
+
+    /// The next free tag range of `n` tags.
+    pub(crate) fn tags(&mut self, n: usize) -> u64 {
+        let t = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(n as u64 + 1);
+        t
+    }
+
+    /// Adds a planned message.
+    pub(crate) fn push(&mut self, item: OutboxItem, reqs: Vec<SubmitRequest>) {
+        for (i, r) in reqs.iter().enumerate() {
+            self.tags.insert(r.tag, (item.message, i));
+        }
+        self.msgs.push_back(Msg {
+            item,
+            parts: reqs
+                .into_iter()
+                .map(|req| PartSlot {
+                    req,
+                    slot: Slot::Unsent,
+                    tries: 0,
+                })
+                .collect(),
+            stopped: false,
+            give_back: false,
+            touched: false,
+        });
+    }
+
+    fn msg_mut(&mut self, id: MessageId) -> Option<&mut Msg> {
+        self.msgs.iter_mut().find(|m| m.item.message == id)
+    }
+
+    /// The next part to submit at `now`: a retry that is due first, then
+    /// the first unsent part of the oldest message whose conversation has
+    /// no earlier message still here.
+    pub(crate) fn next(&self, now: Instant) -> Option<(MessageId, usize, SubmitRequest)> {
+        for m in self.msgs.iter().filter(|m| !m.stopped) {
+            for (i, p) in m.parts.iter().enumerate() {
+                if matches!(p.slot, Slot::Waiting(at) if at <= now) {
+                    return Some((m.item.message, i, p.req.clone()));
+                }
+            }
+        }
+        for (idx, m) in self.msgs.iter().enumerate() {
+            if m.stopped {
+                continue;
+            }
+            let earlier_same_conversation = self
+                .msgs
+                .iter()
+                .take(idx)
+                .any(|e| e.item.conversation == m.item.conversation);
+            if earlier_same_conversation {
+                continue;
+            }
+            if let Some(i) = m.parts.iter().position(|p| p.slot == Slot::Unsent) {
+                return Some((m.item.message, i, m.parts[i].req.clone()));
+            }
+        }
+        None
+    }
+
+    /// The earliest retry that is not due yet.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.msgs
+            .iter()
+            .filter(|m| !m.stopped)
+            .flat_map(|m| &m.parts)
+            .filter_map(|p| match p.slot {
+                Slot::Waiting(at) => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The part went out.
+    pub(crate) fn sent(&mut self, id: MessageId, part: usize) {
+        if let Some(p) = self.msg_mut(id).and_then(|m| m.parts.get_mut(part)) {
+            p.slot = Slot::InFlight;
+        }
+    }
+
+    /// The message and part a tag stands for.
+    pub(crate) fn lookup(&self, tag: u64) -> Option<(MessageId, usize, u8, Option<&OutboxItem>)> {
+        let (id, part) = *self.tags.get(&tag)?;
+        let m = self.msgs.iter().find(|m| m.item.message == id)?;
+        Some((id, part, m.total(), Some(&m.item)))
+    }
+
+    /// The part was answered OK.
+    pub(crate) fn answered(&mut self, id: MessageId, part: usize) {
+        if let Some(m) = self.msg_mut(id) {
+            m.touched = true;
+            if let Some(p) = m.parts.get_mut(part) {
+                p.slot = Slot::Done;
+            }
+        }
+    }
+
+    /// The part goes again at `at` (throttled: at once, the machine holds
+    /// it until the pause ends). Past `max_tries` (when counted) the message
+    /// goes back to the outbox instead.
+    pub(crate) fn retry(
+        &mut self,
+        id: MessageId,
+        part: usize,
+        at: Instant,
+        count: bool,
+        max_tries: u32,
+    ) {
+        let Some(m) = self.msg_mut(id) else { return };
+        let Some(p) = m.parts.get_mut(part) else {
+            return;
+        };
+        if count {
+            p.tries += 1;
+        }
+        if p.tries > max_tries {
+            p.slot = Slot::Done;
+            m.stopped = true;
+            m.give_back = true;
+        } else {
+            p.slot = Slot::Waiting(at);
+        }
+    }
+
+    /// The part's outcome is unknown (timeout, bind dropped): the message
+    /// goes back flagged as a possible duplicate.
+    pub(crate) fn unknown(&mut self, id: MessageId, part: usize) {
+        if let Some(m) = self.msg_mut(id) {
+            m.touched = true;
+            m.stopped = true;
+            m.give_back = true;
+            if let Some(p) = m.parts.get_mut(part) {
+                p.slot = Slot::Done;
+            }
+        }
+    }
+
+    /// The part was answered with an error that ends or interrupts the
+    /// message: `give_back` false → it failed (recorded); true → it goes back.
+    pub(crate) fn stop(&mut self, id: MessageId, part: usize, give_back: bool) {
+        if let Some(m) = self.msg_mut(id) {
+            m.stopped = true;
+            m.give_back |= give_back;
+            if let Some(p) = m.parts.get_mut(part) {
+                p.slot = Slot::Done;
+            }
+        }
+    }
+
+    /// The store finished the message (every part answered): forget it.
+    pub(crate) fn finish(&mut self, id: MessageId) {
+        self.msgs.retain(|m| m.item.message != id);
+        self.tags.retain(|_, (m, _)| *m != id);
+    }
+
+    /// No new parts go out; every message will be handed back once its
+    /// parts in flight are answered.
+    pub(crate) fn drain(&mut self) {
+        for m in &mut self.msgs {
+            if !m.stopped {
+                m.stopped = true;
+                m.give_back = true;
+            }
+        }
+    }
+
+    /// Takes out the messages that are stopped and have nothing in flight;
+    /// those to hand back are returned.
+    pub(crate) fn settle(&mut self) -> Vec<Handback> {
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for m in &self.msgs {
+            if m.stopped && m.in_flight() == 0 {
+                gone.push(m.item.message);
+                if m.give_back {
+                    out.push(if m.touched {
+                        Handback::Unanswered(m.item.message)
+                    } else {
+                        Handback::Release(m.item.message)
+                    });
+                }
+            }
+        }
+        for id in gone {
+            self.finish(id);
+        }
+        out
+    }
+
+    /// The bind is gone: everything still in flight has an unknown outcome,
+    /// and every message goes back.
+    pub(crate) fn abandon_all(&mut self) -> Vec<Handback> {
+        for m in &mut self.msgs {
+            for p in &mut m.parts {
+                if p.slot == Slot::InFlight {
+                    p.slot = Slot::Done;
+                    m.touched = true;
+                }
+            }
+            if !m.stopped || m.give_back {
+                m.stopped = true;
+                m.give_back = true;
+            }
+        }
+        self.settle()
+    }
+}
+
+// === the session loop (shell) ===
+
+/// What the session loop needs.
+pub(crate) struct SessionCtx<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) carrier: CarrierConfig,
+    pub(crate) slot: Arc<BindSlot>,
+    pub(crate) wake: watch::Receiver<u64>,
+    pub(crate) opts: Arc<LinkOptions>,
+    pub(crate) stop: CancellationToken,
+}
+
+async fn submit(cmds: &mpsc::Sender<Command>, req: SubmitRequest) -> Result<u32, HandleError> {
+    let (reply, rx) = oneshot::channel();
+    cmds.send(Command::Submit { req, reply })
+        .await
+        .map_err(|_| HandleError::Gone)?;
+    Ok(rx.await.map_err(|_| HandleError::Gone)??)
+}
+
+/// The lease of claimed work: longer than any wait for a response, so a
+/// live bind never loses its claim to another.
+fn lease_ms(c: &CarrierConfig) -> u64 {
+    let d = c.response_timeout * 3 + c.unbind_timeout + Duration::from_secs(60);
+    d.as_millis() as u64
+}
+
+/// Runs a bound session until it ends; returns why it ended.
+pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHandle) -> String {
+    let (cmds, mut events, task) = handle.into_parts();
+    let kind = ctx.slot.kind;
+    let tx_enabled = transmits(kind);
+    let carrier = ctx.carrier.name.clone();
+
+    // The receive path runs beside the loop so storing never holds up
+    // submit responses; the queue between them is bounded.
+    let (in_tx, in_rx) = mpsc::channel::<(DeliverToken, Bytes)>(ctx.opts.inbound_queue.max(1));
+    let worker = receives(kind).then(|| {
+        tokio::spawn(inbound::worker(
+            ctx.store.clone(),
+            ctx.cfg.clone(),
+            ctx.carrier.clone(),
+            in_rx,
+            cmds.clone(),
+        ))
+    });
+
+    let mut pump = Pump::default();
+    let mut wake = ctx.wake.clone();
+    wake.mark_unchanged();
+    let mut poll = tokio::time::interval(ctx.opts.poll_interval.max(Duration::from_millis(1)));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window = ctx.carrier.window.max(1) as usize;
+    let retry_delay = ctx.opts.part_retry_delay;
+    let max_tries = ctx.opts.max_part_retries;
+
+    let mut blocked = false;
+    let mut idle = false;
+    let mut draining = false;
+    let mut unbind_sent = false;
+    let mut end_reason: Option<String> = None;
+    let mut rebind = false;
+
+    loop {
+        // 1. Claim work while there is room.
+        if tx_enabled && !draining && !idle && pump.len() < window {
+            let now_ms = clock::wall_ms();
+            match ctx
+                .store
+                .claim_outbox(
+                    &carrier,
+                    window - pump.len(),
+                    lease_ms(&ctx.carrier),
+                    now_ms,
+                )
+                .await
+            {
+                Ok(items) => {
+                    idle = items.is_empty();
+                    for item in items {
+                        let service = ctx.cfg.service(&item.service);
+                        let first = pump.tags(usize::from(item.parts.max(1)) + 16);
+                        let reference = item.message as u16;
+                        match build_submits(&item, service, &ctx.carrier, reference, first) {
+                            Ok(reqs) if !reqs.is_empty() => pump.push(item, reqs),
+                            Ok(_) | Err(_) => {
+                                tracing::warn!(carrier = %carrier, message = item.message, "stored text cannot be planned; message failed");
+                                let failure = SubmitFailure {
+                                    status: LOCAL_PLAN_FAILURE,
+                                    permanent: true,
+                                };
+                                if let Err(e) = ctx
+                                    .store
+                                    .record_submit(
+                                        item.message,
+                                        0,
+                                        item.parts.max(1),
+                                        Err(failure),
+                                        now_ms,
+                                    )
+                                    .await
+                                {
+                                    tracing::error!(error = %e, "store failed recording a plan failure");
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(carrier = %carrier, error = %e, "outbox claim failed");
+                    idle = true;
+                }
+            }
+        }
+
+        // 2. Submit what may go.
+        if tx_enabled && !blocked && !unbind_sent {
+            while let Some((id, part, req)) = pump.next(clock::now()) {
+                match submit(&cmds, req).await {
+                    Ok(_) => {
+                        pump.sent(id, part);
+                        crate::metrics::submit_sent(&carrier);
+                    }
+                    Err(HandleError::Blocked(Blocked::NotAllowed)) => {
+                        tracing::error!(carrier = %carrier, "submit not allowed on this bind");
+                        pump.stop(id, part, true);
+                    }
+                    Err(HandleError::Blocked(_)) => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(HandleError::Gone) => {
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+        }
+        ctx.slot.set_window(pump.in_flight());
+
+        // 3. Hand back what is finished with on this bind.
+        for h in pump.settle() {
+            hand_back(&*ctx.store, h).await;
+        }
+        if draining && !unbind_sent && pump.in_flight() == 0 {
+            unbind_sent = true;
+            ctx.slot.set_state(BindState::Unbinding, None, None);
+            let _ = cmds.send(Command::Unbind).await;
+        }
+
+        // 4. Wait for something to happen.
+        let retry_at = pump.next_retry();
+        let sleep_until = retry_at.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            biased;
+            ev = events.recv() => match ev {
+                None => break,
+                Some(ev) => {
+                    let outcome = handle_event(&ctx, &mut pump, &in_tx, worker.is_some(), ev, retry_delay, max_tries).await;
+                    match outcome {
+                        Step::Continue => {}
+                        Step::WindowOpen => blocked = false,
+                        Step::Rebind => rebind = true,
+                        Step::Closed(reason) => end_reason = Some(reason),
+                    }
+                }
+            },
+            () = ctx.stop.cancelled(), if !draining => {
+                draining = true;
+                pump.drain();
+            }
+            r = wake.changed(), if tx_enabled && !draining && idle => {
+                if r.is_ok() {
+                    idle = false;
+                }
+            }
+            _ = poll.tick(), if tx_enabled && !draining && idle => idle = false,
+            () = tokio::time::sleep_until(sleep_until), if retry_at.is_some() && !blocked => {}
+        }
+        if rebind && !draining {
+            tracing::warn!(carrier = %carrier, "carrier status asks for a rebind");
+            draining = true;
+            pump.drain();
+        }
+    }
+
+    // The session is over: what is still in flight has an unknown outcome.
+    let end = task.await.ok();
+    for h in pump.abandon_all() {
+        hand_back(&*ctx.store, h).await;
+    }
+    drop(in_tx);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    let reason = end_reason
+        .or_else(|| end.as_ref().map(|e| e.reason.as_str().to_owned()))
+        .unwrap_or_else(|| "transport_closed".to_owned());
+    match end.and_then(|e| e.transport) {
+        Some(t) => format!("{reason}: {t}"),
+        None => reason,
+    }
+}
+
+async fn hand_back<S: Store>(store: &S, h: Handback) {
+    let r = match h {
+        Handback::Release(id) => store.release(id).await,
+        Handback::Unanswered(id) => store.release_unanswered(id).await,
+    };
+    if let Err(e) = r {
+        tracing::error!(error = %e, ?h, "could not hand a message back to the outbox; its lease will lapse");
+    }
+}
+
+/// What an event means for the loop.
+enum Step {
+    Continue,
+    WindowOpen,
+    Rebind,
+    Closed(String),
+}
+
+async fn handle_event<S: Store>(
+    ctx: &SessionCtx<S>,
+    pump: &mut Pump,
+    in_tx: &mpsc::Sender<(DeliverToken, Bytes)>,
+    receiving: bool,
+    ev: Event,
+    retry_delay: Duration,
+    max_tries: u32,
+) -> Step {
+    let carrier = ctx.carrier.name.as_str();
+    match ev {
+        Event::SubmitResp {
+            tag,
+            status,
+            outcome,
+            message_id,
+            ..
+        } => {
+            crate::metrics::submit_response(carrier, status.0);
+            let Some((id, part, total, _)) = pump.lookup(tag) else {
+                tracing::debug!(carrier, tag, "response for a message no longer here");
+                return Step::Continue;
+            };
+            let now_ms = clock::wall_ms();
+            if status.0 == 0 {
+                pump.answered(id, part);
+                let raw = message_id.unwrap_or_default();
+                let norm = crate::dlr::normalize_id(&raw, dlr_format(ctx.carrier.id_format));
+                match ctx
+                    .store
+                    .record_submit(id, part as u8, total, Ok(norm), now_ms)
+                    .await
+                {
+                    Ok(SubmitOutcome::Done { .. }) => {
+                        pump.finish(id);
+                        if let Ok(Some(m)) = ctx.store.message(id).await {
+                            let d = Duration::from_millis(now_ms.saturating_sub(m.created_ms));
+                            crate::metrics::accept_to_submit_resp(carrier, d);
+                        }
+                    }
+                    Ok(SubmitOutcome::Pending { .. }) => {}
+                    Ok(SubmitOutcome::Failed | SubmitOutcome::Ignored) => {
+                        pump.stop(id, part, false)
+                    }
+                    Ok(SubmitOutcome::Retry) => {}
+                    Err(e) => {
+                        tracing::error!(carrier, message = id, error = %e, "store failed recording a submit response");
+                        pump.stop(id, part, false);
+                    }
+                }
+                return Step::Continue;
+            }
+            let now = clock::now();
+            match outcome {
+                Outcome::Throttled => {
+                    pump.retry(id, part, now, false, max_tries);
+                    return Step::Continue;
+                }
+                Outcome::QueueFull => {
+                    pump.retry(id, part, now, true, max_tries);
+                    return Step::Continue;
+                }
+                _ => {}
+            }
+            match ctx.carrier.status_action(status.0) {
+                StatusAction::Temporary => {
+                    pump.retry(id, part, now + retry_delay, true, max_tries);
+                    Step::Continue
+                }
+                StatusAction::Rebind => {
+                    pump.stop(id, part, true);
+                    Step::Rebind
+                }
+                StatusAction::Permanent => {
+                    pump.stop(id, part, false);
+                    let failure = SubmitFailure {
+                        status: status.0,
+                        permanent: true,
+                    };
+                    if let Err(e) = ctx
+                        .store
+                        .record_submit(id, part as u8, total, Err(failure), now_ms)
+                        .await
+                    {
+                        tracing::error!(carrier, message = id, error = %e, "store failed recording a refusal");
+                    }
+                    Step::Continue
+                }
+            }
+        }
+        Event::SubmitTimeout { tag, .. } => {
+            crate::metrics::response_timeout(carrier);
+            if let Some((id, part, ..)) = pump.lookup(tag) {
+                pump.unknown(id, part);
+            }
+            Step::Continue
+        }
+        Event::Deliver { token, frame } => {
+            if receiving {
+                if in_tx.send((token, frame)).await.is_err() {
+                    tracing::error!(carrier, "receive path gone; the SMSC will redeliver");
+                }
+            } else {
+                // Not acknowledged: the SMSC delivers it again on a receiving bind.
+                drop(token);
+            }
+            Step::Continue
+        }
+        Event::WindowOpen => Step::WindowOpen,
+        Event::Throttled { status, .. } => {
+            tracing::debug!(carrier, status = status.0, "carrier throttled the bind");
+            Step::Continue
+        }
+        Event::Quirks { quirks, .. } => {
+            for q in quirks.names() {
+                crate::metrics::codec_leniency(q, 1);
+            }
+            Step::Continue
+        }
+        Event::Closed {
+            reason, unanswered, ..
+        } => {
+            for tag in unanswered {
+                if let Some((id, part, ..)) = pump.lookup(tag) {
+                    pump.unknown(id, part);
+                }
+            }
+            Step::Closed(reason.as_str().to_owned())
+        }
+        other => {
+            tracing::debug!(carrier, event = ?other, "session event");
+            Step::Continue
+        }
+    }
+}
+
+/// The dlr layer's reading of the carrier's `id_format`.
+pub fn dlr_format(f: crate::config::IdFormat) -> crate::dlr::IdFormat {
+    match f {
+        crate::config::IdFormat::Auto => crate::dlr::IdFormat::Auto,
+        crate::config::IdFormat::Decimal => crate::dlr::IdFormat::Decimal,
+        crate::config::IdFormat::Hex => crate::dlr::IdFormat::Hex,
+        crate::config::IdFormat::Raw => crate::dlr::IdFormat::Raw,
+    }
+}
