@@ -590,4 +590,178 @@ mod tests {
         let err = super::super::Console::bind(opts).await.unwrap_err();
         assert!(matches!(err, ConsoleError::TokenRequired(_)), "{err}");
     }
+
+    // ===== the event stream, over the real agent socket server =====
+
+    use crate::agent::{AgentError, Handler, Op, PeerInfo, Server, ServerConfig};
+    use std::sync::Mutex;
+    use tokio::sync::watch;
+
+    /// Plays the daemon's durable event log: a `Vec` and a head watch.
+    struct LogHandler {
+        log: Mutex<Vec<Value>>,
+        head: watch::Sender<u64>,
+    }
+
+    impl LogHandler {
+        fn append(&self, text: &str) -> u64 {
+            let mut log = self.log.lock().unwrap();
+            let seq = log.len() as u64 + 1;
+            log.push(json!({"seq": seq, "at": "2026-11-25T13:00:00.123Z",
+                "event": "message_received", "conversation": 1, "owner": "alice",
+                "service": "support", "customer": "+447911123456", "message": seq,
+                "text": text, "incomplete": false}));
+            drop(log);
+            self.head.send_replace(seq);
+            seq
+        }
+    }
+
+    impl Handler for LogHandler {
+        async fn handle(&self, op: Op, _peer: &PeerInfo) -> Result<Value, AgentError> {
+            match op {
+                Op::Subscribe { from, .. } => Ok(json!({"from": from.unwrap_or(0)})),
+                other => Err(AgentError::internal(other.name())),
+            }
+        }
+
+        async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Value>, AgentError> {
+            let log = self.log.lock().unwrap();
+            let start = (after as usize).min(log.len());
+            Ok(log[start..].iter().take(limit).cloned().collect())
+        }
+
+        fn watch_seq(&self) -> watch::Receiver<u64> {
+            self.head.subscribe()
+        }
+    }
+
+    /// One SSE message: (event, id, data).
+    type Sse = (Option<String>, Option<String>, String);
+
+    /// A browser's event stream, read over HTTP/1.0 (so the body is not
+    /// chunked).
+    struct SseReader {
+        s: tokio::net::TcpStream,
+        buf: String,
+    }
+
+    impl SseReader {
+        async fn open(addr: std::net::SocketAddr, target: &str, extra: &str) -> SseReader {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            SseReader {
+                s,
+                buf: String::new(),
+            }
+        }
+
+        /// Reads until `want` messages with data have arrived in all.
+        async fn until(&mut self, want: usize) -> Vec<Sse> {
+            let mut chunk = [0u8; 4096];
+            let read = async {
+                loop {
+                    let body = self.buf.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let msgs = parse_sse(body);
+                    if msgs.len() >= want {
+                        return msgs;
+                    }
+                    let n = self.s.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "stream ended early: {}", self.buf);
+                    self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("events arrive")
+        }
+    }
+
+    async fn read_sse(
+        addr: std::net::SocketAddr,
+        target: &str,
+        extra: &str,
+        want: usize,
+    ) -> Vec<Sse> {
+        SseReader::open(addr, target, extra).await.until(want).await
+    }
+
+    fn parse_sse(body: &str) -> Vec<Sse> {
+        body.split("\n\n")
+            .filter(|block| block.lines().any(|l| l.starts_with("data:")))
+            .filter(|block| body.contains(&format!("{block}\n\n")))
+            .map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                };
+                (
+                    field("event:"),
+                    field("id:"),
+                    field("data:").unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    fn ids(msgs: &[Sse]) -> Vec<String> {
+        msgs.iter().filter_map(|m| m.1.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn event_stream_resumes_after_the_last_event_id_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let server = Server::bind(ServerConfig::new(&sock)).await.unwrap();
+        let handler = Arc::new(LogHandler {
+            log: Mutex::new(Vec::new()),
+            head: watch::channel(0).0,
+        });
+        for i in 1..=5 {
+            handler.append(&format!("old {i}"));
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(server.run(handler.clone(), stop.clone()));
+        let console = super::super::Console::bind(ConsoleOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            socket: sock.clone(),
+            token: None,
+        })
+        .await
+        .unwrap();
+        let addr = console.local_addr();
+        tokio::spawn(console.run(stop.clone()));
+
+        // A fresh page starts at the head: nothing old is replayed.
+        let mut page = SseReader::open(addr, "/api/events", "").await;
+        let ready = page.until(1).await;
+        assert_eq!(ids(&ready), ["5"]);
+        handler.append("six");
+        handler.append("seven");
+        let fresh = page.until(3).await;
+        assert_eq!(fresh[0].0.as_deref(), Some("ready"));
+        assert_eq!(ids(&fresh), ["5", "6", "7"]);
+        assert!(fresh[1].2.contains(r#""text":"six""#), "{:?}", fresh[1]);
+
+        // The browser reconnects saying it saw 6: it gets 7 and what came
+        // since, each once.
+        handler.append("eight");
+        let resumed = read_sse(addr, "/api/events", "Last-Event-ID: 6\r\n", 3).await;
+        assert_eq!(ids(&resumed), ["6", "7", "8"]);
+        assert!(
+            resumed[0].2.contains(r#""resumed":true"#),
+            "{:?}",
+            resumed[0]
+        );
+
+        // A page that starts a new stream says where it stopped with
+        // `?from=`; the browser's own Last-Event-ID wins over it.
+        let from = read_sse(addr, "/api/events?from=3", "", 6).await;
+        assert_eq!(ids(&from), ["3", "4", "5", "6", "7", "8"]);
+        let both = read_sse(addr, "/api/events?from=1", "Last-Event-ID: 7\r\n", 2).await;
+        assert_eq!(ids(&both), ["7", "8"]);
+        stop.cancel();
+    }
 }

@@ -405,8 +405,8 @@
       await api("assign", { conversation: req.conversation, to: state.agent });
       removeRequest(req.conversation);
       const chat = ensureChat(req.conversation, req.service, req.customer);
-      await loadTranscript(chat);
       chat.dom.text.focus();
+      await loadTranscript(chat);
     } catch (e) {
       btn.disabled = false;
       showError($("error"), e);
@@ -492,6 +492,7 @@
     const d = chat.dom;
     const uid = "c" + Math.random().toString(36).slice(2, 10);
     d.text.id = uid + "-text";
+    root.querySelector(".c-label").htmlFor = d.text.id;
     d.counter.id = uid + "-counter";
     d.text.setAttribute("aria-describedby", d.counter.id);
     d.templates.id = uid + "-tpl";
