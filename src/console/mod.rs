@@ -67,6 +67,14 @@ pub enum ConsoleError {
     /// The token is empty or has characters a header cannot carry.
     #[error("console token must be non-empty printable ASCII without spaces")]
     BadToken,
+    /// The token file could not be read.
+    #[error("console token file {path}: {source}")]
+    TokenFile {
+        /// The file named by `--token-file`.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("console cannot listen on {addr}: {source}")]
     Bind {
@@ -78,6 +86,24 @@ pub enum ConsoleError {
     /// The HTTP server failed.
     #[error("console server: {0}")]
     Serve(std::io::Error),
+}
+
+/// Reads a token file (`--token-file`): its content without surrounding
+/// whitespace.
+///
+/// # Errors
+/// [`ConsoleError::TokenFile`] when it cannot be read,
+/// [`ConsoleError::BadToken`] when it is empty or not printable ASCII.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, ConsoleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConsoleError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConsoleError::BadToken);
+    }
+    Ok(token.to_string())
 }
 
 /// A bound console, not yet serving: lets the caller learn the address
@@ -149,4 +175,37 @@ impl Console {
 /// As [`Console::bind`] and [`Console::run`].
 pub async fn serve(opts: ConsoleOptions, shutdown: CancellationToken) -> Result<(), ConsoleError> {
     Console::bind(opts).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_are_read_without_surrounding_whitespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  s3cr3t-token\n").unwrap();
+        assert_eq!(read_token_file(&path).unwrap(), "s3cr3t-token");
+    }
+
+    #[test]
+    fn rejects_empty_or_unreadable_token_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            read_token_file(&path),
+            Err(ConsoleError::BadToken)
+        ));
+        std::fs::write(&path, "two words").unwrap();
+        assert!(matches!(
+            read_token_file(&path),
+            Err(ConsoleError::BadToken)
+        ));
+        assert!(matches!(
+            read_token_file(&dir.path().join("missing")),
+            Err(ConsoleError::TokenFile { .. })
+        ));
+    }
 }

@@ -732,7 +732,7 @@ mod tests {
         .await
         .unwrap();
         let addr = console.local_addr();
-        tokio::spawn(console.run(stop.clone()));
+        let console_task = tokio::spawn(console.run(stop.clone()));
 
         // A fresh page starts at the head: nothing old is replayed.
         let mut page = SseReader::open(addr, "/api/events", "").await;
@@ -762,6 +762,14 @@ mod tests {
         assert_eq!(ids(&from), ["3", "4", "5", "6", "7", "8"]);
         let both = read_sse(addr, "/api/events?from=1", "Last-Event-ID: 7\r\n", 2).await;
         assert_eq!(ids(&both), ["7", "8"]);
+
+        // Shutting down ends the open streams too, so the server returns.
+        let _open = page;
         stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), console_task)
+            .await
+            .expect("the console stops with streams open")
+            .unwrap()
+            .unwrap();
     }
 }

@@ -287,6 +287,22 @@ async function main() {
     await snap("console");
   });
 
+  await step("on a call (Busy): Send SMS beside the customer's number opens the chat", async () => {
+    await page.goto(`${stack.url()}?call=${encodeURIComponent(FIRST_TEXTER)}&service=${stack.service}`);
+    assert.equal(await page.getByLabel("State", { exact: true }).inputValue(), "busy");
+    const panel = page.getByRole("region", { name: "Contact info" });
+    const sms = panel.getByRole("button", { name: "Send SMS" });
+    await sms.waitFor();
+    await page.getByLabel("State", { exact: true }).selectOption({ label: "After Call Work" });
+    await sms.click();
+    await page.waitForFunction(
+      (n) => document.activeElement && document.activeElement.closest(`[aria-label="Chat with ${n}"]`),
+      FIRST_TEXTER,
+    );
+    await transcriptOf(FIRST_TEXTER).filter({ hasText: "Of course, which date suits you?" }).waitFor();
+    await snap("on-a-call");
+  });
+
   await step("no script error, no dialog, no policy violation", async () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);

@@ -450,6 +450,7 @@
       draft.state = "open";
       state.chats.set(conv, draft);
       renderChatHead(draft);
+      loadTranscript(draft); // the daemon may have continued an open conversation
       return draft;
     }
     chat = newChat(conv, conv, service, customer, "open");
@@ -661,7 +662,7 @@
     const meta = document.createElement("div");
     meta.className = "meta";
     const who = document.createElement("span");
-    who.className = "who";
+    who.className = "author";
     who.textContent = msg.direction === "in" ? t("customer") : t("you");
     const time = document.createElement("time");
     if (msg.at) time.dateTime = msg.at;
@@ -727,7 +728,7 @@
       applyLabels(chat.dom.root);
       renderChatHead(chat);
       for (const msg of chat.messages.values()) {
-        msg.el.querySelector(".who").textContent = msg.direction === "in" ? t("customer") : t("you");
+        msg.el.querySelector(".author").textContent = msg.direction === "in" ? t("customer") : t("you");
         msg.el.querySelector("time").textContent = timeOf(msg.at);
         renderStatus(msg);
       }
