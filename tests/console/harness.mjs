@@ -45,11 +45,19 @@ function connects(addr) {
   });
 }
 
+/** Every process started, killed if the test exits without stopping them. */
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
 function run(cmd, args, name) {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" } });
   const logFile = fs.createWriteStream(path.join(ROOT, "target", "console-shots", `${name}.log`), { flags: "a" });
   child.stdout.pipe(logFile);
   child.stderr.pipe(logFile);
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   return child;
 }
 
@@ -62,7 +70,7 @@ function stopChild(child) {
   });
 }
 
-/** One JSON-lines request on the agent socket (used by the dev stand-in). */
+/** One JSON-lines request on a Unix socket (the simulator's control socket). */
 function socketRequest(sock, req) {
   return new Promise((resolve, reject) => {
     const s = net.connect(sock);
@@ -73,7 +81,7 @@ function socketRequest(sock, req) {
       if (i >= 0) {
         s.destroy();
         const r = JSON.parse(buf.slice(0, i));
-        r.ok ? resolve(r.result) : reject(new Error(JSON.stringify(r.error)));
+        r.ok ? resolve(r.result ?? r) : reject(new Error(JSON.stringify(r.error)));
       }
     });
     s.on("error", reject);
@@ -82,6 +90,9 @@ function socketRequest(sock, req) {
 }
 
 const BIN = process.env.SMPPGW_BIN || path.join(ROOT, "target", "debug", "smppgw");
+
+/** The demo config's `support` service sender. */
+const SUPPORT_SENDER = "447400123456";
 
 /** The demo configuration (config/demo.toml) re-pointed at `dir` and the
  *  given ports. */
@@ -103,7 +114,8 @@ export async function startStack() {
   const sock = path.join(dir, "agent.sock");
   const [simPort, metricsPort, port] = [await freePort(), await freePort(), await freePort()];
   const config = demoConfig(dir, simPort, metricsPort);
-  const sim = run(BIN, ["sim", "--listen", `127.0.0.1:${simPort}`], "sim");
+  const control = path.join(dir, "sim.sock");
+  const sim = run(BIN, ["sim", "--listen", `127.0.0.1:${simPort}`, "--control", control], "sim");
   await waitFor("the simulator", () => connects({ host: "127.0.0.1", port: simPort }));
   const daemon = run(BIN, ["run", "--config", config], "daemon");
   await waitFor("the agent socket", () => connects(sock));
@@ -113,16 +125,10 @@ export async function startStack() {
     await waitFor("the console", () => connects({ host: "127.0.0.1", port }));
   };
   await startConsole();
+  // A customer's text, injected at the simulator's control socket: the SMSC
+  // delivers it to the daemon as a deliver_sm.
   const inject = (from, text) =>
-    new Promise((resolve, reject) => {
-      const p = spawn(BIN, ["sim-inject", "--sim", `127.0.0.1:${simPort}`, "--from", from, "--to", "447400123456", "--text", text], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      p.stdout.on("data", (d) => (out += d));
-      p.stderr.on("data", (d) => (out += d));
-      p.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`sim-inject exited ${code}: ${out}`))));
-    });
+    socketRequest(control, { op: "inject", from: from.replace(/^\+/, ""), to: SUPPORT_SENDER, text });
   return {
     url: () => `http://127.0.0.1:${port}/`,
     service: "support",
