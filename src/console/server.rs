@@ -43,6 +43,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// Longest request body the page sends (a message plus a few fields).
 const MAX_BODY: usize = 64 * 1024;
 
+/// Event streams (browser tabs) served at once; each holds an agent-socket
+/// connection, and the daemon caps those.
+const MAX_STREAMS: usize = 32;
+
 /// How long a browser waits before reconnecting its event stream.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -52,6 +56,7 @@ struct AppState {
     upstream: Upstream,
     token: Option<String>,
     shutdown: CancellationToken,
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub(super) async fn run(
@@ -63,6 +68,7 @@ pub(super) async fn run(
         upstream: Upstream::new(opts.socket),
         token: opts.token,
         shutdown: shutdown.clone(),
+        streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
     });
     let app = router(state);
     axum::serve(listener, app)
@@ -295,6 +301,8 @@ struct Pump {
     /// Kept for as long as the browser reads: dropping it closes the socket
     /// connection and with it the daemon's side of the subscription.
     _client: Client,
+    /// This stream's place among [`MAX_STREAMS`].
+    _permit: tokio::sync::OwnedSemaphorePermit,
     shutdown: CancellationToken,
 }
 
@@ -303,6 +311,9 @@ async fn events(
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Response {
+    let Ok(permit) = st.streams.clone().try_acquire_owned() else {
+        return unavailable("too many event streams open on this console");
+    };
     // The browser's own reconnect names the last id it saw; a page that
     // starts a new stream says `?from=`. Neither: start at the head, after
     // which the page loads its conversations.
@@ -313,12 +324,12 @@ async fn events(
         Some(f) => f,
         None => match st.upstream.head().await {
             Ok(h) => h,
-            Err(e) => return unavailable(&e),
+            Err(e) => return unavailable(&e.to_string()),
         },
     };
     let (client, rx) = match st.upstream.subscribe(from).await {
         Ok(s) => s,
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(&e.to_string()),
     };
     let ready = SseEvent::default()
         .event("ready")
@@ -329,6 +340,7 @@ async fn events(
         first: Some(ready),
         rx,
         _client: client,
+        _permit: permit,
         shutdown: st.shutdown.clone(),
     };
     Sse::new(event_stream(pump))
@@ -357,12 +369,12 @@ fn event_stream(pump: Pump) -> impl Stream<Item = Result<SseEvent, Infallible>> 
 
 /// The daemon cannot be reached: a short stream that says so and ends, so
 /// the browser retries (with its `Last-Event-ID` unchanged) a second later.
-fn unavailable(e: &ClientError) -> Response {
-    tracing::warn!(error = %e, "console: event stream cannot reach the agent socket");
+fn unavailable(why: &str) -> Response {
+    tracing::warn!(error = %why, "console: event stream refused");
     let ev = SseEvent::default()
         .event("unavailable")
         .retry(RETRY)
-        .data(json!({"message": e.to_string()}).to_string());
+        .data(json!({"message": why}).to_string());
     let once = futures_util::stream::iter([Ok::<_, Infallible>(ev)]);
     Sse::new(once).into_response()
 }
