@@ -1,1 +1,508 @@
 //! The durable state behind the narrow `Store` interface, with its sled implementation.
+//!
+//! [`Store`] is what the layers above (agent server, link, daemon) call. It is
+//! async so a networked backend (PostgreSQL) fits beside [`SledStore`]; every
+//! mutating call commits its writes as one batch (a message, its outbox entry
+//! and its event together) and returns only once they are durable. Event
+//! sequence numbers are handed out in commit order. Outbox work is claimed
+//! with a lease that lapses, so a dead bind's (or host's) work is taken over.
+//!
+//! Errors: the outer [`StoreError`] is fail-stop; expected conditions come
+//! back as nested `Result`s or outcome enums.
+//!
+//! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
+//! (group commit), `sled.rs` (the sled backend), `error.rs`.
+
+mod commit;
+mod error;
+mod sled;
+mod trees;
+mod value;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use self::error::{StoreError, StoreResult};
+pub use self::sled::SledStore;
+pub use crate::conversation::rules::{ChatRefused, InboundPolicy, SendRefused};
+use crate::model::{
+    Conversation, ConversationId, Event, EventKind, Message, MessageId, MessageStatus, OptOut,
+    ReceiptUpdate, Seq, Template,
+};
+
+// === Inputs and outcomes ===
+
+/// An agent's message to store and send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOutbound {
+    /// Service name.
+    pub service: String,
+    /// The service's sender (number or alphanumeric id).
+    pub sender: String,
+    /// Customer, E.164.
+    pub customer: String,
+    /// Sending agent (becomes the owner).
+    pub owner: String,
+    /// Contact-center interaction id.
+    pub interaction: Option<String>,
+    /// Text.
+    pub text: String,
+    /// Encoding chosen by the text planner.
+    pub encoding: String,
+    /// Number of parts planned (0 is taken as 1).
+    pub parts: u8,
+    /// Carrier route.
+    pub carrier: String,
+    /// Idempotency key, scoped to the agent.
+    pub client_ref: Option<String>,
+    /// Conversation the agent named, if any.
+    pub conversation: Option<ConversationId>,
+}
+
+/// A send stored durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// Conversation it went into.
+    pub conversation: ConversationId,
+    /// Message id.
+    pub message: MessageId,
+    /// Acceptance time (ms); the first acceptance's for a duplicate.
+    pub at_ms: u64,
+    /// The client_ref was seen before: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// An outbox entry claimed by a bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Message id.
+    pub message: MessageId,
+    /// Conversation id.
+    pub conversation: ConversationId,
+    /// Service name.
+    pub service: String,
+    /// Sender (source address).
+    pub sender: String,
+    /// Customer (destination), E.164.
+    pub customer: String,
+    /// Text to plan and send.
+    pub text: String,
+    /// Encoding planned at acceptance.
+    pub encoding: String,
+    /// Parts planned at acceptance.
+    pub parts: u8,
+    /// Carrier route.
+    pub carrier: String,
+    /// Claims so far, this one included (1 on the first).
+    pub attempt: u32,
+    /// It may have gone out already (a lease lapsed or the daemon crashed).
+    pub possible_duplicate: bool,
+    /// The lease ends here (ms): after it, another claim may take the item.
+    pub lease_until_ms: u64,
+}
+
+/// A `submit_sm_resp` with an error status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitFailure {
+    /// SMPP command_status.
+    pub status: u32,
+    /// Retrying will not help: the message fails.
+    pub permanent: bool,
+}
+
+/// What `record_submit` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Recorded; other parts are still unanswered.
+    Pending {
+        /// Parts answered so far.
+        answered: u8,
+        /// Parts in all.
+        total: u8,
+    },
+    /// Every part answered; the outbox entry is gone. `status` is usually
+    /// `submitted` (or later, when held receipts applied at once).
+    Done {
+        /// Message status now.
+        status: MessageStatus,
+        /// Held receipts applied with this response.
+        receipts_applied: usize,
+    },
+    /// A permanent failure: the message failed, its outbox entry is gone;
+    /// do not send its other parts.
+    Failed,
+    /// A temporary failure: nothing recorded; the link releases or retries.
+    Retry,
+    /// Unknown message or part out of range: nothing recorded.
+    Ignored,
+}
+
+/// What `record_receipt` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// Applied to a message part.
+    Applied {
+        /// Message id.
+        message: MessageId,
+        /// Message status afterwards.
+        status: MessageStatus,
+    },
+    /// No submit with that id yet: held until its response lands (or it ages out).
+    Held,
+    /// The part already had this (or a final) state: nothing changed.
+    Duplicate,
+}
+
+/// What `expire_pending` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// Messages turned `unknown` (no receipt in time).
+    pub no_receipt: usize,
+    /// Held receipts dropped unmatched.
+    pub held_dropped: usize,
+}
+
+/// A keyword change carried by an inbound message (from `optout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptChange {
+    /// STOP-style: record an opt-out.
+    Out,
+    /// START-style: clear it.
+    In,
+}
+
+/// A customer's text (reassembled) to file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// Service the sender number belongs to.
+    pub service: String,
+    /// The number it was sent to (a service's sender).
+    pub sender: String,
+    /// The customer, E.164.
+    pub customer: String,
+    /// Text.
+    pub text: String,
+    /// Encoding it came in.
+    pub encoding: String,
+    /// Parts it came in.
+    pub parts: u8,
+    /// Parts missing at the reassembly timeout.
+    pub incomplete: bool,
+    /// Opt-out keyword found by the caller.
+    pub opt: Option<OptChange>,
+}
+
+/// Where an inbound message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    /// Into an open (or requested) conversation.
+    Matched {
+        /// Conversation.
+        conversation: ConversationId,
+        /// New message id.
+        message: MessageId,
+        /// Who gets it ("" for a request nobody took yet).
+        owner: String,
+    },
+    /// A new `requested` conversation.
+    ChatRequested {
+        /// Conversation.
+        conversation: ConversationId,
+        /// New message id.
+        message: MessageId,
+    },
+    /// Dropped per policy (an opt change is still recorded).
+    Ignored,
+}
+
+/// A template to create (`id: None`) or replace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTemplate {
+    /// Existing id to replace, or None to create.
+    pub id: Option<u64>,
+    /// Owning agent.
+    pub agent: String,
+    /// Service limit.
+    pub service: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Text.
+    pub text: String,
+}
+
+/// Why a template write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateRefused {
+    /// No template with that id belongs to that agent.
+    #[error("template not found")]
+    NotFound,
+}
+
+/// What `recover` found at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoverReport {
+    /// Leased outbox items made claimable again, flagged possible duplicates.
+    pub released_leases: usize,
+    /// Outbox entries in all.
+    pub outbox: usize,
+    /// Messages waiting for a final receipt.
+    pub awaiting_receipts: usize,
+    /// Receipts held for a submit response.
+    pub held_receipts: usize,
+    /// Last event seq.
+    pub last_seq: Seq,
+}
+
+/// What `purge_ended` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Conversations removed.
+    pub conversations: usize,
+    /// Messages removed.
+    pub messages: usize,
+}
+
+// === The interface ===
+
+/// The durable state, as the layers above see it.
+///
+/// Mutating calls commit atomically and return once durable. Times are passed
+/// in (`now_ms`, wall clock ms) so callers decide the clock.
+pub trait Store: Send + Sync + 'static {
+    /// Stores an agent's message with its outbox entry and `message_accepted`
+    /// event: opens or continues the open conversation of (sender, customer).
+    /// Idempotent on (owner, client_ref).
+    fn accept_send(
+        &self,
+        new: NewOutbound,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send;
+
+    /// Claims up to `max` outbox items of a carrier, oldest first, leased for
+    /// `lease_ms`. A lapsed lease makes an item claimable again, flagged
+    /// possible duplicate.
+    fn claim_outbox(
+        &self,
+        carrier: &str,
+        max: usize,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send;
+
+    /// Puts a claimed item back, not sent (throttled, bind dropped before
+    /// sending). Returns false if it is not in the outbox.
+    fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Puts back an item that was sent but not answered: flagged possible duplicate.
+    fn release_unanswered(
+        &self,
+        message: MessageId,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records one part's `submit_sm_resp` (`part` 0-based of `total_parts`):
+    /// the normalised carrier id, or the failure.
+    fn record_submit(
+        &self,
+        message: MessageId,
+        part: u8,
+        total_parts: u8,
+        result: Result<String, SubmitFailure>,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<SubmitOutcome>> + Send;
+
+    /// Applies a receipt by (carrier, normalised id), or holds it until the
+    /// submit response lands.
+    fn record_receipt(
+        &self,
+        carrier: &str,
+        normalized_id: &str,
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<ReceiptOutcome>> + Send;
+
+    /// Like [`Store::record_receipt`] with several candidate forms of the id
+    /// (normal form first, then the other-base fallbacks): applies it to the
+    /// first that is indexed and says which (`Some(0)`: no fallback needed);
+    /// unmatched, holds it under every form.
+    fn record_receipt_any(
+        &self,
+        carrier: &str,
+        candidates: &[&str],
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<(ReceiptOutcome, Option<usize>)>> + Send;
+
+    /// Submitted messages without a final receipt after `receipt_timeout_ms`
+    /// become `unknown` (`message_failed`, state `no_receipt`); held receipts
+    /// older than `held_max_age_ms` are dropped.
+    fn expire_pending(
+        &self,
+        now_ms: u64,
+        receipt_timeout_ms: u64,
+        held_max_age_ms: u64,
+    ) -> impl Future<Output = StoreResult<ExpireReport>> + Send;
+
+    /// Files a customer's text: into the open conversation of (sender,
+    /// customer), else per `policy`.
+    fn record_inbound(
+        &self,
+        msg: InboundMessage,
+        policy: InboundPolicy,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<InboundOutcome>> + Send;
+
+    /// Stores one part of a multi-part reply under an opaque key.
+    fn put_part(
+        &self,
+        key: &[u8],
+        seq: u8,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Removes and returns every part stored under `key`.
+    fn take_parts(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send;
+
+    /// Reads the parts under `key` without removing them.
+    fn parts(&self, key: &[u8]) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send;
+
+    /// Every reassembly key with the time of its oldest part (for timeouts after a restart).
+    fn reassembly_keys(&self) -> impl Future<Output = StoreResult<Vec<(Vec<u8>, u64)>>> + Send;
+
+    /// Ends a conversation (`chat_ended`).
+    fn end_chat(
+        &self,
+        conversation: ConversationId,
+        by: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send;
+
+    /// Hands a conversation (or accepts a request) over to `to` (`chat_assigned`).
+    fn assign(
+        &self,
+        conversation: ConversationId,
+        to: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send;
+
+    /// One conversation.
+    fn conversation(
+        &self,
+        id: ConversationId,
+    ) -> impl Future<Output = StoreResult<Option<Conversation>>> + Send;
+
+    /// One message.
+    fn message(&self, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+
+    /// A conversation and its messages, oldest first.
+    fn transcript(
+        &self,
+        id: ConversationId,
+    ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send;
+
+    /// Open conversations (of `owner`, or all), plus requested ones if asked.
+    fn conversations(
+        &self,
+        owner: Option<&str>,
+        include_requested: bool,
+    ) -> impl Future<Output = StoreResult<Vec<Conversation>>> + Send;
+
+    /// Appends an event that belongs to no conversation (`link_up`, `link_down`).
+    fn append_event(
+        &self,
+        kind: EventKind,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Seq>> + Send;
+
+    /// Durable events with seq > `after`, at most `limit`, in seq order.
+    fn events_after(
+        &self,
+        after: Seq,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+
+    /// Lowest seq still in the log (None when empty): a consumer behind it missed events.
+    fn first_event_seq(&self) -> impl Future<Output = StoreResult<Option<Seq>>> + Send;
+
+    /// The last durable seq, updated on every commit, for live followers.
+    fn subscribe(&self) -> watch::Receiver<Seq>;
+
+    /// Records that `consumer` processed everything up to `seq`.
+    fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// A consumer's cursor.
+    fn cursor(&self, consumer: &str) -> impl Future<Output = StoreResult<Option<Seq>>> + Send;
+
+    /// Trims the event log: events acked by every consumer and older than
+    /// `acked_keep_ms`, and any event older than `max_age_ms`. Returns the count.
+    fn trim_events(
+        &self,
+        now_ms: u64,
+        acked_keep_ms: u64,
+        max_age_ms: u64,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Creates or replaces an agent's template.
+    fn put_template(
+        &self,
+        t: NewTemplate,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Result<Template, TemplateRefused>>> + Send;
+
+    /// One template.
+    fn template(&self, id: u64) -> impl Future<Output = StoreResult<Option<Template>>> + Send;
+
+    /// An agent's templates, by id.
+    fn templates(&self, agent: &str) -> impl Future<Output = StoreResult<Vec<Template>>> + Send;
+
+    /// Deletes an agent's template; false if none.
+    fn delete_template(
+        &self,
+        id: u64,
+        agent: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records an opt-out (keeps the earlier `since` if already set).
+    fn set_opt_out(
+        &self,
+        sender: &str,
+        customer: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<OptOut>> + Send;
+
+    /// Clears an opt-out; false if none.
+    fn clear_opt_out(
+        &self,
+        sender: &str,
+        customer: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The opt-out of (sender, customer).
+    fn opt_out(
+        &self,
+        sender: &str,
+        customer: &str,
+    ) -> impl Future<Output = StoreResult<Option<OptOut>>> + Send;
+
+    /// Every opt-out.
+    fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send;
+
+    /// At start: leased outbox items (in flight at a crash) become claimable,
+    /// flagged possible duplicate.
+    fn recover(&self, now_ms: u64) -> impl Future<Output = StoreResult<RecoverReport>> + Send;
+
+    /// Removes ended conversations (and their messages) ended more than
+    /// `max_age_ms` ago.
+    fn purge_ended(
+        &self,
+        now_ms: u64,
+        max_age_ms: u64,
+    ) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
+}

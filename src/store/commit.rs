@@ -1,0 +1,102 @@
+//! Group commit: many writers, one `flush_async` for all of them.
+//!
+//! Each write transaction takes a ticket (a generation number) right after it
+//! is applied, under the store's writer lock, so tickets follow apply order.
+//! [`GroupCommit::wait`] returns once a flush that started after the ticket's
+//! write has completed. While one flush runs, later writers queue on the flush
+//! lock; the first of them to get it flushes for everyone that queued, and the
+//! rest find their ticket already covered. A burst of N writes thus costs about
+//! two flushes, not N.
+//!
+//! # Cancel safety
+//! Dropping a `wait` future loses nothing: the write is applied and the next
+//! flush covers it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use super::error::StoreResult;
+use crate::model::Seq;
+
+/// Shared flush state of one store.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    db: sled::Db,
+    /// (generation of the last applied write, last event seq applied).
+    written: Mutex<(u64, Seq)>,
+    /// Highest generation known durable.
+    flushed: AtomicU64,
+    /// Only one flush at a time; waiters queue here.
+    flush_lock: tokio::sync::Mutex<()>,
+    /// Flushes done (for tests and metrics).
+    flushes: AtomicU64,
+    /// Last durable event seq, for live followers.
+    seq_tx: watch::Sender<Seq>,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(db: sled::Db, durable_seq: Seq) -> Self {
+        let (seq_tx, _) = watch::channel(durable_seq);
+        Self {
+            db,
+            written: Mutex::new((0, durable_seq)),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+            flushes: AtomicU64::new(0),
+            seq_tx,
+        }
+    }
+
+    /// Records an applied write whose events end at `last_seq`; call under
+    /// the writer lock. Returns the ticket to wait on.
+    pub(crate) fn note_write(&self, last_seq: Seq) -> u64 {
+        let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        w.0 += 1;
+        w.1 = w.1.max(last_seq);
+        w.0
+    }
+
+    /// Waits until the write behind `ticket` is on disk.
+    ///
+    /// # Errors
+    /// The engine's flush failed (fail-stop).
+    pub(crate) async fn wait(&self, ticket: u64) -> StoreResult<()> {
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let _guard = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
+        self.db.flush_async().await?;
+        self.flushed.fetch_max(generation, Ordering::AcqRel);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.seq_tx.send_if_modified(|v| {
+            if seq > *v {
+                *v = seq;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+
+    /// Number of flushes so far.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Last durable event seq.
+    pub(crate) fn durable_seq(&self) -> Seq {
+        *self.seq_tx.borrow()
+    }
+
+    /// A receiver of the last durable event seq.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Seq> {
+        self.seq_tx.subscribe()
+    }
+}

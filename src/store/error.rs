@@ -1,0 +1,25 @@
+//! Fail-stop store errors. Expected conditions (duplicates, refusals, unknown
+//! ids) are nested `Result`s or outcome enums, never these.
+
+/// A failure of the storage engine or of stored data: the caller should stop
+/// using the store (and the daemon shut down) rather than carry on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (I/O, corruption, ...).
+    #[error("storage engine failed: {0}")]
+    Engine(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt value in tree {tree}: {detail}")]
+    Corrupt {
+        /// Tree name.
+        tree: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode value: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Result with a fail-stop [`StoreError`].
+pub type StoreResult<T> = Result<T, StoreError>;

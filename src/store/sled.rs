@@ -1,0 +1,1547 @@
+//! The sled backend of [`Store`].
+//!
+//! One writer at a time: every mutating call takes the writer lock, reads what
+//! it needs, builds its writes in a [`Tx`] overlay (reads see earlier writes of
+//! the same call), applies them in one multi-tree sled transaction, takes a
+//! group-commit ticket and releases the lock; then it waits for the flush.
+//! So event seqs (and ids) follow commit order, a crash never leaves half of
+//! a call, and no call returns before its data is on disk. Reads go straight
+//! to the trees; `events_after` only shows events already flushed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::watch;
+
+use super::commit::GroupCommit;
+use super::error::{StoreError, StoreResult};
+use super::trees::{self, T, id};
+use super::value::{decode, decode_u64, encode};
+use super::{
+    Accepted, ExpireReport, InboundMessage, InboundOutcome, NewOutbound, NewTemplate, OptChange,
+    OutboxItem, PurgeReport, ReceiptOutcome, RecoverReport, Store, SubmitFailure, SubmitOutcome,
+    TemplateRefused,
+};
+use crate::conversation::rules::{
+    self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
+};
+use crate::model::{
+    Conversation, ConversationId, ConversationState, Direction, Event, EventKind, FailState,
+    Message, MessageId, MessageStatus, OptOut, PartState, ReceiptUpdate, Seq, Template,
+    aggregate_status,
+};
+
+/// The sled-backed store. Cheap to clone (shared handle).
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// One handle per tree, indexed by [`T`].
+    trees: Vec<sled::Tree>,
+    /// The next ids to hand out; held while a call builds and applies its writes.
+    writer: Mutex<Counters>,
+    commit: GroupCommit,
+}
+
+/// Next ids (persisted in `meta` with every call that allocates one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counters {
+    conversation: u64,
+    message: u64,
+    seq: u64,
+    template: u64,
+}
+
+/// An outbox entry (value of the `outbox` tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OutboxEntry {
+    message: MessageId,
+    conversation: ConversationId,
+    attempt: u32,
+    lease_until_ms: Option<u64>,
+    possible_duplicate: bool,
+}
+
+/// A receipt waiting for its submit response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HeldReceipt {
+    update: ReceiptUpdate,
+    at_ms: u64,
+    /// Every candidate form it is held under (removed together).
+    #[serde(default)]
+    siblings: Vec<String>,
+}
+
+/// Events removed per trim transaction, so one call never builds a huge batch.
+const TRIM_CHUNK: usize = 10_000;
+
+// === impl SledStore ===
+
+impl SledStore {
+    /// Opens (or creates) the store at `path`.
+    ///
+    /// # Errors
+    /// The engine cannot open the path (locked by another process, I/O).
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::with_config(sled::Config::new().path(path))
+    }
+
+    /// A store that lives in a temporary directory removed on drop (tests).
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub fn temporary() -> StoreResult<Self> {
+        Self::with_config(sled::Config::new().temporary(true))
+    }
+
+    /// Opens with a caller-built sled config (cache size, flush interval...).
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub fn with_config(config: sled::Config) -> StoreResult<Self> {
+        let db = config.open()?;
+        let trees = T::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let meta = &trees[T::Meta as usize];
+        let counter = |name: &[u8], tree: T| -> StoreResult<u64> {
+            let stored = match meta.get(name)? {
+                Some(v) => decode_u64("meta", &v)?,
+                None => 1,
+            };
+            // Never below what a tree already holds, should meta be behind.
+            let last = match trees[tree as usize].last()? {
+                Some((k, _)) => trees::read_u64(&k).map_or(0, |v| v + 1),
+                None => 0,
+            };
+            Ok(stored.max(last).max(1))
+        };
+        let counters = Counters {
+            conversation: counter(trees::NEXT_CONVERSATION, T::Conversations)?,
+            message: counter(trees::NEXT_MESSAGE, T::Messages)?,
+            seq: counter(trees::NEXT_SEQ, T::Events)?,
+            template: counter(trees::NEXT_TEMPLATE, T::Templates)?,
+        };
+        let commit = GroupCommit::new(db, counters.seq - 1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                trees,
+                writer: Mutex::new(counters),
+                commit,
+            }),
+        })
+    }
+
+    /// Flushes done so far (group commit makes this far fewer than writes).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.commit.flushes()
+    }
+
+    /// Flushes everything written so far (shutdown). Every mutating call is
+    /// already durable when it returns; this covers nothing else.
+    ///
+    /// # Errors
+    /// The engine's flush failed.
+    pub async fn flush(&self) -> StoreResult<()> {
+        let ticket = self.inner.commit.note_write(0);
+        self.inner.commit.wait(ticket).await
+    }
+
+    /// One bounded trim transaction (at most [`TRIM_CHUNK`] events).
+    async fn trim_chunk(
+        &self,
+        now_ms: u64,
+        acked_keep_ms: u64,
+        max_age_ms: u64,
+    ) -> StoreResult<usize> {
+        self.run(|tx| {
+            let mut slowest: Option<Seq> = None;
+            for kv in tx.tree(T::Cursors).iter() {
+                let (_, v) = kv?;
+                let s = decode_u64(T::Cursors.name(), &v)?;
+                slowest = Some(slowest.map_or(s, |m| m.min(s)));
+            }
+            let mut doomed = Vec::new();
+            for kv in tx.tree(T::Events).iter() {
+                let (k, v) = kv?;
+                let ev: Event = decode(T::Events.name(), &v)?;
+                let acked = slowest.is_some_and(|m| ev.seq <= m);
+                let old = ev.at_ms.saturating_add(max_age_ms) <= now_ms;
+                let acked_old = acked && ev.at_ms.saturating_add(acked_keep_ms) <= now_ms;
+                if !(old || acked_old) || doomed.len() >= TRIM_CHUNK {
+                    break;
+                }
+                doomed.push(k.to_vec());
+            }
+            let n = doomed.len();
+            for k in doomed {
+                tx.del(T::Events, k);
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    fn tree(&self, t: T) -> &sled::Tree {
+        &self.inner.trees[t as usize]
+    }
+
+    async fn run<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<R> {
+        let (r, ticket) = self.inner.write(f)?;
+        self.inner.commit.wait(ticket).await?;
+        Ok(r)
+    }
+
+    fn read_val<V: DeserializeOwned>(&self, t: T, key: &[u8]) -> StoreResult<Option<V>> {
+        match self.tree(t).get(key)? {
+            Some(v) => Ok(Some(decode(t.name(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_vals<V: DeserializeOwned>(&self, t: T, prefix: &[u8]) -> StoreResult<Vec<V>> {
+        let mut out = Vec::new();
+        for kv in self.tree(t).scan_prefix(prefix) {
+            let (_, v) = kv?;
+            out.push(decode(t.name(), &v)?);
+        }
+        Ok(out)
+    }
+
+    fn read_parts(&self, key: &[u8]) -> StoreResult<BTreeMap<u8, Vec<u8>>> {
+        let prefix = trees::reassembly_prefix(key);
+        let mut out = BTreeMap::new();
+        for kv in self.tree(T::Reassembly).scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            if let (Some(&seq), Some(bytes)) = (k.get(prefix.len()), v.get(8..)) {
+                out.insert(seq, bytes.to_vec());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// Runs `f` under the writer lock and applies its writes atomically.
+    /// Returns the group-commit ticket to wait on.
+    fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
+        let mut counters = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tx = Tx {
+            trees: &self.trees,
+            writes: BTreeMap::new(),
+            c: *counters,
+            last_seq: 0,
+        };
+        let r = f(&mut tx)?;
+        let Tx {
+            mut writes,
+            c,
+            last_seq,
+            ..
+        } = tx;
+        if !writes.is_empty() {
+            let meta = [
+                (
+                    trees::NEXT_CONVERSATION,
+                    counters.conversation,
+                    c.conversation,
+                ),
+                (trees::NEXT_MESSAGE, counters.message, c.message),
+                (trees::NEXT_SEQ, counters.seq, c.seq),
+                (trees::NEXT_TEMPLATE, counters.template, c.template),
+            ];
+            for (name, old, new) in meta {
+                if old != new {
+                    writes.insert((T::Meta, name.to_vec()), Some(id(new).to_vec()));
+                }
+            }
+            apply(&self.trees, &writes)?;
+            *counters = c;
+        }
+        let ticket = self.commit.note_write(last_seq);
+        Ok((r, ticket))
+    }
+}
+
+/// Applies a batch of writes in one sled transaction over the trees it touches.
+fn apply(all: &[sled::Tree], writes: &BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>) -> StoreResult<()> {
+    let mut touched: Vec<T> = writes.keys().map(|(t, _)| *t).collect();
+    touched.dedup();
+    let views: Vec<&sled::Tree> = touched.iter().map(|t| &all[*t as usize]).collect();
+    let mut slot = [0usize; T::ALL.len()];
+    for (i, t) in touched.iter().enumerate() {
+        slot[*t as usize] = i;
+    }
+    views[..]
+        .transaction(|tv| {
+            for ((t, k), v) in writes {
+                let view = &tv[slot[*t as usize]];
+                match v {
+                    Some(v) => {
+                        view.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        view.remove(k.as_slice())?;
+                    }
+                }
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => StoreError::Engine(e),
+            TransactionError::Abort(()) => StoreError::Corrupt {
+                tree: "transaction",
+                detail: "aborted".into(),
+            },
+        })
+}
+
+// === Tx: writes of one call, with read-your-writes ===
+
+struct Tx<'a> {
+    trees: &'a [sled::Tree],
+    writes: BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>,
+    c: Counters,
+    last_seq: Seq,
+}
+
+impl Tx<'_> {
+    fn tree(&self, t: T) -> &sled::Tree {
+        &self.trees[t as usize]
+    }
+
+    fn get(&self, t: T, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(v) = self.writes.get(&(t, k.to_vec())) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree(t).get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn get_u64(&self, t: T, k: &[u8]) -> StoreResult<Option<u64>> {
+        self.get(t, k)?
+            .map(|v| decode_u64(t.name(), &v))
+            .transpose()
+    }
+
+    fn get_val<V: DeserializeOwned>(&self, t: T, k: &[u8]) -> StoreResult<Option<V>> {
+        self.get(t, k)?.map(|v| decode(t.name(), &v)).transpose()
+    }
+
+    fn put(&mut self, t: T, k: impl Into<Vec<u8>>, v: Vec<u8>) {
+        self.writes.insert((t, k.into()), Some(v));
+    }
+
+    fn put_val<V: Serialize>(&mut self, t: T, k: impl Into<Vec<u8>>, v: &V) -> StoreResult<()> {
+        let bytes = encode(v)?;
+        self.put(t, k, bytes);
+        Ok(())
+    }
+
+    fn del(&mut self, t: T, k: impl Into<Vec<u8>>) {
+        self.writes.insert((t, k.into()), None);
+    }
+
+    fn conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
+        self.get_val(T::Conversations, &id(cid))
+    }
+
+    fn put_conv(&mut self, c: &Conversation) -> StoreResult<()> {
+        self.put_val(T::Conversations, id(c.id), c)
+    }
+
+    fn msg(&self, mid: MessageId) -> StoreResult<Option<Message>> {
+        self.get_val(T::Messages, &id(mid))
+    }
+
+    fn put_msg(&mut self, m: &Message) -> StoreResult<()> {
+        self.put_val(T::Messages, id(m.id), m)
+    }
+
+    fn open_conv(&self, sender: &str, customer: &str) -> StoreResult<Option<Conversation>> {
+        match self.get_u64(T::Open, &trees::open_key(sender, customer))? {
+            Some(cid) => self.conv(cid),
+            None => Ok(None),
+        }
+    }
+
+    fn event(
+        &mut self,
+        conv: Option<&Conversation>,
+        kind: EventKind,
+        now_ms: u64,
+    ) -> StoreResult<Seq> {
+        let seq = self.c.seq;
+        self.c.seq += 1;
+        let ev = Event {
+            seq,
+            at_ms: now_ms,
+            conversation: conv.map(|c| c.id),
+            owner: conv.and_then(|c| (!c.owner.is_empty()).then(|| c.owner.clone())),
+            service: conv.map(|c| c.service.clone()),
+            customer: conv.map(|c| c.customer.clone()),
+            kind,
+        };
+        self.put_val(T::Events, id(seq), &ev)?;
+        self.last_seq = seq;
+        Ok(seq)
+    }
+
+    fn next_conversation(&mut self) -> u64 {
+        let v = self.c.conversation;
+        self.c.conversation += 1;
+        v
+    }
+
+    fn next_message(&mut self) -> u64 {
+        let v = self.c.message;
+        self.c.message += 1;
+        v
+    }
+}
+
+// === Operations (run under the writer lock) ===
+
+fn accept_send(
+    tx: &mut Tx<'_>,
+    new: NewOutbound,
+    now: u64,
+) -> StoreResult<Result<Accepted, SendRefused>> {
+    let agent = new.owner.clone();
+    if let Some(r) = &new.client_ref {
+        if let Some(mid) = tx.get_u64(T::Idempotency, &trees::idempotency_key(&agent, r))? {
+            if let Some(m) = tx.msg(mid)? {
+                return Ok(Ok(Accepted {
+                    conversation: m.conversation,
+                    message: m.id,
+                    at_ms: m.created_ms,
+                    duplicate: true,
+                }));
+            }
+        }
+    }
+    if let Some(since_ms) =
+        tx.get_u64(T::OptOuts, &trees::opt_out_key(&new.sender, &new.customer))?
+    {
+        return Ok(Err(SendRefused::OptedOut { since_ms }));
+    }
+    let explicit = match new.conversation {
+        Some(cid) => match tx.conv(cid)? {
+            Some(c) => Some(c),
+            None => return Ok(Err(SendRefused::ConversationNotFound { id: cid })),
+        },
+        None => None,
+    };
+    let open = tx.open_conv(&new.sender, &new.customer)?;
+    let decision = rules::decide_send(
+        explicit.as_ref(),
+        open.as_ref(),
+        &agent,
+        &new.sender,
+        &new.customer,
+    );
+    let conv = match decision {
+        SendDecision::Refuse(r) => return Ok(Err(r)),
+        SendDecision::Continue {
+            conversation,
+            take_over,
+        } => {
+            let found = [explicit, open]
+                .into_iter()
+                .flatten()
+                .find(|c| c.id == conversation);
+            let Some(mut c) = found else {
+                return Ok(Err(SendRefused::ConversationNotFound { id: conversation }));
+            };
+            c.updated_ms = now;
+            if new.interaction.is_some() {
+                c.interaction = new.interaction.clone();
+            }
+            if let Some(from) = take_over {
+                c.owner = agent.clone();
+                c.state = ConversationState::Open;
+                tx.event(
+                    Some(&c),
+                    EventKind::ChatAssigned {
+                        from,
+                        to: agent.clone(),
+                    },
+                    now,
+                )?;
+            }
+            tx.put_conv(&c)?;
+            c
+        }
+        SendDecision::Open => {
+            let c = Conversation {
+                id: tx.next_conversation(),
+                service: new.service.clone(),
+                sender: new.sender.clone(),
+                customer: new.customer.clone(),
+                owner: agent.clone(),
+                interaction: new.interaction.clone(),
+                state: ConversationState::Open,
+                created_ms: now,
+                updated_ms: now,
+                ended_ms: None,
+            };
+            tx.put_conv(&c)?;
+            tx.put(
+                T::Open,
+                trees::open_key(&c.sender, &c.customer),
+                id(c.id).to_vec(),
+            );
+            c
+        }
+    };
+    let parts = new.parts.max(1);
+    let m = Message {
+        id: tx.next_message(),
+        conversation: conv.id,
+        direction: Direction::Out,
+        text: new.text,
+        encoding: new.encoding,
+        parts,
+        status: MessageStatus::Accepted,
+        created_ms: now,
+        updated_ms: now,
+        submitted_ms: None,
+        carrier: Some(new.carrier.clone()),
+        part_ids: vec![None; parts as usize],
+        part_states: vec![PartState::Pending; parts as usize],
+        error: None,
+        client_ref: new.client_ref.clone(),
+        agent: Some(agent.clone()),
+        possible_duplicate: false,
+        incomplete: false,
+    };
+    tx.put_msg(&m)?;
+    tx.put(
+        T::ConversationMessages,
+        trees::conversation_message_key(conv.id, m.id),
+        Vec::new(),
+    );
+    let entry = OutboxEntry {
+        message: m.id,
+        conversation: conv.id,
+        attempt: 0,
+        lease_until_ms: None,
+        possible_duplicate: false,
+    };
+    tx.put_val(T::Outbox, trees::outbox_key(&new.carrier, m.id), &entry)?;
+    if let Some(r) = &new.client_ref {
+        tx.put(
+            T::Idempotency,
+            trees::idempotency_key(&agent, r),
+            id(m.id).to_vec(),
+        );
+    }
+    tx.event(
+        Some(&conv),
+        EventKind::MessageAccepted {
+            message: m.id,
+            text: m.text.clone(),
+            parts: m.parts,
+            encoding: m.encoding.clone(),
+        },
+        now,
+    )?;
+    Ok(Ok(Accepted {
+        conversation: conv.id,
+        message: m.id,
+        at_ms: now,
+        duplicate: false,
+    }))
+}
+
+fn claim_outbox(
+    tx: &mut Tx<'_>,
+    carrier: &str,
+    max: usize,
+    lease_ms: u64,
+    now: u64,
+) -> StoreResult<Vec<OutboxItem>> {
+    let mut out = Vec::new();
+    let prefix = trees::outbox_prefix(carrier);
+    let mut found = Vec::new();
+    for kv in tx.tree(T::Outbox).scan_prefix(&prefix) {
+        if found.len() >= max {
+            break;
+        }
+        let (k, v) = kv?;
+        let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
+        if entry.lease_until_ms.is_some_and(|t| t > now) {
+            continue;
+        }
+        found.push((k.to_vec(), entry));
+    }
+    for (k, mut entry) in found {
+        let Some(mut m) = tx.msg(entry.message)? else {
+            tx.del(T::Outbox, k);
+            continue;
+        };
+        let Some(c) = tx.conv(entry.conversation)? else {
+            tx.del(T::Outbox, k);
+            continue;
+        };
+        if entry.lease_until_ms.is_some() {
+            // The lease lapsed while it was out: it may have been sent.
+            entry.possible_duplicate = true;
+        }
+        if entry.possible_duplicate && !m.possible_duplicate {
+            m.possible_duplicate = true;
+            tx.put_msg(&m)?;
+        }
+        entry.attempt = entry.attempt.saturating_add(1);
+        let lease_until_ms = now.saturating_add(lease_ms);
+        entry.lease_until_ms = Some(lease_until_ms);
+        tx.put_val(T::Outbox, k, &entry)?;
+        out.push(OutboxItem {
+            message: m.id,
+            conversation: c.id,
+            service: c.service,
+            sender: c.sender,
+            customer: c.customer,
+            text: m.text,
+            encoding: m.encoding,
+            parts: m.parts,
+            carrier: carrier.to_string(),
+            attempt: entry.attempt,
+            possible_duplicate: entry.possible_duplicate,
+            lease_until_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<bool> {
+    let Some(mut m) = tx.msg(message)? else {
+        return Ok(false);
+    };
+    let key = trees::outbox_key(m.carrier.as_deref().unwrap_or_default(), message);
+    let Some(mut entry) = tx.get_val::<OutboxEntry>(T::Outbox, &key)? else {
+        return Ok(false);
+    };
+    entry.lease_until_ms = None;
+    if duplicate {
+        entry.possible_duplicate = true;
+        if !m.possible_duplicate {
+            m.possible_duplicate = true;
+            tx.put_msg(&m)?;
+        }
+    }
+    tx.put_val(T::Outbox, key, &entry)?;
+    Ok(true)
+}
+
+/// Recomputes a message's status from its parts; emits the events of the
+/// transition, keeps the outbox and the awaiting-receipt index in step.
+fn settle(tx: &mut Tx<'_>, m: &mut Message, now: u64) -> StoreResult<()> {
+    let old = m.status;
+    let (mut new, fail) = aggregate_status(&m.part_states);
+    if old == MessageStatus::Unknown
+        && matches!(new, MessageStatus::Submitted | MessageStatus::Accepted)
+    {
+        new = MessageStatus::Unknown;
+    }
+    m.updated_ms = now;
+    let all_answered = m.part_states.iter().all(|p| *p != PartState::Pending);
+    if all_answered || fail.is_some() {
+        tx.del(
+            T::Outbox,
+            trees::outbox_key(m.carrier.as_deref().unwrap_or_default(), m.id),
+        );
+    }
+    if new != old {
+        let conv = tx.conv(m.conversation)?;
+        if old == MessageStatus::Accepted
+            && matches!(new, MessageStatus::Submitted | MessageStatus::Delivered)
+        {
+            m.submitted_ms = Some(now);
+            let kind = EventKind::MessageSubmitted {
+                message: m.id,
+                possible_duplicate: m.possible_duplicate,
+            };
+            tx.event(conv.as_ref(), kind, now)?;
+        }
+        match new {
+            MessageStatus::Submitted => {
+                tx.put(T::AwaitingReceipts, id(m.id), id(now).to_vec());
+            }
+            MessageStatus::Delivered => {
+                tx.del(T::AwaitingReceipts, id(m.id));
+                tx.event(
+                    conv.as_ref(),
+                    EventKind::MessageDelivered { message: m.id },
+                    now,
+                )?;
+            }
+            MessageStatus::Failed | MessageStatus::Expired => {
+                tx.del(T::AwaitingReceipts, id(m.id));
+                let kind = EventKind::MessageFailed {
+                    message: m.id,
+                    state: fail.unwrap_or(FailState::Unknown),
+                    error: m.error.clone(),
+                };
+                tx.event(conv.as_ref(), kind, now)?;
+            }
+            _ => {}
+        }
+        m.status = new;
+    }
+    tx.put_msg(m)
+}
+
+fn record_submit(
+    tx: &mut Tx<'_>,
+    message: MessageId,
+    part: u8,
+    total_parts: u8,
+    result: Result<String, SubmitFailure>,
+    now: u64,
+) -> StoreResult<SubmitOutcome> {
+    let Some(mut m) = tx.msg(message)? else {
+        return Ok(SubmitOutcome::Ignored);
+    };
+    if m.direction != Direction::Out {
+        return Ok(SubmitOutcome::Ignored);
+    }
+    if total_parts > m.parts {
+        m.parts = total_parts;
+        m.part_ids.resize(total_parts as usize, None);
+        m.part_states
+            .resize(total_parts as usize, PartState::Pending);
+    }
+    let p = part as usize;
+    if p >= m.part_states.len() {
+        return Ok(SubmitOutcome::Ignored);
+    }
+    let carrier = m.carrier.clone().unwrap_or_default();
+    let mut receipts_applied = 0;
+    match result {
+        Ok(carrier_id) => {
+            let key = trees::carrier_id_key(&carrier, &carrier_id);
+            let mut v = id(message).to_vec();
+            v.push(part);
+            tx.put(T::CarrierIds, key.clone(), v);
+            m.part_ids[p] = Some(carrier_id);
+            if m.part_states[p] == PartState::Pending {
+                m.part_states[p] = PartState::Submitted;
+            }
+            if let Some(held) = tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
+                tx.del(T::HeldReceipts, key);
+                for sib in &held.siblings {
+                    tx.del(T::HeldReceipts, trees::carrier_id_key(&carrier, sib));
+                }
+                if !m.part_states[p].is_final() {
+                    let state = PartState::from_receipt(&held.update);
+                    if state.failure().is_some() {
+                        m.error = held.update.error.clone();
+                    }
+                    m.part_states[p] = state;
+                }
+                receipts_applied += 1;
+            }
+        }
+        Err(f) if f.permanent => {
+            m.part_states[p] = PartState::SubmitFailed;
+            m.error = Some(format!("0x{:08x}", f.status));
+        }
+        Err(_) => return Ok(SubmitOutcome::Retry),
+    }
+    settle(tx, &mut m, now)?;
+    if m.part_states.contains(&PartState::SubmitFailed) {
+        return Ok(SubmitOutcome::Failed);
+    }
+    let answered = m
+        .part_states
+        .iter()
+        .filter(|s| **s != PartState::Pending)
+        .count();
+    if answered == m.part_states.len() {
+        Ok(SubmitOutcome::Done {
+            status: m.status,
+            receipts_applied,
+        })
+    } else {
+        Ok(SubmitOutcome::Pending {
+            answered: answered as u8,
+            total: m.parts,
+        })
+    }
+}
+
+fn record_receipt(
+    tx: &mut Tx<'_>,
+    carrier: &str,
+    candidates: &[&str],
+    update: ReceiptUpdate,
+    now: u64,
+) -> StoreResult<(ReceiptOutcome, Option<usize>)> {
+    let mut hit = None;
+    for (i, c) in candidates.iter().enumerate() {
+        if let Some(v) = tx.get(T::CarrierIds, &trees::carrier_id_key(carrier, c))? {
+            hit = Some((i, v));
+            break;
+        }
+    }
+    let Some((which, v)) = hit else {
+        // Arrived before its submit_sm_resp: hold it under every candidate
+        // form. A final receipt is never replaced by an intermediate one.
+        let Some(first) = candidates.first() else {
+            return Ok((ReceiptOutcome::Duplicate, None));
+        };
+        let key = trees::carrier_id_key(carrier, first);
+        if let Some(held) = tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
+            let held_final = PartState::from_receipt(&held.update).is_final();
+            if held.update == update || (held_final && !PartState::from_receipt(&update).is_final())
+            {
+                return Ok((ReceiptOutcome::Held, None));
+            }
+        }
+        let held = HeldReceipt {
+            update,
+            at_ms: now,
+            siblings: candidates.iter().map(|c| c.to_string()).collect(),
+        };
+        for c in candidates {
+            tx.put_val(T::HeldReceipts, trees::carrier_id_key(carrier, c), &held)?;
+        }
+        return Ok((ReceiptOutcome::Held, None));
+    };
+    let outcome = apply_receipt(tx, &v, update, now)?;
+    Ok((outcome, Some(which)))
+}
+
+fn apply_receipt(
+    tx: &mut Tx<'_>,
+    v: &[u8],
+    update: ReceiptUpdate,
+    now: u64,
+) -> StoreResult<ReceiptOutcome> {
+    let (Some(message), Some(&part)) = (trees::read_u64(v), v.get(8)) else {
+        return Err(StoreError::Corrupt {
+            tree: T::CarrierIds.name(),
+            detail: "short value".into(),
+        });
+    };
+    let Some(mut m) = tx.msg(message)? else {
+        return Ok(ReceiptOutcome::Duplicate);
+    };
+    let p = part as usize;
+    let Some(&current) = m.part_states.get(p) else {
+        return Ok(ReceiptOutcome::Duplicate);
+    };
+    let state = PartState::from_receipt(&update);
+    if current.is_final() || current == state {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
+    m.part_states[p] = state;
+    if state.failure().is_some() {
+        m.error = update.error;
+    }
+    settle(tx, &mut m, now)?;
+    Ok(ReceiptOutcome::Applied {
+        message,
+        status: m.status,
+    })
+}
+
+fn expire_pending(
+    tx: &mut Tx<'_>,
+    now: u64,
+    timeout: u64,
+    held_max_age: u64,
+) -> StoreResult<ExpireReport> {
+    let mut report = ExpireReport::default();
+    let mut due = Vec::new();
+    for kv in tx.tree(T::AwaitingReceipts).iter() {
+        let (k, v) = kv?;
+        let since = decode_u64(T::AwaitingReceipts.name(), &v)?;
+        if since.saturating_add(timeout) <= now {
+            if let Some(mid) = trees::read_u64(&k) {
+                due.push(mid);
+            }
+        }
+    }
+    for mid in due {
+        tx.del(T::AwaitingReceipts, id(mid));
+        let Some(mut m) = tx.msg(mid)? else { continue };
+        if m.status != MessageStatus::Submitted {
+            continue;
+        }
+        m.status = MessageStatus::Unknown;
+        m.updated_ms = now;
+        tx.put_msg(&m)?;
+        let conv = tx.conv(m.conversation)?;
+        let kind = EventKind::MessageFailed {
+            message: mid,
+            state: FailState::NoReceipt,
+            error: None,
+        };
+        tx.event(conv.as_ref(), kind, now)?;
+        report.no_receipt += 1;
+    }
+    let mut stale = Vec::new();
+    for kv in tx.tree(T::HeldReceipts).iter() {
+        let (k, v) = kv?;
+        let held: HeldReceipt = decode(T::HeldReceipts.name(), &v)?;
+        if held.at_ms.saturating_add(held_max_age) <= now {
+            // Count a receipt held under several forms once.
+            let primary = match (held.siblings.first(), trees::split_lp(&k)) {
+                (Some(first), Some((_, rest))) => rest == first.as_bytes(),
+                _ => true,
+            };
+            report.held_dropped += usize::from(primary);
+            stale.push(k.to_vec());
+        }
+    }
+    for k in stale {
+        tx.del(T::HeldReceipts, k);
+    }
+    Ok(report)
+}
+
+fn record_inbound(
+    tx: &mut Tx<'_>,
+    msg: InboundMessage,
+    policy: InboundPolicy,
+    now: u64,
+) -> StoreResult<InboundOutcome> {
+    let open = tx.open_conv(&msg.sender, &msg.customer)?;
+    let decision = rules::decide_inbound(open.as_ref(), policy);
+    let mut stored: Option<(Conversation, MessageId)> = None;
+    let outcome = match (decision, open) {
+        (InboundDecision::Matched(_), Some(mut c)) => {
+            c.updated_ms = now;
+            tx.put_conv(&c)?;
+            let mid = put_inbound(tx, &c, &msg, now)?;
+            let kind = EventKind::MessageReceived {
+                message: mid,
+                text: msg.text.clone(),
+                incomplete: msg.incomplete,
+            };
+            tx.event(Some(&c), kind, now)?;
+            let outcome = InboundOutcome::Matched {
+                conversation: c.id,
+                message: mid,
+                owner: c.owner.clone(),
+            };
+            stored = Some((c, mid));
+            outcome
+        }
+        (InboundDecision::Request, _) => {
+            let c = Conversation {
+                id: tx.next_conversation(),
+                service: msg.service.clone(),
+                sender: msg.sender.clone(),
+                customer: msg.customer.clone(),
+                owner: String::new(),
+                interaction: None,
+                state: ConversationState::Requested,
+                created_ms: now,
+                updated_ms: now,
+                ended_ms: None,
+            };
+            tx.put_conv(&c)?;
+            tx.put(
+                T::Open,
+                trees::open_key(&c.sender, &c.customer),
+                id(c.id).to_vec(),
+            );
+            let mid = put_inbound(tx, &c, &msg, now)?;
+            let kind = EventKind::ChatRequested {
+                message: mid,
+                text: msg.text.clone(),
+            };
+            tx.event(Some(&c), kind, now)?;
+            let outcome = InboundOutcome::ChatRequested {
+                conversation: c.id,
+                message: mid,
+            };
+            stored = Some((c, mid));
+            outcome
+        }
+        _ => InboundOutcome::Ignored,
+    };
+    let key = trees::opt_out_key(&msg.sender, &msg.customer);
+    match msg.opt {
+        Some(OptChange::Out) => {
+            if tx.get(T::OptOuts, &key)?.is_none() {
+                tx.put(T::OptOuts, key, id(now).to_vec());
+            }
+            if let Some((c, mid)) = &stored {
+                tx.event(Some(c), EventKind::CustomerOptedOut { message: *mid }, now)?;
+            }
+        }
+        Some(OptChange::In) => {
+            tx.del(T::OptOuts, key);
+            if let Some((c, mid)) = &stored {
+                tx.event(Some(c), EventKind::CustomerOptedIn { message: *mid }, now)?;
+            }
+        }
+        None => {}
+    }
+    Ok(outcome)
+}
+
+fn put_inbound(
+    tx: &mut Tx<'_>,
+    c: &Conversation,
+    msg: &InboundMessage,
+    now: u64,
+) -> StoreResult<MessageId> {
+    let m = Message {
+        id: tx.next_message(),
+        conversation: c.id,
+        direction: Direction::In,
+        text: msg.text.clone(),
+        encoding: msg.encoding.clone(),
+        parts: msg.parts.max(1),
+        status: MessageStatus::Received,
+        created_ms: now,
+        updated_ms: now,
+        submitted_ms: None,
+        carrier: None,
+        part_ids: Vec::new(),
+        part_states: Vec::new(),
+        error: None,
+        client_ref: None,
+        agent: None,
+        possible_duplicate: false,
+        incomplete: msg.incomplete,
+    };
+    tx.put_msg(&m)?;
+    tx.put(
+        T::ConversationMessages,
+        trees::conversation_message_key(c.id, m.id),
+        Vec::new(),
+    );
+    Ok(m.id)
+}
+
+fn end_chat(
+    tx: &mut Tx<'_>,
+    cid: ConversationId,
+    by: &str,
+    now: u64,
+) -> StoreResult<Result<Conversation, ChatRefused>> {
+    let conv = tx.conv(cid)?;
+    if let Err(r) = rules::decide_end(conv.as_ref()) {
+        return Ok(Err(r));
+    }
+    let Some(mut c) = conv else {
+        return Ok(Err(ChatRefused::NotFound));
+    };
+    c.state = ConversationState::Ended;
+    c.ended_ms = Some(now);
+    c.updated_ms = now;
+    tx.put_conv(&c)?;
+    let key = trees::open_key(&c.sender, &c.customer);
+    if tx.get_u64(T::Open, &key)? == Some(cid) {
+        tx.del(T::Open, key);
+    }
+    tx.event(Some(&c), EventKind::ChatEnded { by: by.to_string() }, now)?;
+    Ok(Ok(c))
+}
+
+fn assign(
+    tx: &mut Tx<'_>,
+    cid: ConversationId,
+    to: &str,
+    now: u64,
+) -> StoreResult<Result<Conversation, ChatRefused>> {
+    let conv = tx.conv(cid)?;
+    let from = match rules::decide_assign(conv.as_ref(), to) {
+        Err(r) => return Ok(Err(r)),
+        Ok(from) => from,
+    };
+    let Some(mut c) = conv else {
+        return Ok(Err(ChatRefused::NotFound));
+    };
+    if let Some(from) = from {
+        c.owner = to.to_string();
+        c.state = ConversationState::Open;
+        c.updated_ms = now;
+        tx.put_conv(&c)?;
+        let kind = EventKind::ChatAssigned {
+            from,
+            to: to.to_string(),
+        };
+        tx.event(Some(&c), kind, now)?;
+    }
+    Ok(Ok(c))
+}
+
+fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
+    let mut report = RecoverReport::default();
+    let mut leased = Vec::new();
+    for kv in tx.tree(T::Outbox).iter() {
+        let (k, v) = kv?;
+        report.outbox += 1;
+        let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
+        if entry.lease_until_ms.is_some() {
+            leased.push((k.to_vec(), entry));
+        }
+    }
+    for (k, mut entry) in leased {
+        entry.lease_until_ms = None;
+        entry.possible_duplicate = true;
+        if let Some(mut m) = tx.msg(entry.message)? {
+            m.possible_duplicate = true;
+            tx.put_msg(&m)?;
+        }
+        tx.put_val(T::Outbox, k, &entry)?;
+        report.released_leases += 1;
+    }
+    report.awaiting_receipts = tx.tree(T::AwaitingReceipts).len();
+    report.held_receipts = tx.tree(T::HeldReceipts).len();
+    report.last_seq = tx.c.seq - 1;
+    Ok(report)
+}
+
+fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
+    let mut n = 0;
+    let mut keys = Vec::new();
+    for kv in tx.tree(T::ConversationMessages).scan_prefix(id(c.id)) {
+        let (k, _) = kv?;
+        keys.push(k.to_vec());
+    }
+    for k in keys {
+        let Some(mid) = k.get(8..).and_then(trees::read_u64) else {
+            continue;
+        };
+        tx.del(T::ConversationMessages, k);
+        if let Some(m) = tx.msg(mid)? {
+            let carrier = m.carrier.as_deref().unwrap_or_default();
+            for pid in m.part_ids.iter().flatten() {
+                tx.del(T::CarrierIds, trees::carrier_id_key(carrier, pid));
+            }
+            if let (Some(agent), Some(r)) = (&m.agent, &m.client_ref) {
+                tx.del(T::Idempotency, trees::idempotency_key(agent, r));
+            }
+            tx.del(T::Outbox, trees::outbox_key(carrier, mid));
+            tx.del(T::AwaitingReceipts, id(mid));
+            tx.del(T::Messages, id(mid));
+            n += 1;
+        }
+    }
+    tx.del(T::Conversations, id(c.id));
+    Ok(n)
+}
+
+// === impl Store ===
+
+impl Store for SledStore {
+    async fn accept_send(
+        &self,
+        new: NewOutbound,
+        now_ms: u64,
+    ) -> StoreResult<Result<Accepted, SendRefused>> {
+        self.run(|tx| accept_send(tx, new, now_ms)).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        carrier: &str,
+        max: usize,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        self.run(|tx| claim_outbox(tx, carrier, max, lease_ms, now_ms))
+            .await
+    }
+
+    async fn release(&self, message: MessageId) -> StoreResult<bool> {
+        self.run(|tx| release(tx, message, false)).await
+    }
+
+    async fn release_unanswered(&self, message: MessageId) -> StoreResult<bool> {
+        self.run(|tx| release(tx, message, true)).await
+    }
+
+    async fn record_submit(
+        &self,
+        message: MessageId,
+        part: u8,
+        total_parts: u8,
+        result: Result<String, SubmitFailure>,
+        now_ms: u64,
+    ) -> StoreResult<SubmitOutcome> {
+        self.run(|tx| record_submit(tx, message, part, total_parts, result, now_ms))
+            .await
+    }
+
+    async fn record_receipt(
+        &self,
+        carrier: &str,
+        normalized_id: &str,
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> StoreResult<ReceiptOutcome> {
+        self.run(|tx| record_receipt(tx, carrier, &[normalized_id], update, now_ms))
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    async fn record_receipt_any(
+        &self,
+        carrier: &str,
+        candidates: &[&str],
+        update: ReceiptUpdate,
+        now_ms: u64,
+    ) -> StoreResult<(ReceiptOutcome, Option<usize>)> {
+        self.run(|tx| record_receipt(tx, carrier, candidates, update, now_ms))
+            .await
+    }
+
+    async fn expire_pending(
+        &self,
+        now_ms: u64,
+        receipt_timeout_ms: u64,
+        held_max_age_ms: u64,
+    ) -> StoreResult<ExpireReport> {
+        self.run(|tx| expire_pending(tx, now_ms, receipt_timeout_ms, held_max_age_ms))
+            .await
+    }
+
+    async fn record_inbound(
+        &self,
+        msg: InboundMessage,
+        policy: InboundPolicy,
+        now_ms: u64,
+    ) -> StoreResult<InboundOutcome> {
+        self.run(|tx| record_inbound(tx, msg, policy, now_ms)).await
+    }
+
+    async fn put_part(&self, key: &[u8], seq: u8, bytes: &[u8], now_ms: u64) -> StoreResult<()> {
+        self.run(|tx| {
+            let mut k = trees::reassembly_prefix(key);
+            k.push(seq);
+            let mut v = id(now_ms).to_vec();
+            v.extend_from_slice(bytes);
+            tx.put(T::Reassembly, k, v);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_parts(&self, key: &[u8]) -> StoreResult<BTreeMap<u8, Vec<u8>>> {
+        self.run(|tx| {
+            let prefix = trees::reassembly_prefix(key);
+            let mut out = BTreeMap::new();
+            let mut keys = Vec::new();
+            for kv in tx.tree(T::Reassembly).scan_prefix(&prefix) {
+                let (k, v) = kv?;
+                if let (Some(&seq), Some(bytes)) = (k.get(prefix.len()), v.get(8..)) {
+                    out.insert(seq, bytes.to_vec());
+                }
+                keys.push(k.to_vec());
+            }
+            for k in keys {
+                tx.del(T::Reassembly, k);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn parts(&self, key: &[u8]) -> StoreResult<BTreeMap<u8, Vec<u8>>> {
+        self.read_parts(key)
+    }
+
+    async fn reassembly_keys(&self) -> StoreResult<Vec<(Vec<u8>, u64)>> {
+        let mut out: Vec<(Vec<u8>, u64)> = Vec::new();
+        for kv in self.tree(T::Reassembly).iter() {
+            let (k, v) = kv?;
+            let (Some((key, _)), Some(at)) = (trees::split_lp(&k), trees::read_u64(&v)) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((last, first)) if last.as_slice() == key => *first = (*first).min(at),
+                _ => out.push((key.to_vec(), at)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn end_chat(
+        &self,
+        conversation: ConversationId,
+        by: &str,
+        now_ms: u64,
+    ) -> StoreResult<Result<Conversation, ChatRefused>> {
+        self.run(|tx| end_chat(tx, conversation, by, now_ms)).await
+    }
+
+    async fn assign(
+        &self,
+        conversation: ConversationId,
+        to: &str,
+        now_ms: u64,
+    ) -> StoreResult<Result<Conversation, ChatRefused>> {
+        self.run(|tx| assign(tx, conversation, to, now_ms)).await
+    }
+
+    async fn conversation(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
+        self.read_val(T::Conversations, &id(cid))
+    }
+
+    async fn message(&self, mid: MessageId) -> StoreResult<Option<Message>> {
+        self.read_val(T::Messages, &id(mid))
+    }
+
+    async fn transcript(
+        &self,
+        cid: ConversationId,
+    ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
+        let Some(c) = self.read_val::<Conversation>(T::Conversations, &id(cid))? else {
+            return Ok(None);
+        };
+        let mut msgs = Vec::new();
+        for kv in self.tree(T::ConversationMessages).scan_prefix(id(cid)) {
+            let (k, _) = kv?;
+            if let Some(mid) = k.get(8..).and_then(trees::read_u64) {
+                if let Some(m) = self.read_val(T::Messages, &id(mid))? {
+                    msgs.push(m);
+                }
+            }
+        }
+        Ok(Some((c, msgs)))
+    }
+
+    async fn conversations(
+        &self,
+        owner: Option<&str>,
+        include_requested: bool,
+    ) -> StoreResult<Vec<Conversation>> {
+        let mut out = Vec::new();
+        for kv in self.tree(T::Open).iter() {
+            let (_, v) = kv?;
+            let cid = decode_u64(T::Open.name(), &v)?;
+            let Some(c) = self.read_val::<Conversation>(T::Conversations, &id(cid))? else {
+                continue;
+            };
+            let keep = match c.state {
+                ConversationState::Open => owner.is_none_or(|o| o == c.owner),
+                ConversationState::Requested => include_requested,
+                ConversationState::Ended => false,
+            };
+            if keep {
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    async fn append_event(&self, kind: EventKind, now_ms: u64) -> StoreResult<Seq> {
+        self.run(|tx| tx.event(None, kind, now_ms)).await
+    }
+
+    async fn events_after(&self, after: Seq, limit: usize) -> StoreResult<Vec<Event>> {
+        let durable = self.inner.commit.durable_seq();
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for kv in self
+            .tree(T::Events)
+            .range(id(after + 1)..=id(durable))
+            .take(limit)
+        {
+            let (_, v) = kv?;
+            out.push(decode(T::Events.name(), &v)?);
+        }
+        Ok(out)
+    }
+
+    async fn first_event_seq(&self) -> StoreResult<Option<Seq>> {
+        Ok(self
+            .tree(T::Events)
+            .first()?
+            .and_then(|(k, _)| trees::read_u64(&k)))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Seq> {
+        self.inner.commit.subscribe()
+    }
+
+    async fn ack(&self, consumer: &str, seq: Seq) -> StoreResult<()> {
+        self.run(|tx| {
+            let cur = tx.get_u64(T::Cursors, consumer.as_bytes())?;
+            if cur.is_none_or(|c| c < seq) {
+                tx.put(T::Cursors, consumer.as_bytes(), id(seq).to_vec());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cursor(&self, consumer: &str) -> StoreResult<Option<Seq>> {
+        self.tree(T::Cursors)
+            .get(consumer.as_bytes())?
+            .map(|v| decode_u64(T::Cursors.name(), &v))
+            .transpose()
+    }
+
+    async fn trim_events(
+        &self,
+        now_ms: u64,
+        acked_keep_ms: u64,
+        max_age_ms: u64,
+    ) -> StoreResult<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.trim_chunk(now_ms, acked_keep_ms, max_age_ms).await?;
+            total += n;
+            if n < TRIM_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn put_template(
+        &self,
+        t: NewTemplate,
+        now_ms: u64,
+    ) -> StoreResult<Result<Template, TemplateRefused>> {
+        self.run(|tx| {
+            let tid = match t.id {
+                Some(tid) => {
+                    let existing = tx.get_val::<Template>(T::Templates, &id(tid))?;
+                    if existing.is_none_or(|e| e.agent != t.agent) {
+                        return Ok(Err(TemplateRefused::NotFound));
+                    }
+                    tid
+                }
+                None => {
+                    let v = tx.c.template;
+                    tx.c.template += 1;
+                    v
+                }
+            };
+            let tpl = Template {
+                id: tid,
+                agent: t.agent,
+                service: t.service,
+                name: t.name,
+                text: t.text,
+                updated_ms: now_ms,
+            };
+            tx.put_val(T::Templates, id(tid), &tpl)?;
+            Ok(Ok(tpl))
+        })
+        .await
+    }
+
+    async fn template(&self, tid: u64) -> StoreResult<Option<Template>> {
+        self.read_val(T::Templates, &id(tid))
+    }
+
+    async fn templates(&self, agent: &str) -> StoreResult<Vec<Template>> {
+        let all: Vec<Template> = self.scan_vals(T::Templates, &[])?;
+        Ok(all.into_iter().filter(|t| t.agent == agent).collect())
+    }
+
+    async fn delete_template(&self, tid: u64, agent: &str) -> StoreResult<bool> {
+        self.run(|tx| {
+            let existing = tx.get_val::<Template>(T::Templates, &id(tid))?;
+            if existing.is_some_and(|e| e.agent == agent) {
+                tx.del(T::Templates, id(tid));
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        })
+        .await
+    }
+
+    async fn set_opt_out(&self, sender: &str, customer: &str, now_ms: u64) -> StoreResult<OptOut> {
+        self.run(|tx| {
+            let key = trees::opt_out_key(sender, customer);
+            let since_ms = match tx.get_u64(T::OptOuts, &key)? {
+                Some(s) => s,
+                None => {
+                    tx.put(T::OptOuts, key, id(now_ms).to_vec());
+                    now_ms
+                }
+            };
+            Ok(OptOut {
+                sender: sender.to_string(),
+                customer: customer.to_string(),
+                since_ms,
+            })
+        })
+        .await
+    }
+
+    async fn clear_opt_out(&self, sender: &str, customer: &str) -> StoreResult<bool> {
+        self.run(|tx| {
+            let key = trees::opt_out_key(sender, customer);
+            let had = tx.get(T::OptOuts, &key)?.is_some();
+            if had {
+                tx.del(T::OptOuts, key);
+            }
+            Ok(had)
+        })
+        .await
+    }
+
+    async fn opt_out(&self, sender: &str, customer: &str) -> StoreResult<Option<OptOut>> {
+        let key = trees::opt_out_key(sender, customer);
+        Ok(match self.tree(T::OptOuts).get(&key)? {
+            Some(v) => Some(OptOut {
+                sender: sender.to_string(),
+                customer: customer.to_string(),
+                since_ms: decode_u64(T::OptOuts.name(), &v)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn opt_outs(&self) -> StoreResult<Vec<OptOut>> {
+        let mut out = Vec::new();
+        for kv in self.tree(T::OptOuts).iter() {
+            let (k, v) = kv?;
+            let Some((sender, customer)) = trees::split_lp(&k) else {
+                continue;
+            };
+            out.push(OptOut {
+                sender: String::from_utf8_lossy(sender).into_owned(),
+                customer: String::from_utf8_lossy(customer).into_owned(),
+                since_ms: decode_u64(T::OptOuts.name(), &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn recover(&self, _now_ms: u64) -> StoreResult<RecoverReport> {
+        self.run(recover).await
+    }
+
+    async fn purge_ended(&self, now_ms: u64, max_age_ms: u64) -> StoreResult<PurgeReport> {
+        let mut doomed = Vec::new();
+        for c in self.scan_vals::<Conversation>(T::Conversations, &[])? {
+            if c.state == ConversationState::Ended
+                && c.ended_ms
+                    .is_some_and(|e| e.saturating_add(max_age_ms) <= now_ms)
+            {
+                doomed.push(c);
+            }
+        }
+        let mut report = PurgeReport::default();
+        for c in doomed {
+            report.messages += self.run(|tx| purge_conversation(tx, &c)).await?;
+            report.conversations += 1;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,211 @@
+//! Tree names and key layouts of the sled store, all in one place.
+//!
+//! Integers in keys are big-endian so that range scans come out ordered.
+//! Variable-length strings that are followed by more key material are
+//! length-prefixed (`lp`: u16 big-endian length, then the UTF-8 bytes).
+//!
+//! | tree                  | key                                   | value                          |
+//! |-----------------------|---------------------------------------|--------------------------------|
+//! | `meta`                | ASCII name (`next_message`, ...)      | u64 BE counter                 |
+//! | `conversations`       | conversation id u64                   | [`Conversation`] (value.rs)    |
+//! | `open`                | lp(sender) ++ customer                | conversation id u64            |
+//! | `messages`            | message id u64                        | [`Message`]                    |
+//! | `conversation_messages` | conversation id u64 ++ message id u64 | empty                        |
+//! | `outbox`              | lp(carrier) ++ message id u64         | `OutboxEntry`                  |
+//! | `carrier_ids`         | lp(carrier) ++ normalised id          | message id u64 ++ part u8      |
+//! | `held_receipts`       | lp(carrier) ++ normalised id          | `HeldReceipt`                  |
+//! | `awaiting_receipts`   | message id u64                        | submitted at ms u64            |
+//! | `reassembly`          | lp(opaque key) ++ part seq u8         | at ms u64 ++ part bytes        |
+//! | `events`              | seq u64                               | [`Event`]                      |
+//! | `cursors`             | consumer name                         | seq u64                        |
+//! | `idempotency`         | lp(agent) ++ client_ref               | message id u64                 |
+//! | `templates`           | template id u64                       | [`Template`]                   |
+//! | `opt_outs`            | lp(sender) ++ customer                | since ms u64                   |
+//!
+//! Outbox keys order entries by message id per carrier: FIFO per carrier,
+//! and a released entry goes back to where it was (the head).
+//!
+//! [`Conversation`]: crate::model::Conversation
+//! [`Message`]: crate::model::Message
+//! [`Event`]: crate::model::Event
+//! [`Template`]: crate::model::Template
+
+/// Every tree, as an index into the store's tree array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum T {
+    Meta,
+    Conversations,
+    Open,
+    Messages,
+    ConversationMessages,
+    Outbox,
+    CarrierIds,
+    HeldReceipts,
+    AwaitingReceipts,
+    Reassembly,
+    Events,
+    Cursors,
+    Idempotency,
+    Templates,
+    OptOuts,
+}
+
+impl T {
+    /// All trees, in index order.
+    pub(crate) const ALL: [T; 15] = [
+        T::Meta,
+        T::Conversations,
+        T::Open,
+        T::Messages,
+        T::ConversationMessages,
+        T::Outbox,
+        T::CarrierIds,
+        T::HeldReceipts,
+        T::AwaitingReceipts,
+        T::Reassembly,
+        T::Events,
+        T::Cursors,
+        T::Idempotency,
+        T::Templates,
+        T::OptOuts,
+    ];
+
+    /// The sled tree name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            T::Meta => "meta",
+            T::Conversations => "conversations",
+            T::Open => "open",
+            T::Messages => "messages",
+            T::ConversationMessages => "conversation_messages",
+            T::Outbox => "outbox",
+            T::CarrierIds => "carrier_ids",
+            T::HeldReceipts => "held_receipts",
+            T::AwaitingReceipts => "awaiting_receipts",
+            T::Reassembly => "reassembly",
+            T::Events => "events",
+            T::Cursors => "cursors",
+            T::Idempotency => "idempotency",
+            T::Templates => "templates",
+            T::OptOuts => "opt_outs",
+        }
+    }
+}
+
+/// Meta keys of the id counters (value: the next id to hand out).
+pub(crate) const NEXT_CONVERSATION: &[u8] = b"next_conversation";
+pub(crate) const NEXT_MESSAGE: &[u8] = b"next_message";
+pub(crate) const NEXT_SEQ: &[u8] = b"next_seq";
+pub(crate) const NEXT_TEMPLATE: &[u8] = b"next_template";
+
+/// u64 as a big-endian key.
+pub(crate) fn id(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+/// Reads a big-endian u64 from the first 8 bytes.
+pub(crate) fn read_u64(b: &[u8]) -> Option<u64> {
+    let a: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(a))
+}
+
+/// Length-prefixed string (u16 BE length; longer strings are truncated at
+/// 65535 bytes, far beyond any sender, carrier or agent name).
+pub(crate) fn lp(out: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&s[..n]);
+}
+
+/// `lp(a) ++ b`.
+pub(crate) fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + a.len() + b.len());
+    lp(&mut k, a.as_bytes());
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// Open-index key: (sender, customer).
+pub(crate) fn open_key(sender: &str, customer: &str) -> Vec<u8> {
+    pair(sender, customer)
+}
+
+/// Opt-out key: (sender, customer).
+pub(crate) fn opt_out_key(sender: &str, customer: &str) -> Vec<u8> {
+    pair(sender, customer)
+}
+
+/// Carrier-id and held-receipt key: (carrier, normalised id).
+pub(crate) fn carrier_id_key(carrier: &str, normalized: &str) -> Vec<u8> {
+    pair(carrier, normalized)
+}
+
+/// Idempotency key: (agent, client_ref).
+pub(crate) fn idempotency_key(agent: &str, client_ref: &str) -> Vec<u8> {
+    pair(agent, client_ref)
+}
+
+/// Outbox prefix of one carrier.
+pub(crate) fn outbox_prefix(carrier: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    lp(&mut k, carrier.as_bytes());
+    k
+}
+
+/// Outbox key: (carrier, message).
+pub(crate) fn outbox_key(carrier: &str, message: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(carrier);
+    k.extend_from_slice(&id(message));
+    k
+}
+
+/// Conversation-messages key.
+pub(crate) fn conversation_message_key(conversation: u64, message: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&id(conversation));
+    k[8..].copy_from_slice(&id(message));
+    k
+}
+
+/// Reassembly prefix of one opaque key.
+pub(crate) fn reassembly_prefix(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::new();
+    lp(&mut k, key);
+    k
+}
+
+/// Splits an `lp(..) ++ rest` key.
+pub(crate) fn split_lp(k: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
+    let a = k.get(2..2 + n)?;
+    Some((a, &k[2 + n..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_keys_order_by_message_within_a_carrier() {
+        let a = outbox_key("acme", 2);
+        let b = outbox_key("acme", 10);
+        let c = outbox_key("acme", 256);
+        assert!(a < b && b < c);
+        assert!(outbox_key("acme", u64::MAX).starts_with(&outbox_prefix("acme")));
+        assert!(!outbox_key("acmex", 1).starts_with(&outbox_prefix("acme")));
+    }
+
+    #[test]
+    fn can_round_trip_length_prefixed_pairs() {
+        let k = pair("447700100200", "+447911123456");
+        let (a, b) = split_lp(&k).unwrap();
+        assert_eq!(a, b"447700100200");
+        assert_eq!(b, b"+447911123456");
+    }
+
+    #[test]
+    fn prefix_of_one_sender_does_not_match_another() {
+        // "44" + "7..." must not collide with "447" + "...".
+        assert_ne!(open_key("44", "7911"), open_key("447", "911"));
+    }
+}

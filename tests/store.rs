@@ -1,0 +1,1262 @@
+//! Store behaviour against the real sled store in a temporary directory:
+//! correlation, chat lifecycle, receipts, outbox leases across restarts, the
+//! event log, group commit, and a model test with reboots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use smppgw::model::{
+    ConversationState, EventKind, FailState, MessageStatus, ReceiptState, ReceiptUpdate,
+};
+use smppgw::store::{
+    Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
+    OptChange, ReceiptOutcome, SendRefused, SledStore, Store, SubmitFailure, SubmitOutcome,
+};
+
+const SUPPORT: &str = "447624000111"; // long number of service "support"
+const SALES: &str = "60777"; // short code of service "sales"
+const UK: &str = "+447911123456";
+const JP: &str = "+819012345678";
+const T0: u64 = 1_795_611_600_000;
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("db")
+}
+
+fn open(p: &Path) -> SledStore {
+    SledStore::open(p).unwrap()
+}
+
+fn service_of(sender: &str) -> &'static str {
+    if sender == SALES { "sales" } else { "support" }
+}
+
+fn out(sender: &str, customer: &str, owner: &str, text: &str) -> NewOutbound {
+    NewOutbound {
+        service: service_of(sender).into(),
+        sender: sender.into(),
+        customer: customer.into(),
+        owner: owner.into(),
+        interaction: None,
+        text: text.into(),
+        encoding: "gsm7".into(),
+        parts: 1,
+        carrier: "acme".into(),
+        client_ref: None,
+        conversation: None,
+    }
+}
+
+fn inbound(sender: &str, customer: &str, text: &str) -> InboundMessage {
+    InboundMessage {
+        service: service_of(sender).into(),
+        sender: sender.into(),
+        customer: customer.into(),
+        text: text.into(),
+        encoding: "gsm7".into(),
+        parts: 1,
+        incomplete: false,
+        opt: None,
+    }
+}
+
+fn receipt(state: ReceiptState, error: Option<&str>) -> ReceiptUpdate {
+    ReceiptUpdate {
+        state,
+        error: error.map(str::to_string),
+        is_final: true,
+    }
+}
+
+async fn send(s: &SledStore, n: NewOutbound, now: u64) -> Accepted {
+    s.accept_send(n, now).await.unwrap().unwrap()
+}
+
+async fn all_events(s: &SledStore) -> Vec<smppgw::model::Event> {
+    s.events_after(0, usize::MAX).await.unwrap()
+}
+
+async fn kinds_of(s: &SledStore, message: u64) -> Vec<String> {
+    all_events(s)
+        .await
+        .into_iter()
+        .filter_map(|e| {
+            let v = serde_json::to_value(&e).unwrap();
+            (v["message"] == message).then(|| v["event"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+// === correlation ===
+
+#[tokio::test]
+async fn replies_find_their_conversation_by_sender_and_customer() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "support to uk"), T0).await;
+    let b = send(&s, out(SALES, UK, "bob", "sales to uk"), T0 + 1).await;
+    let c = send(&s, out(SUPPORT, JP, "carol", "support to jp"), T0 + 2).await;
+    assert_ne!(a.conversation, b.conversation);
+    assert_ne!(a.conversation, c.conversation);
+    assert_ne!(b.conversation, c.conversation);
+    let again = send(&s, out(SUPPORT, UK, "alice", "second"), T0 + 3).await;
+    assert_eq!(again.conversation, a.conversation);
+
+    for (sender, customer, conv, owner) in [
+        (SUPPORT, UK, a.conversation, "alice"),
+        (SALES, UK, b.conversation, "bob"),
+        (SUPPORT, JP, c.conversation, "carol"),
+    ] {
+        match s
+            .record_inbound(
+                inbound(sender, customer, "reply"),
+                InboundPolicy::Ignore,
+                T0 + 10,
+            )
+            .await
+            .unwrap()
+        {
+            InboundOutcome::Matched {
+                conversation,
+                owner: o,
+                ..
+            } => {
+                assert_eq!(conversation, conv);
+                assert_eq!(o, owner);
+            }
+            other => panic!("expected match, got {other:?}"),
+        }
+    }
+    let (_, msgs) = s.transcript(a.conversation).await.unwrap().unwrap();
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[2].status, MessageStatus::Received);
+}
+
+// === chat lifecycle ===
+
+#[tokio::test]
+async fn reply_after_end_is_ignored_under_ignore_policy() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    let ended = s
+        .end_chat(a.conversation, "alice", T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.state, ConversationState::Ended);
+    assert_eq!(
+        s.end_chat(a.conversation, "alice", T0 + 2).await.unwrap(),
+        Err(ChatRefused::Ended)
+    );
+    let r = s
+        .record_inbound(inbound(SUPPORT, UK, "late"), InboundPolicy::Ignore, T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(r, InboundOutcome::Ignored);
+    let (_, msgs) = s.transcript(a.conversation).await.unwrap().unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert!(s.conversations(None, true).await.unwrap().is_empty());
+    // Naming the ended conversation is refused; a fresh send opens a new one.
+    let mut n = out(SUPPORT, UK, "alice", "again");
+    n.conversation = Some(a.conversation);
+    assert_eq!(
+        s.accept_send(n, T0 + 4).await.unwrap(),
+        Err(SendRefused::ConversationEnded { id: a.conversation })
+    );
+    let fresh = send(&s, out(SUPPORT, UK, "alice", "again"), T0 + 5).await;
+    assert_ne!(fresh.conversation, a.conversation);
+}
+
+#[tokio::test]
+async fn reply_after_end_requests_a_chat_under_new_chat_policy() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.end_chat(a.conversation, "alice", T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = s
+        .record_inbound(
+            inbound(SUPPORT, UK, "hello?"),
+            InboundPolicy::NewChat,
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    let InboundOutcome::ChatRequested { conversation, .. } = r else {
+        panic!("expected a chat request, got {r:?}");
+    };
+    assert_ne!(conversation, a.conversation);
+    let c = s.conversation(conversation).await.unwrap().unwrap();
+    assert_eq!(c.state, ConversationState::Requested);
+    assert_eq!(c.owner, "");
+    // A second text goes to the same request.
+    let r2 = s
+        .record_inbound(
+            inbound(SUPPORT, UK, "anyone?"),
+            InboundPolicy::NewChat,
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r2, InboundOutcome::Matched { conversation: c2, .. } if c2 == conversation));
+    assert!(s.conversations(None, false).await.unwrap().is_empty());
+    assert_eq!(s.conversations(None, true).await.unwrap().len(), 1);
+    // Accepting it: open, owned by bob.
+    let c = s
+        .assign(conversation, "bob", T0 + 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.state, c.owner.as_str()),
+        (ConversationState::Open, "bob")
+    );
+    let evs = all_events(&s).await;
+    assert!(
+        evs.iter()
+            .any(|e| matches!(&e.kind, EventKind::ChatRequested { text, .. } if text == "hello?"))
+    );
+    assert!(evs.iter().any(|e| matches!(&e.kind, EventKind::ChatAssigned { from, to } if from.is_empty() && to == "bob")));
+}
+
+#[tokio::test]
+async fn handed_over_conversation_sends_replies_to_the_new_owner() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.assign(a.conversation, "bob", T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = s
+        .record_inbound(
+            inbound(SUPPORT, UK, "thanks"),
+            InboundPolicy::Ignore,
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, InboundOutcome::Matched { ref owner, .. } if owner == "bob"));
+    let last = all_events(&s).await.pop().unwrap();
+    assert_eq!(last.owner.as_deref(), Some("bob"));
+    assert!(matches!(last.kind, EventKind::MessageReceived { .. }));
+    assert_eq!(s.conversations(Some("bob"), false).await.unwrap().len(), 1);
+    assert!(
+        s.conversations(Some("alice"), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.assign(999, "bob", T0).await.unwrap(),
+        Err(ChatRefused::NotFound)
+    );
+}
+
+// === receipts ===
+
+#[tokio::test]
+async fn receipt_before_response_is_held_then_applied() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+    let r = s
+        .record_receipt(
+            "acme",
+            "1F2E",
+            receipt(ReceiptState::Delivered, None),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, ReceiptOutcome::Held);
+    let done = s
+        .record_submit(a.message, 0, 1, Ok("1F2E".into()), T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        SubmitOutcome::Done {
+            status: MessageStatus::Delivered,
+            receipts_applied: 1
+        }
+    );
+    assert_eq!(
+        kinds_of(&s, a.message).await,
+        ["message_accepted", "message_submitted", "message_delivered"]
+    );
+    assert!(
+        s.claim_outbox("acme", 10, 60_000, T0 + 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The same receipt again changes nothing.
+    let again = s
+        .record_receipt(
+            "acme",
+            "1F2E",
+            receipt(ReceiptState::Delivered, None),
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, ReceiptOutcome::Duplicate);
+}
+
+#[tokio::test]
+async fn receipt_in_the_other_base_matches_through_a_fallback_candidate() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    // The response said hex "1F"; the receipt says decimal "31".
+    s.record_submit(a.message, 0, 1, Ok("1F".into()), T0)
+        .await
+        .unwrap();
+    let (r, via) = s
+        .record_receipt_any(
+            "acme",
+            &["31", "1F"],
+            receipt(ReceiptState::Delivered, None),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Applied {
+            message: a.message,
+            status: MessageStatus::Delivered
+        }
+    );
+    assert_eq!(via, Some(1));
+
+    // Held before the response: kept under every form, matched by either,
+    // and the other forms go with it.
+    let b = send(&s, out(SUPPORT, JP, "alice", "hi"), T0 + 2).await;
+    let (r, via) = s
+        .record_receipt_any(
+            "acme",
+            &["42", "2A"],
+            receipt(ReceiptState::Rejected, Some("err:0b")),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r, via), (ReceiptOutcome::Held, None));
+    let done = s
+        .record_submit(b.message, 0, 1, Ok("2A".into()), T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        SubmitOutcome::Done {
+            status: MessageStatus::Failed,
+            receipts_applied: 1
+        }
+    );
+    let report = s.expire_pending(T0 + 10, 1, 1).await.unwrap();
+    assert_eq!(report.held_dropped, 0);
+    s.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn multi_part_message_is_delivered_when_every_part_is() {
+    let s = SledStore::temporary().unwrap();
+    let mut n = out(SUPPORT, UK, "alice", "long text");
+    n.parts = 3;
+    let a = send(&s, n, T0).await;
+    for p in 0..3u8 {
+        let r = s
+            .record_submit(a.message, p, 3, Ok(format!("ID{p}")), T0 + 1)
+            .await
+            .unwrap();
+        if p < 2 {
+            assert_eq!(
+                r,
+                SubmitOutcome::Pending {
+                    answered: p + 1,
+                    total: 3
+                }
+            );
+        }
+    }
+    for p in 0..2 {
+        let r = s
+            .record_receipt(
+                "acme",
+                &format!("ID{p}"),
+                receipt(ReceiptState::Delivered, None),
+                T0 + 2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            ReceiptOutcome::Applied {
+                message: a.message,
+                status: MessageStatus::Submitted
+            }
+        );
+    }
+    let r = s
+        .record_receipt(
+            "acme",
+            "ID2",
+            receipt(ReceiptState::Delivered, None),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Applied {
+            message: a.message,
+            status: MessageStatus::Delivered
+        }
+    );
+    assert_eq!(
+        kinds_of(&s, a.message).await,
+        ["message_accepted", "message_submitted", "message_delivered"]
+    );
+}
+
+#[tokio::test]
+async fn multi_part_message_fails_as_soon_as_one_part_fails() {
+    let s = SledStore::temporary().unwrap();
+    let mut n = out(SUPPORT, UK, "alice", "long text");
+    n.parts = 3;
+    let a = send(&s, n, T0).await;
+    for p in 0..3u8 {
+        s.record_submit(a.message, p, 3, Ok(format!("X{p}")), T0 + 1)
+            .await
+            .unwrap();
+    }
+    s.record_receipt("acme", "X0", receipt(ReceiptState::Delivered, None), T0 + 2)
+        .await
+        .unwrap();
+    let r = s
+        .record_receipt(
+            "acme",
+            "X1",
+            receipt(ReceiptState::Undeliverable, Some("err:001")),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Applied {
+            message: a.message,
+            status: MessageStatus::Failed
+        }
+    );
+    // A later delivered part does not undo the failure.
+    s.record_receipt("acme", "X2", receipt(ReceiptState::Delivered, None), T0 + 4)
+        .await
+        .unwrap();
+    let m = s.message(a.message).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Failed);
+    assert_eq!(m.error.as_deref(), Some("err:001"));
+    let failed: Vec<_> = all_events(&s)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::MessageFailed { state, error, .. } => Some((state, error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(FailState::Undeliverable, Some("err:001".to_string()))]
+    );
+}
+
+#[tokio::test]
+async fn missing_receipt_turns_unknown_after_the_timeout() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.record_submit(a.message, 0, 1, Ok("77".into()), T0 + 10)
+        .await
+        .unwrap();
+    s.record_receipt(
+        "acme",
+        "999",
+        receipt(ReceiptState::Delivered, None),
+        T0 + 10,
+    )
+    .await
+    .unwrap();
+    let hour = 3_600_000;
+    let early = s
+        .expire_pending(T0 + 10 + hour - 1, hour, 10 * hour)
+        .await
+        .unwrap();
+    assert_eq!((early.no_receipt, early.held_dropped), (0, 0));
+    let due = s.expire_pending(T0 + 10 + hour, hour, hour).await.unwrap();
+    assert_eq!((due.no_receipt, due.held_dropped), (1, 1));
+    let m = s.message(a.message).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Unknown);
+    let last = all_events(&s).await.pop().unwrap();
+    assert!(matches!(
+        last.kind,
+        EventKind::MessageFailed {
+            state: FailState::NoReceipt,
+            ..
+        }
+    ));
+    // Nothing left to expire; a late receipt still lands.
+    assert_eq!(
+        s.expire_pending(T0 + 10 * hour, hour, hour)
+            .await
+            .unwrap()
+            .no_receipt,
+        0
+    );
+    let late = s
+        .record_receipt(
+            "acme",
+            "77",
+            receipt(ReceiptState::Delivered, None),
+            T0 + 2 * hour,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        ReceiptOutcome::Applied {
+            message: a.message,
+            status: MessageStatus::Delivered
+        }
+    );
+}
+
+#[tokio::test]
+async fn permanent_submit_failure_fails_the_message() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.claim_outbox("acme", 1, 60_000, T0).await.unwrap();
+    let temp = SubmitFailure {
+        status: 0x58,
+        permanent: false,
+    };
+    assert_eq!(
+        s.record_submit(a.message, 0, 1, Err(temp), T0)
+            .await
+            .unwrap(),
+        SubmitOutcome::Retry
+    );
+    let perm = SubmitFailure {
+        status: 0x0b,
+        permanent: true,
+    };
+    assert_eq!(
+        s.record_submit(a.message, 0, 1, Err(perm), T0)
+            .await
+            .unwrap(),
+        SubmitOutcome::Failed
+    );
+    let m = s.message(a.message).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status, m.error.as_deref()),
+        (MessageStatus::Failed, Some("0x0000000b"))
+    );
+    let last = all_events(&s).await.pop().unwrap();
+    assert!(matches!(
+        last.kind,
+        EventKind::MessageFailed {
+            state: FailState::SubmitFailed,
+            ..
+        }
+    ));
+    assert!(
+        s.claim_outbox("acme", 1, 60_000, T0 + 120_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.record_submit(12345, 0, 1, Ok("1".into()), T0)
+            .await
+            .unwrap(),
+        SubmitOutcome::Ignored
+    );
+}
+
+// === idempotency ===
+
+#[tokio::test]
+async fn client_ref_makes_a_send_idempotent() {
+    let s = SledStore::temporary().unwrap();
+    let mut n = out(SUPPORT, UK, "alice", "hi");
+    n.client_ref = Some("ref-1".into());
+    let first = send(&s, n.clone(), T0).await;
+    let second = send(&s, n.clone(), T0 + 5).await;
+    assert!(!first.duplicate && second.duplicate);
+    assert_eq!((second.message, second.at_ms), (first.message, first.at_ms));
+    let (_, msgs) = s.transcript(first.conversation).await.unwrap().unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(s.claim_outbox("acme", 10, 1000, T0).await.unwrap().len(), 1);
+    // The key is per agent.
+    n.owner = "bob".into();
+    assert!(!send(&s, n, T0 + 6).await.duplicate);
+}
+
+// === outbox ===
+
+#[tokio::test]
+async fn outbox_is_fifo_per_carrier_and_lapsed_leases_are_flagged() {
+    let s = SledStore::temporary().unwrap();
+    let mut ids = Vec::new();
+    for (i, c) in [UK, JP, UK].iter().enumerate() {
+        ids.push(
+            send(
+                &s,
+                out(SUPPORT, c, "alice", &format!("m{i}")),
+                T0 + i as u64,
+            )
+            .await
+            .message,
+        );
+    }
+    let mut other = out(SALES, UK, "bob", "elsewhere");
+    other.carrier = "globex".into();
+    let o = send(&s, other, T0 + 9).await;
+
+    let got = s.claim_outbox("acme", 2, 1000, T0 + 10).await.unwrap();
+    assert_eq!(got.iter().map(|i| i.message).collect::<Vec<_>>(), ids[..2]);
+    assert!(got.iter().all(|i| i.attempt == 1 && !i.possible_duplicate));
+    assert_eq!(got[1].customer, JP);
+    let next = s.claim_outbox("acme", 5, 1000, T0 + 10).await.unwrap();
+    assert_eq!(next.iter().map(|i| i.message).collect::<Vec<_>>(), ids[2..]);
+    assert!(
+        s.claim_outbox("acme", 5, 1000, T0 + 500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_outbox("globex", 5, 1000, T0).await.unwrap()[0].message,
+        o.message
+    );
+
+    // Released before sending: back at the head, not a duplicate.
+    assert!(s.release(ids[0]).await.unwrap());
+    let r = s.claim_outbox("acme", 5, 1000, T0 + 600).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].message, r[0].attempt, r[0].possible_duplicate),
+        (ids[0], 2, false)
+    );
+
+    // Leases lapse: everything comes back, flagged.
+    let r = s.claim_outbox("acme", 5, 1000, T0 + 5000).await.unwrap();
+    assert_eq!(r.iter().map(|i| i.message).collect::<Vec<_>>(), ids);
+    assert!(r.iter().all(|i| i.possible_duplicate));
+
+    // Sent but unanswered: flagged too, and the submitted event says so.
+    assert!(s.release_unanswered(ids[2]).await.unwrap());
+    s.record_submit(ids[2], 0, 1, Ok("A1".into()), T0 + 6000)
+        .await
+        .unwrap();
+    let last = all_events(&s).await.pop().unwrap();
+    assert!(matches!(
+        last.kind,
+        EventKind::MessageSubmitted {
+            possible_duplicate: true,
+            ..
+        }
+    ));
+    assert!(!s.release(ids[2]).await.unwrap());
+}
+
+#[tokio::test]
+async fn in_flight_items_are_flagged_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let (in_flight, queued) = {
+        let s = open(&path);
+        let a = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await;
+        let b = send(&s, out(SUPPORT, JP, "alice", "two"), T0 + 1).await;
+        let got = s.claim_outbox("acme", 1, 3_600_000, T0 + 2).await.unwrap();
+        assert_eq!(got[0].message, a.message);
+        (a, b)
+    };
+    let s = open(&path);
+    let report = s.recover(T0 + 3).await.unwrap();
+    assert_eq!((report.released_leases, report.outbox), (1, 2));
+    let got = s.claim_outbox("acme", 5, 60_000, T0 + 4).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|i| (i.message, i.possible_duplicate))
+            .collect::<Vec<_>>(),
+        [(in_flight.message, true), (queued.message, false)]
+    );
+    // Ids and seqs continue after the restart.
+    let c = send(&s, out(SALES, UK, "bob", "three"), T0 + 5).await;
+    assert!(c.message > queued.message);
+    let evs = all_events(&s).await;
+    let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=3).collect::<Vec<_>>());
+}
+
+// === event log ===
+
+#[tokio::test]
+async fn events_come_in_seq_order_and_trim_below_the_slowest_cursor() {
+    let s = SledStore::temporary().unwrap();
+    let rx = s.subscribe();
+    for i in 0..5u64 {
+        send(&s, out(SUPPORT, UK, "alice", &format!("m{i}")), T0 + i).await;
+    }
+    let link = s
+        .append_event(
+            EventKind::LinkUp {
+                carrier: "acme".into(),
+                bind: "trx1".into(),
+                reason: None,
+            },
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(link, 6);
+    assert_eq!(*rx.borrow(), 6);
+    let evs = s.events_after(0, 100).await.unwrap();
+    assert_eq!(
+        evs.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert!(evs[5].conversation.is_none());
+    let page = s.events_after(2, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    assert!(s.events_after(6, 10).await.unwrap().is_empty());
+
+    s.ack("console", 4).await.unwrap();
+    s.ack("crm", 2).await.unwrap();
+    s.ack("crm", 1).await.unwrap(); // never goes back
+    assert_eq!(s.cursor("crm").await.unwrap(), Some(2));
+    // Acked by every consumer and older than a minute: seqs 1 and 2.
+    let trimmed = s
+        .trim_events(T0 + 60_010, 60_000, 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(trimmed, 2);
+    assert_eq!(s.first_event_seq().await.unwrap(), Some(3));
+    // Past the max age everything goes, acked or not.
+    assert_eq!(
+        s.trim_events(T0 + 86_400_010, 60_000, 86_400_000)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(s.first_event_seq().await.unwrap(), None);
+    send(&s, out(SUPPORT, UK, "alice", "after trim"), T0 + 86_400_020).await;
+    assert_eq!(s.events_after(0, 10).await.unwrap()[0].seq, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_sends_shares_few_flushes() {
+    let s = SledStore::temporary().unwrap();
+    let before = s.flush_count();
+    let n = 64;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let customer = format!("+4479111{i:05}");
+            send(&s, out(SUPPORT, &customer, "alice", "burst"), T0 + i).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let flushes = s.flush_count() - before;
+    assert!(flushes >= 1);
+    assert!(flushes < n / 4, "{flushes} flushes for {n} sends");
+    assert_eq!(s.events_after(0, 1000).await.unwrap().len() as u64, n);
+}
+
+// === reassembly, templates, opt-outs, retention ===
+
+#[tokio::test]
+async fn reassembly_parts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let key = b"acme/447624000111/+447911123456/ref:42".to_vec();
+    {
+        let s = open(&path);
+        s.put_part(&key, 1, b"hello ", T0).await.unwrap();
+        s.put_part(&key, 3, b"!", T0 + 5).await.unwrap();
+        s.put_part(b"other", 1, b"x", T0 + 9).await.unwrap();
+    }
+    let s = open(&path);
+    let keys = s.reassembly_keys().await.unwrap();
+    assert!(keys.contains(&(key.clone(), T0)));
+    assert_eq!(s.parts(&key).await.unwrap().len(), 2);
+    let parts = s.take_parts(&key).await.unwrap();
+    assert_eq!(
+        parts,
+        BTreeMap::from([(1, b"hello ".to_vec()), (3, b"!".to_vec())])
+    );
+    assert!(s.take_parts(&key).await.unwrap().is_empty());
+    assert_eq!(s.parts(b"other").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn opted_out_customer_is_refused_until_start() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    let mut stop = inbound(SUPPORT, UK, "STOP");
+    stop.opt = Some(OptChange::Out);
+    s.record_inbound(stop, InboundPolicy::Ignore, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.opt_out(SUPPORT, UK).await.unwrap().unwrap().since_ms,
+        T0 + 1
+    );
+    assert!(matches!(
+        all_events(&s).await.pop().unwrap().kind,
+        EventKind::CustomerOptedOut { .. }
+    ));
+    assert_eq!(
+        s.accept_send(out(SUPPORT, UK, "alice", "again"), T0 + 2)
+            .await
+            .unwrap(),
+        Err(SendRefused::OptedOut { since_ms: T0 + 1 })
+    );
+    // Another sender may still text them.
+    send(&s, out(SALES, UK, "bob", "sales"), T0 + 3).await;
+    assert_eq!(s.opt_outs().await.unwrap().len(), 1);
+    let mut start = inbound(SUPPORT, UK, "START");
+    start.opt = Some(OptChange::In);
+    s.record_inbound(start, InboundPolicy::Ignore, T0 + 4)
+        .await
+        .unwrap();
+    assert!(s.opt_out(SUPPORT, UK).await.unwrap().is_none());
+    let again = send(&s, out(SUPPORT, UK, "alice", "welcome back"), T0 + 5).await;
+    assert_eq!(again.conversation, a.conversation);
+    assert!(s.set_opt_out(SALES, JP, T0).await.unwrap().since_ms == T0);
+    assert!(s.clear_opt_out(SALES, JP).await.unwrap());
+    assert!(!s.clear_opt_out(SALES, JP).await.unwrap());
+}
+
+#[tokio::test]
+async fn templates_belong_to_their_agent() {
+    let s = SledStore::temporary().unwrap();
+    let t = NewTemplate {
+        id: None,
+        agent: "alice".into(),
+        service: Some("support".into()),
+        name: "hello".into(),
+        text: "Hello, how can we help?".into(),
+    };
+    let a = s.put_template(t.clone(), T0).await.unwrap().unwrap();
+    let b = s
+        .put_template(
+            NewTemplate {
+                name: "bye".into(),
+                ..t.clone()
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(a.id, b.id);
+    let stolen = NewTemplate {
+        id: Some(a.id),
+        agent: "bob".into(),
+        ..t.clone()
+    };
+    assert!(s.put_template(stolen, T0).await.unwrap().is_err());
+    let edited = NewTemplate {
+        id: Some(a.id),
+        text: "Hi!".into(),
+        ..t
+    };
+    assert_eq!(
+        s.put_template(edited, T0 + 1).await.unwrap().unwrap().text,
+        "Hi!"
+    );
+    assert_eq!(s.templates("alice").await.unwrap().len(), 2);
+    assert!(s.templates("bob").await.unwrap().is_empty());
+    assert!(!s.delete_template(a.id, "bob").await.unwrap());
+    assert!(s.delete_template(a.id, "alice").await.unwrap());
+    assert!(s.template(a.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ended_conversations_are_purged_after_retention() {
+    let s = SledStore::temporary().unwrap();
+    let mut n = out(SUPPORT, UK, "alice", "hi");
+    n.client_ref = Some("r1".into());
+    let a = send(&s, n.clone(), T0).await;
+    s.record_submit(a.message, 0, 1, Ok("P1".into()), T0)
+        .await
+        .unwrap();
+    let keep = send(&s, out(SUPPORT, JP, "alice", "still open"), T0).await;
+    s.end_chat(a.conversation, "alice", T0 + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let day = 86_400_000;
+    assert_eq!(s.purge_ended(T0 + day, day).await.unwrap().conversations, 0);
+    let r = s.purge_ended(T0 + 10 + day, day).await.unwrap();
+    assert_eq!((r.conversations, r.messages), (1, 1));
+    assert!(s.transcript(a.conversation).await.unwrap().is_none());
+    assert!(s.message(a.message).await.unwrap().is_none());
+    assert!(s.transcript(keep.conversation).await.unwrap().is_some());
+    // Its carrier id and client_ref are gone with it.
+    let r = s
+        .record_receipt("acme", "P1", receipt(ReceiptState::Delivered, None), T0)
+        .await
+        .unwrap();
+    assert_eq!(r, ReceiptOutcome::Held);
+    assert!(!send(&s, n, T0 + 2 * day).await.duplicate);
+}
+
+// === model test with reboots ===
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send {
+        sender: usize,
+        customer: usize,
+        agent: usize,
+        client_ref: Option<u8>,
+    },
+    Inbound {
+        sender: usize,
+        customer: usize,
+        new_chat: bool,
+    },
+    End {
+        pick: usize,
+    },
+    Claim {
+        max: usize,
+    },
+    SubmitOk {
+        pick: usize,
+    },
+    Receipt {
+        pick: usize,
+        delivered: bool,
+    },
+    Release {
+        pick: usize,
+        unanswered: bool,
+    },
+    /// Time jumps past every lease.
+    Lapse,
+    Reboot,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..2usize, 0..2usize, 0..2usize, proptest::option::of(0..3u8))
+            .prop_map(|(sender, customer, agent, client_ref)| Op::Send { sender, customer, agent, client_ref }),
+        2 => (0..2usize, 0..2usize, any::<bool>()).prop_map(|(sender, customer, new_chat)| Op::Inbound { sender, customer, new_chat }),
+        1 => any::<usize>().prop_map(|pick| Op::End { pick }),
+        2 => (1..3usize).prop_map(|max| Op::Claim { max }),
+        2 => any::<usize>().prop_map(|pick| Op::SubmitOk { pick }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, delivered)| Op::Receipt { pick, delivered }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, unanswered)| Op::Release { pick, unanswered }),
+        1 => Just(Op::Lapse),
+        1 => Just(Op::Reboot),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct MMsg {
+    status: MessageStatus,
+    dup: bool,
+    carrier_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    open: HashMap<(usize, usize), u64>,
+    convs: BTreeMap<u64, (ConversationState, String)>,
+    msgs: BTreeMap<u64, MMsg>,
+    idem: HashMap<(usize, u8), u64>,
+    /// message → (lease until, possible_duplicate)
+    outbox: BTreeMap<u64, (Option<u64>, bool)>,
+    events: u64,
+}
+
+const SENDERS: [&str; 2] = [SUPPORT, SALES];
+const CUSTOMERS: [&str; 2] = [UK, JP];
+const AGENTS: [&str; 2] = ["alice", "bob"];
+const LEASE: u64 = 3_600_000;
+
+async fn run_model(ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut s = open(&path);
+    let mut m = Model::default();
+    let mut now = T0;
+    let mut next_carrier_id = 0u32;
+    for op in ops {
+        now += 1;
+        match op {
+            Op::Send {
+                sender,
+                customer,
+                agent,
+                client_ref,
+            } => {
+                let mut n = out(SENDERS[sender], CUSTOMERS[customer], AGENTS[agent], "text");
+                n.client_ref = client_ref.map(|r| format!("ref{r}"));
+                let got = send(&s, n, now).await;
+                if let Some(&mid) = client_ref.and_then(|r| m.idem.get(&(agent, r))) {
+                    assert!(got.duplicate);
+                    assert_eq!(got.message, mid);
+                    continue;
+                }
+                assert!(!got.duplicate);
+                match m.open.get(&(sender, customer)) {
+                    Some(&cid) => {
+                        assert_eq!(got.conversation, cid);
+                        let c = m.convs.get_mut(&cid).unwrap();
+                        if c.1 != AGENTS[agent] || c.0 == ConversationState::Requested {
+                            *c = (ConversationState::Open, AGENTS[agent].to_string());
+                            m.events += 1;
+                        }
+                    }
+                    None => {
+                        assert!(!m.convs.contains_key(&got.conversation));
+                        m.open.insert((sender, customer), got.conversation);
+                        m.convs.insert(
+                            got.conversation,
+                            (ConversationState::Open, AGENTS[agent].into()),
+                        );
+                    }
+                }
+                assert!(!m.msgs.contains_key(&got.message));
+                m.msgs.insert(
+                    got.message,
+                    MMsg {
+                        status: MessageStatus::Accepted,
+                        dup: false,
+                        carrier_id: None,
+                    },
+                );
+                m.outbox.insert(got.message, (None, false));
+                if let Some(r) = client_ref {
+                    m.idem.insert((agent, r), got.message);
+                }
+                m.events += 1;
+            }
+            Op::Inbound {
+                sender,
+                customer,
+                new_chat,
+            } => {
+                let policy = if new_chat {
+                    InboundPolicy::NewChat
+                } else {
+                    InboundPolicy::Ignore
+                };
+                let got = s
+                    .record_inbound(
+                        inbound(SENDERS[sender], CUSTOMERS[customer], "reply"),
+                        policy,
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                match (m.open.get(&(sender, customer)), got) {
+                    (Some(&cid), InboundOutcome::Matched { conversation, .. }) => {
+                        assert_eq!(conversation, cid);
+                        m.events += 1;
+                    }
+                    (None, InboundOutcome::ChatRequested { conversation, .. }) if new_chat => {
+                        m.open.insert((sender, customer), conversation);
+                        m.convs
+                            .insert(conversation, (ConversationState::Requested, String::new()));
+                        m.events += 1;
+                    }
+                    (None, InboundOutcome::Ignored) if !new_chat => {}
+                    (expected, got) => panic!("model {expected:?}, store {got:?}"),
+                }
+            }
+            Op::End { pick } => {
+                if m.convs.is_empty() {
+                    continue;
+                }
+                let cid = *m.convs.keys().nth(pick % m.convs.len()).unwrap();
+                let got = s.end_chat(cid, "alice", now).await.unwrap();
+                let c = m.convs.get_mut(&cid).unwrap();
+                if c.0 == ConversationState::Ended {
+                    assert_eq!(got, Err(ChatRefused::Ended));
+                } else {
+                    assert!(got.is_ok());
+                    c.0 = ConversationState::Ended;
+                    m.open.retain(|_, v| *v != cid);
+                    m.events += 1;
+                }
+            }
+            Op::Claim { max } => {
+                let got = s.claim_outbox("acme", max, LEASE, now).await.unwrap();
+                let expect: Vec<(u64, bool)> = m
+                    .outbox
+                    .iter()
+                    .filter(|(_, (lease, _))| lease.is_none_or(|t| t <= now))
+                    .take(max)
+                    .map(|(id, (lease, dup))| (*id, *dup || lease.is_some()))
+                    .collect();
+                let got: Vec<(u64, bool)> = got
+                    .iter()
+                    .map(|i| (i.message, i.possible_duplicate))
+                    .collect();
+                assert_eq!(got, expect);
+                for (id, dup) in got {
+                    *m.outbox.get_mut(&id).unwrap() = (Some(now + LEASE), dup);
+                    if dup {
+                        m.msgs.get_mut(&id).unwrap().dup = true;
+                    }
+                }
+            }
+            Op::Release { pick, unanswered } => {
+                let leased: Vec<u64> = m
+                    .outbox
+                    .iter()
+                    .filter(|(_, v)| v.0.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
+                if leased.is_empty() {
+                    continue;
+                }
+                let mid = leased[pick % leased.len()];
+                let ok = if unanswered {
+                    s.release_unanswered(mid).await.unwrap()
+                } else {
+                    s.release(mid).await.unwrap()
+                };
+                assert!(ok);
+                let e = m.outbox.get_mut(&mid).unwrap();
+                e.0 = None;
+                if unanswered {
+                    e.1 = true;
+                    m.msgs.get_mut(&mid).unwrap().dup = true;
+                }
+            }
+            Op::Lapse => now += 2 * LEASE,
+            Op::SubmitOk { pick } => {
+                let leased: Vec<u64> = m
+                    .outbox
+                    .iter()
+                    .filter(|(_, v)| v.0.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
+                if leased.is_empty() {
+                    continue;
+                }
+                let mid = leased[pick % leased.len()];
+                next_carrier_id += 1;
+                let cid = format!("{next_carrier_id:X}");
+                let got = s
+                    .record_submit(mid, 0, 1, Ok(cid.clone()), now)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    SubmitOutcome::Done {
+                        status: MessageStatus::Submitted,
+                        receipts_applied: 0
+                    }
+                );
+                m.outbox.remove(&mid);
+                let mm = m.msgs.get_mut(&mid).unwrap();
+                mm.status = MessageStatus::Submitted;
+                mm.carrier_id = Some(cid);
+                m.events += 1;
+            }
+            Op::Receipt { pick, delivered } => {
+                let submitted: Vec<u64> = m
+                    .msgs
+                    .iter()
+                    .filter(|(_, v)| v.carrier_id.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
+                if submitted.is_empty() {
+                    continue;
+                }
+                let mid = submitted[pick % submitted.len()];
+                let mm = m.msgs.get_mut(&mid).unwrap();
+                let state = if delivered {
+                    ReceiptState::Delivered
+                } else {
+                    ReceiptState::Rejected
+                };
+                let got = s
+                    .record_receipt(
+                        "acme",
+                        mm.carrier_id.as_deref().unwrap(),
+                        receipt(state, None),
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                if mm.status == MessageStatus::Submitted {
+                    mm.status = if delivered {
+                        MessageStatus::Delivered
+                    } else {
+                        MessageStatus::Failed
+                    };
+                    assert_eq!(
+                        got,
+                        ReceiptOutcome::Applied {
+                            message: mid,
+                            status: mm.status
+                        }
+                    );
+                    m.events += 1;
+                } else {
+                    assert_eq!(got, ReceiptOutcome::Duplicate);
+                }
+            }
+            Op::Reboot => {
+                drop(s);
+                s = open(&path);
+                let r = s.recover(now).await.unwrap();
+                let leased = m.outbox.values().filter(|v| v.0.is_some()).count();
+                assert_eq!((r.released_leases, r.outbox), (leased, m.outbox.len()));
+                for (id, v) in m.outbox.iter_mut() {
+                    if v.0.is_some() {
+                        *v = (None, true);
+                        m.msgs.get_mut(id).unwrap().dup = true;
+                    }
+                }
+            }
+        }
+    }
+    // Final comparison, after one more reboot.
+    drop(s);
+    let s = open(&path);
+    for (id, mm) in &m.msgs {
+        let got = s.message(*id).await.unwrap().unwrap();
+        assert_eq!(got.status, mm.status, "message {id}");
+        assert_eq!(got.possible_duplicate, mm.dup, "message {id}");
+    }
+    for (id, (state, owner)) in &m.convs {
+        let c = s.conversation(*id).await.unwrap().unwrap();
+        assert_eq!((&c.state, &c.owner), (state, owner), "conversation {id}");
+    }
+    let seqs: Vec<u64> = all_events(&s).await.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=m.events).collect::<Vec<_>>());
+    let open_count = s.conversations(None, true).await.unwrap().len();
+    assert_eq!(open_count, m.open.len());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_matches_model_across_reboots(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_model(ops));
+    }
+}
