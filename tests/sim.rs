@@ -713,3 +713,80 @@ async fn tls_listener_binds_an_esme_that_trusts_its_certificate() {
     ));
     stop.cancel();
 }
+
+#[tokio::test]
+async fn deliveries_never_exceed_the_window_and_keep_their_order() {
+    let (sim, stop) = start(|c| c.window = 2).await;
+    let mut esme = Esme::trx(&sim).await;
+    esme.auto_ack = false;
+    for i in 1..=5 {
+        sim.inject(CUSTOMER, SERVICE, &format!("reply {i}"))
+            .unwrap();
+    }
+    while esme.delivers.len() < 5 {
+        let want = (esme.delivers.len() + 2).min(5);
+        esme.until("a window's worth", |e| e.delivers.len() >= want)
+            .await;
+        let s = sim.stats();
+        assert!(s.mos_sent - s.mos_acked <= 2, "{s:?}");
+        for t in std::mem::take(&mut esme.held) {
+            esme.h.respond(t, CommandStatus::ROK).await.unwrap();
+        }
+    }
+    let texts: Vec<&str> = esme.delivers.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["reply 1", "reply 2", "reply 3", "reply 4", "reply 5"]
+    );
+    eventually("every ack", || sim.stats().mos_acked == 5).await;
+    esme.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn answers_data_sm_and_records_its_payload() {
+    let (sim, stop) = start(|_| {}).await;
+    let mut esme = Esme::trx(&sim).await;
+    let payload = smppgw::text::ucs2::encode("Привет");
+    let tlvs = [smppgw::pdu::Tlv::new(TlvTag::MESSAGE_PAYLOAD, &payload)];
+    let pdu = Pdu::DataSm(smppgw::pdu::DataSm {
+        source_addr_ton: 1,
+        source_addr_npi: 1,
+        source_addr: SERVICE.as_bytes(),
+        dest_addr_ton: 1,
+        dest_addr_npi: 1,
+        destination_addr: CUSTOMER.as_bytes(),
+        data_coding: 8,
+        tlvs: smppgw::pdu::Tlvs::from_list(&tlvs),
+        ..Default::default()
+    });
+    esme.submit(SubmitRequest::new(1, &pdu)).await;
+    let (status, id) = esme.resp(1).await;
+    assert_eq!(status, CommandStatus::ROK);
+    let rec = sim.received();
+    assert_eq!(rec[0].command, "data_sm");
+    assert_eq!(rec[0].text, "Привет");
+    assert_eq!(rec[0].message_id, id);
+    esme.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_unbinds_bound_esmes_and_stops() {
+    let (sim, stop) = start(|_| {}).await;
+    let esme = Esme::trx(&sim).await;
+    stop.cancel();
+    let end = tokio::time::timeout(LIMIT, esme.h.closed())
+        .await
+        .expect("the ESME session ends")
+        .0;
+    assert_eq!(end.reason, CloseReason::PeerUnbound);
+    tokio::time::timeout(LIMIT, sim.stopped())
+        .await
+        .expect("the simulator stops");
+    assert!(
+        tokio::net::TcpStream::connect(sim.local_addr())
+            .await
+            .is_err()
+    );
+}

@@ -82,6 +82,9 @@ struct Conn<S> {
     unbinding: bool,
     /// Writing failed; output is discarded.
     broken: bool,
+    /// The machine refused a delivery (window full, throttle pause): no
+    /// more until its `WindowOpen`, so a due delivery cannot spin the loop.
+    blocked: bool,
 }
 
 /// Serves one accepted connection until it ends.
@@ -109,6 +112,7 @@ where
         held_bind: None,
         unbinding: false,
         broken: false,
+        blocked: false,
     };
     tracing::debug!(bind = c.bind_no, peer = %c.peer, "sim connection accepted");
     c.run(stop).await;
@@ -198,7 +202,7 @@ where
                 p.not_before
             }));
         }
-        if self.receives && !self.unbinding {
+        if self.receives && !self.unbinding && !self.blocked {
             take(lock(&self.shared.outbound).next_due());
         }
         d
@@ -259,7 +263,21 @@ where
 
     /// Moves due deliveries into the window while it has room.
     fn pump_deliveries(&mut self, now: Instant) {
-        while self.session.poll_ready(now).is_ok() {
+        if self.blocked {
+            return;
+        }
+        loop {
+            if lock(&self.shared.outbound)
+                .next_due()
+                .is_none_or(|d| d > now)
+            {
+                return;
+            }
+            if self.session.poll_ready(now).is_err() {
+                // A WindowOpen event follows when the machine takes more.
+                self.blocked = true;
+                return;
+            }
             let Some(mut item) = lock(&self.shared.outbound).take_due(now) else {
                 return;
             };
@@ -282,6 +300,7 @@ where
                 }
                 Err(_) => {
                     lock(&self.shared.outbound).push_front(item);
+                    self.blocked = true;
                     return;
                 }
             }
@@ -352,6 +371,7 @@ where
                 }
             }
             Event::SubmitTimeout { tag, .. } => self.requeue(&[tag]),
+            Event::WindowOpen => self.blocked = false,
             Event::Closed {
                 reason,
                 was_bound,
@@ -385,7 +405,6 @@ where
             Event::Submitted { .. }
             | Event::Deliver { .. }
             | Event::BindFailed { .. }
-            | Event::WindowOpen
             | Event::Throttled { .. }
             | Event::Quirks { .. }
             | Event::Ignored { .. } => {}
