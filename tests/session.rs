@@ -820,6 +820,58 @@ fn graceful_unbind_waits_for_the_window_to_drain() {
 }
 
 #[test]
+fn graceful_unbind_waits_for_the_stored_deliver_to_be_acked() {
+    let mut p = Pair::bound(auto_mc());
+    p.mc.submit(p.now, &deliver_req(8)).unwrap();
+    p.drive();
+    let Some(Event::Deliver { token, .. }) = p.take_esme().pop() else {
+        panic!("no deliver")
+    };
+    p.esme.unbind(p.now);
+    p.drive();
+    assert!(
+        matches!(p.esme.state(), State::Draining(_)),
+        "unbind went out before the deliver was acked"
+    );
+    p.esme.respond(token, CommandStatus::ROK).unwrap();
+    p.drive();
+    let mc = p.take_mc();
+    assert!(
+        matches!(
+            mc[0],
+            Event::SubmitResp {
+                tag: 8,
+                status: CommandStatus::ROK,
+                ..
+            }
+        ),
+        "{mc:?}"
+    );
+    assert_eq!(
+        closed_reason(&mc).map(|c| c.0),
+        Some(CloseReason::PeerUnbound)
+    );
+    assert_eq!(
+        closed_reason(&p.take_esme()).map(|c| c.0),
+        Some(CloseReason::Unbound)
+    );
+}
+
+#[test]
+fn graceful_unbind_does_not_wait_forever_for_a_dropped_token() {
+    let mut p = Pair::bound(auto_mc());
+    p.mc.submit(p.now, &deliver_req(8)).unwrap();
+    p.drive();
+    drop(p.take_esme());
+    p.esme.unbind(p.now);
+    p.advance_by(Duration::from_secs(11));
+    assert_eq!(
+        closed_reason(&p.take_esme()).map(|c| c.0),
+        Some(CloseReason::Unbound)
+    );
+}
+
+#[test]
 fn unbind_goes_out_at_drain_deadline_and_hands_back_the_rest() {
     let mut p = Pair::bound(manual_mc());
     p.esme.submit(p.now, &submit_req(11)).unwrap();

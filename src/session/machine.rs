@@ -567,6 +567,12 @@ pub struct Session<R: Role> {
     unbind_seq: Option<u32>,
     /// A `Blocked` was returned and its `WindowOpen` is still owed.
     owe_window_open: bool,
+    /// Incoming requests handed out with a token and not answered yet: a
+    /// local unbind waits for them too (under the same drain deadline), so
+    /// what was stored gets acknowledged before the session ends.
+    owed_responses: usize,
+    /// The latest `now` seen, for commands that take none (`respond`).
+    last_now: Instant,
     /// The bind had been up at some point.
     was_bound: bool,
     /// Frames for the shell to write, in order. Bounded in practice by the
@@ -617,6 +623,8 @@ impl<R: Role> Session<R> {
             enquire_seq: None,
             unbind_seq: None,
             owe_window_open: false,
+            owed_responses: 0,
+            last_now: now,
             was_bound: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -803,6 +811,7 @@ impl<R: Role> Session<R> {
             _ => String::new(),
         };
         self.send_message_id_resp(token.command_id, token.seq, status, id.as_bytes());
+        self.answered();
         Ok(())
     }
 
@@ -822,7 +831,21 @@ impl<R: Role> Session<R> {
     ) -> Result<(), RespondError> {
         self.check_token(&token)?;
         self.send_message_id_resp(token.command_id, token.seq, status, message_id.as_bytes());
+        self.answered();
         Ok(())
+    }
+
+    /// Nothing in flight either way: a draining session may unbind.
+    fn drained(&self) -> bool {
+        self.window.is_empty() && self.owed_responses == 0
+    }
+
+    /// A token was answered: one response less owed; a draining session
+    /// may now be done.
+    fn answered(&mut self) {
+        self.owed_responses = self.owed_responses.saturating_sub(1);
+        let now = self.last_now;
+        self.after_input(now);
     }
 
     fn check_token(&self, token: &DeliverToken) -> Result<(), RespondError> {
@@ -836,15 +859,17 @@ impl<R: Role> Session<R> {
     }
 
     /// Starts a graceful unbind: no new submits; in-flight requests get up
-    /// to `drain_timeout` to be answered; then `unbind` goes out and
+    /// to `drain_timeout` to be answered, and so do the tokens handed out
+    /// (deliveries being stored); then `unbind` goes out and
     /// `unbind_resp` is awaited for `unbind_timeout`. Incoming PDUs are still
     /// handled throughout. Before the bind is up, the session just closes.
     pub fn unbind(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Bound(kind) => {
                 self.state = State::Draining(kind);
                 self.timers.stop(Timer::ThrottlePause);
-                if self.window.is_empty() {
+                if self.drained() {
                     self.send_unbind(now);
                 } else {
                     self.timers
@@ -1109,7 +1134,10 @@ impl<R: Role> Session<R> {
                     command_id: id,
                 };
                 match (R::SIDE, self.mc.as_mut()) {
-                    (Side::Esme, _) => self.events.push_back(Event::Deliver { token, frame }),
+                    (Side::Esme, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Deliver { token, frame });
+                    }
                     (Side::Mc, Some(mc)) if mc.auto_answer => {
                         let message_id = (mc.message_ids)();
                         self.send_message_id_resp(
@@ -1121,7 +1149,10 @@ impl<R: Role> Session<R> {
                         self.events
                             .push_back(Event::Submitted { message_id, frame });
                     }
-                    (Side::Mc, _) => self.events.push_back(Event::Submit { token, frame }),
+                    (Side::Mc, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Submit { token, frame });
+                    }
                 }
             }
             // No response exists for these; nothing here acts on them.
@@ -1309,8 +1340,9 @@ impl<R: Role> Session<R> {
     /// Bookkeeping after every input: the drain of a local unbind, and the
     /// `WindowOpen` owed after a `Blocked`.
     fn after_input(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if let State::Draining(_) = self.state
-            && self.window.is_empty()
+            && self.drained()
         {
             self.send_unbind(now);
         }
