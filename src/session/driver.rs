@@ -390,6 +390,14 @@ impl SessionHandle {
 /// channels); nothing else is left behind.
 pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindError> {
     let d = &cfg.driver;
+    if cfg.session.bind.password_over_spec() {
+        // Sent whole all the same (CARRIERS.md 6); the password itself is
+        // never logged.
+        tracing::warn!(
+            system_id = %cfg.session.bind.system_id,
+            "bind password is longer than the 8 characters SMPP 3.4 allows; sending it unchanged"
+        );
+    }
     let tcp = tokio::time::timeout(
         d.connect_timeout,
         TcpStream::connect((cfg.host.as_str(), cfg.port)),
