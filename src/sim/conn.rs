@@ -3,11 +3,12 @@
 //!
 //! The simulator has its own small shell instead of the session driver
 //! because what it does is what a driver must never do: hold a bind
-//! request back, answer submits late or with errors, close the socket in
-//! the middle of the window, and write PDUs the machine did not make
-//! (garbage). The machine still does the protocol: binds and their
-//! refusals, the operation matrix, enquire_link, unbind, sequence numbers
-//! and the window of deliver_sm.
+//! request back, answer submits late or with errors (the machine in manual
+//! mode hands each submit over with a token), close the socket in the
+//! middle of the window ([`Session::abort`]), and write PDUs the machine did
+//! not make ([`Session::transmit_raw`], garbage). The machine still does the
+//! protocol: binds and their refusals, the operation matrix, enquire_link,
+//! unbind, sequence numbers and the window of deliver_sm.
 //!
 //! Loop: (1) put due deliveries into the window, (2) answer due submits,
 //! (3) write what the machine (and the garbage knob) produced, (4) act on
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::pdus::{self, ReceiptSpec, ReceivedSubmit};
 use super::state::{OutItem, OutKind, Shared, bump, lock};
 use crate::clock;
-use crate::pdu::{CommandId, CommandStatus, Frame, Header, SmppCodec};
+use crate::pdu::{CommandId, CommandStatus, Frame, SmppCodec};
 use crate::session::machine::{CloseReason, DeliverToken, Event, Session};
 use crate::session::state::Mc;
 
@@ -72,7 +73,6 @@ struct Conn<S> {
     /// Deliveries in the window, by tag.
     in_flight: HashMap<u64, OutItem>,
     pending: VecDeque<PendingResp>,
-    garbage: Vec<Frame>,
     garbage_seq: u32,
     submits: u64,
     bound: bool,
@@ -104,7 +104,6 @@ where
         writer: BufWriter::new(wr),
         in_flight: HashMap::new(),
         pending: VecDeque::new(),
-        garbage: Vec::new(),
         garbage_seq: 0x7FFF_0000,
         submits: 0,
         bound: false,
@@ -136,12 +135,14 @@ where
                 self.broken = true;
                 self.session.handle_closed(clock::now());
                 while self.session.poll_transmit().is_some() {}
-                self.garbage.clear();
             }
             let mut produced = false;
             while let Some(ev) = self.session.poll_event() {
                 produced = true;
                 if let Flow::Drop = self.on_event(ev, clock::now()) {
+                    // No unbind, nothing more written: the window's
+                    // deliveries come back in the Closed event.
+                    self.session.abort();
                     return;
                 }
             }
@@ -229,7 +230,7 @@ where
                 tracing::debug!(bind = self.bind_no, error = %e, "sim connection: framing failed");
                 if let Some(status) = e.status() {
                     let nack = Frame::from_pdu(&crate::pdu::Pdu::GenericNack, status, 0);
-                    self.garbage.push(nack);
+                    self.session.transmit_raw(nack.bytes);
                 }
                 self.session.handle_closed(now);
             }
@@ -237,24 +238,17 @@ where
         }
     }
 
-    /// Writes the machine's frames, then any garbage; `false` when the
+    /// Writes the machine's frames (garbage included); `false` when the
     /// transport failed.
     async fn write_out(&mut self) -> bool {
         if self.broken {
             while self.session.poll_transmit().is_some() {}
-            self.garbage.clear();
             return true;
         }
         let mut any = false;
         while let Some(f) = self.session.poll_transmit() {
             any = true;
             if self.writer.write_all(&f.bytes).await.is_err() {
-                return false;
-            }
-        }
-        for g in std::mem::take(&mut self.garbage) {
-            any = true;
-            if self.writer.write_all(&g.bytes).await.is_err() {
                 return false;
             }
         }
@@ -463,10 +457,8 @@ where
             };
             let bytes = pdus::garbage(&mut lock(&self.shared.rng), id, self.garbage_seq);
             self.garbage_seq = self.garbage_seq.wrapping_add(1).max(0x7FFF_0000);
-            if let Some(header) = Header::peek(&bytes) {
-                self.garbage.push(Frame { header, bytes });
-                bump(&c.garbage_sent);
-            }
+            self.session.transmit_raw(bytes);
+            bump(&c.garbage_sent);
         }
         let status = {
             let mut rng = lock(&self.shared.rng);
@@ -592,16 +584,18 @@ where
     fn finish(&mut self) {
         if !self.session.is_closed() {
             self.session.handle_closed(clock::now());
-            while let Some(ev) = self.session.poll_event() {
-                if let Event::Closed {
-                    unanswered,
-                    was_bound,
-                    ..
-                } = ev
-                {
-                    self.requeue(&unanswered);
-                    self.unbound(was_bound);
-                }
+        }
+        // Events not acted on (the rest of a batch after a drop): only the
+        // Closed one matters now.
+        while let Some(ev) = self.session.poll_event() {
+            if let Event::Closed {
+                unanswered,
+                was_bound,
+                ..
+            } = ev
+            {
+                self.requeue(&unanswered);
+                self.unbound(was_bound);
             }
         }
         let mut rest: Vec<u64> = self.in_flight.keys().copied().collect();
