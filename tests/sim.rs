@@ -790,3 +790,49 @@ async fn shutdown_unbinds_bound_esmes_and_stops() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn bind_delay_holds_the_bind_response_back() {
+    let (sim, stop) = start(|c| c.bind_delay_ms = 60_000).await;
+    let mut cfg = bind_cfg(&sim, BindKind::Transceiver, "demo-pass");
+    cfg.session.bind_timeout = Duration::from_millis(50);
+    assert!(matches!(
+        driver::connect_and_bind(&cfg).await,
+        Err(BindError::BindTimeout)
+    ));
+    sim.update(|s| s.bind_delay_ms = 10);
+    cfg.session.bind_timeout = Duration::from_secs(20);
+    Esme::bind(&cfg).await.end().await;
+    assert_eq!(sim.stats().binds, 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn refuse_binds_answers_every_bind_with_that_status() {
+    let (sim, stop) = start(|c| c.refuse_binds = Some(0x0D)).await;
+    let r = driver::connect_and_bind(&bind_cfg(&sim, BindKind::Transceiver, "demo-pass")).await;
+    assert!(matches!(
+        r,
+        Err(BindError::Refused { status, .. }) if status == CommandStatus::RBINDFAIL
+    ));
+    sim.update(|s| s.refuse_binds = None);
+    Esme::trx(&sim).await.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn receipt_can_carry_the_id_in_decimal_when_responses_are_hex() {
+    let (sim, stop) = start(|c| {
+        c.hex_ids = true;
+        c.receipt_id_decimal = true;
+    })
+    .await;
+    let mut esme = Esme::trx(&sim).await;
+    esme.submit_text(1, CUSTOMER, "base mismatch", 1).await;
+    let (_, id) = esme.resp(1).await;
+    assert_eq!(id.as_deref(), Some("3B9ACA00"));
+    esme.until("the receipt", |e| !e.delivers.is_empty()).await;
+    assert_eq!(esme.delivers[0].receipted_id.as_deref(), Some("1000000000"));
+    esme.end().await;
+    stop.cancel();
+}

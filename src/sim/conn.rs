@@ -39,6 +39,8 @@ const MAX_PDU: usize = 65_536;
 const RECEIPT_FIRST_WAIT: Duration = Duration::from_secs(2);
 /// A deliver_sm the ESME refused is offered again after this.
 const REDELIVER_AFTER: Duration = Duration::from_secs(1);
+/// Frames kept while a bind is held back; beyond it reading pauses.
+const MAX_HELD: usize = 16;
 /// Command id of the garbage sent to a bind that cannot receive
 /// deliver_sm (unassigned in SMPP 3.4 and 5.0).
 const GARBAGE_UNKNOWN_ID: CommandId = CommandId(0x0000_0110);
@@ -77,8 +79,11 @@ struct Conn<S> {
     submits: u64,
     bound: bool,
     receives: bool,
-    /// A bind held back by `bind_delay_ms`.
-    held_bind: Option<(Instant, bytes::Bytes)>,
+    /// Until when a bind is held back by `bind_delay_ms`; it and what came
+    /// after it wait in `held` (bounded by [`MAX_HELD`]), while the socket
+    /// is still read so a peer that gives up is noticed.
+    held_until: Option<Instant>,
+    held: VecDeque<bytes::Bytes>,
     unbinding: bool,
     /// Writing failed; output is discarded.
     broken: bool,
@@ -108,7 +113,8 @@ where
         submits: 0,
         bound: false,
         receives: false,
-        held_bind: None,
+        held_until: None,
+        held: VecDeque::new(),
         unbinding: false,
         broken: false,
         blocked: false,
@@ -156,7 +162,7 @@ where
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 deadline.unwrap_or(now + Duration::from_secs(3600)),
             ));
-            let can_read = self.held_bind.is_none();
+            let can_read = self.held.len() < MAX_HELD;
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if !self.unbinding => {
@@ -166,11 +172,10 @@ where
                 item = self.reader.next(), if can_read => self.on_frame(item),
                 () = sleep, if deadline.is_some() => {
                     let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
-                    if let Some((at, frame)) = self.held_bind.take() {
-                        if at <= now {
+                    if self.held_until.is_some_and(|at| at <= now) {
+                        self.held_until = None;
+                        for frame in std::mem::take(&mut self.held) {
                             self.session.handle_frame(now, frame);
-                        } else {
-                            self.held_bind = Some((at, frame));
                         }
                     }
                     self.session.handle_timeout(now);
@@ -195,7 +200,7 @@ where
                 d = Some(d.map_or(t, |x| x.min(t)));
             }
         };
-        take(self.held_bind.as_ref().map(|(at, _)| *at));
+        take(self.held_until);
         for p in &self.pending {
             take(Some(if p.after_receipt.is_some() {
                 p.give_up.max(p.not_before)
@@ -220,8 +225,11 @@ where
                         | CommandId::BIND_TRANSMITTER
                         | CommandId::BIND_TRANSCEIVER
                 );
-                if is_bind && !self.bound && delay > 0 {
-                    self.held_bind = Some((now + Duration::from_millis(delay), frame.bytes));
+                if self.held_until.is_some() {
+                    self.held.push_back(frame.bytes);
+                } else if is_bind && !self.bound && delay > 0 {
+                    self.held_until = Some(now + Duration::from_millis(delay));
+                    self.held.push_back(frame.bytes);
                 } else {
                     self.session.handle_frame(now, frame.bytes);
                 }
