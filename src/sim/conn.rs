@@ -39,6 +39,8 @@ const MAX_PDU: usize = 65_536;
 const RECEIPT_FIRST_WAIT: Duration = Duration::from_secs(2);
 /// A deliver_sm the ESME refused is offered again after this.
 const REDELIVER_AFTER: Duration = Duration::from_secs(1);
+/// Submits awaiting their (delayed) answer; beyond it reading pauses.
+const MAX_PENDING: usize = 1024;
 /// Frames kept while a bind is held back; beyond it reading pauses.
 const MAX_HELD: usize = 16;
 /// Command id of the garbage sent to a bind that cannot receive
@@ -162,7 +164,10 @@ where
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 deadline.unwrap_or(now + Duration::from_secs(3600)),
             ));
-            let can_read = self.held.len() < MAX_HELD;
+            // Backpressure: an ESME that floods submits without waiting
+            // for answers stops being read (TCP pushes back) while too
+            // many answers are pending.
+            let can_read = self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING;
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if !self.unbinding => {
@@ -180,7 +185,7 @@ where
                     }
                     self.session.handle_timeout(now);
                 }
-                r = wake.changed(), if self.receives || !self.pending.is_empty() => {
+                r = wake.changed(), if !self.unbinding && (self.receives || !self.pending.is_empty()) => {
                     if r.is_err() {
                         // The simulator is gone; end like a shutdown.
                         self.unbinding = true;
