@@ -456,7 +456,8 @@ async fn throttle_fraction_is_exactly_repeatable_with_a_seed() {
 async fn drops_the_connection_mid_window_every_n_submits() {
     let (sim, stop) = start(|c| {
         c.drop_every = 3;
-        c.resp_delay_ms = 200;
+        // Answers would come only after a minute: the drop ends it first.
+        c.resp_delay_ms = 60_000;
     })
     .await;
     let mut esme = Esme::trx(&sim).await;
