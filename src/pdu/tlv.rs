@@ -270,6 +270,12 @@ impl<'a> Tlvs<'a> {
         self.iter().find(|t| t.tag == tag).and_then(|t| t.as_uint())
     }
 
+    /// The first TLV with this tag as a C-octet string, without its NUL
+    /// (e.g. `receipted_message_id`).
+    pub fn get_cstr(&self, tag: TlvTag) -> Option<&'a [u8]> {
+        self.iter().find(|t| t.tag == tag).map(|t| t.as_cstr())
+    }
+
     /// Whether there is no TLV.
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
@@ -396,6 +402,13 @@ mod tests {
         assert_eq!(parsed, Tlvs::from_list(&list));
         assert_eq!(parsed.get_uint(TlvTag::SAR_MSG_REF_NUM), Some(0x1234));
         assert_eq!(parsed.get(TlvTag::MESSAGE_STATE), Some(&[2u8][..]));
+        let id = [0x00, 0x1E, 0, 3, b'7', b'7', 0];
+        assert_eq!(
+            Tlvs::from_raw(&id)
+                .unwrap()
+                .get_cstr(TlvTag::RECEIPTED_MESSAGE_ID),
+            Some(&b"77"[..])
+        );
         let mut out = BytesMut::new();
         Tlvs::from_list(&list).put(&mut out);
         assert_eq!(&out[..], &raw[..]);

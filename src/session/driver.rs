@@ -49,6 +49,7 @@ use super::state::{Esme, Role};
 use super::status::{BindClass, BindFailure, classify_bind_failure};
 use crate::clock;
 use crate::pdu::{CommandStatus, Frame, FrameError, SmppCodec};
+use crate::tls::TlsError;
 
 /// The driver stops reading the socket while this many events (or frames to
 /// write) wait in the machine.
@@ -70,7 +71,8 @@ pub struct DriverConfig {
     /// Frames waiting for the writer (default 64).
     pub write_capacity: usize,
     /// After the session closed, how long queued frames (an unbind_resp)
-    /// may take to be written (default 2 s).
+    /// may take to be written (default 2 s). Events are not cut short: the
+    /// consumer gets every one, up to [`Event::Closed`].
     pub linger: Duration,
 }
 
@@ -92,11 +94,12 @@ impl Default for DriverConfig {
 /// certificate must carry (never inferred from the port).
 #[derive(Debug, Clone)]
 pub struct TlsTarget {
-    /// Trust roots and optional client certificate (`crate::tls` builds
-    /// it with the `ring` provider).
+    /// Trust roots and optional client certificate, from
+    /// [`crate::tls::client_config`].
     pub config: Arc<ClientConfig>,
-    /// The name checked against the certificate (the host, or the
-    /// carrier's SNI override).
+    /// The name checked against the certificate, from
+    /// [`crate::tls::server_name`] (the host, or the carrier's SNI
+    /// override).
     pub server_name: ServerName<'static>,
 }
 
@@ -125,8 +128,8 @@ pub enum BindError {
     #[error("connect timed out")]
     ConnectTimeout,
     /// The TLS handshake failed (certificate, name, protocol).
-    #[error("tls handshake failed: {0}")]
-    Tls(#[source] std::io::Error),
+    #[error("tls: {0}")]
+    Tls(#[source] TlsError),
     /// The TLS handshake did not finish in time.
     #[error("tls handshake timed out")]
     TlsTimeout,
@@ -226,6 +229,12 @@ pub enum Command {
     },
     /// [`Session::unbind`]: graceful unbind.
     Unbind,
+    /// [`Session::abort`]: end now without an unbind (after a grace period
+    /// ran out; the simulator's dropped connection).
+    Abort,
+    /// [`Session::transmit_raw`]: write these bytes as they are (the
+    /// simulator's garbage PDUs).
+    Raw(bytes::Bytes),
 }
 
 /// Why a command did not reach the session.
@@ -308,6 +317,15 @@ impl SessionHandle {
         self.command(Command::Unbind).await
     }
 
+    /// Ends the session at once without an unbind; what is in flight comes
+    /// back in [`SessionEnd::unanswered`].
+    ///
+    /// # Errors
+    /// [`HandleError::Gone`]: the session already ended.
+    pub async fn abort(&self) -> Result<(), HandleError> {
+        self.command(Command::Abort).await
+    }
+
     async fn command(&self, c: Command) -> Result<(), HandleError> {
         self.commands.send(c).await.map_err(|_| HandleError::Gone)
     }
@@ -372,6 +390,14 @@ impl SessionHandle {
 /// channels); nothing else is left behind.
 pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindError> {
     let d = &cfg.driver;
+    if cfg.session.bind.password_over_spec() {
+        // Sent whole all the same (CARRIERS.md 6); the password itself is
+        // never logged.
+        tracing::warn!(
+            system_id = %cfg.session.bind.system_id,
+            "bind password is longer than the 8 characters SMPP 3.4 allows; sending it unchanged"
+        );
+    }
     let tcp = tokio::time::timeout(
         d.connect_timeout,
         TcpStream::connect((cfg.host.as_str(), cfg.port)),
@@ -384,8 +410,7 @@ pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindErr
         Some(t) => {
             let tls = tokio::time::timeout(
                 d.tls_handshake_timeout,
-                tokio_rustls::TlsConnector::from(t.config.clone())
-                    .connect(t.server_name.clone(), tcp),
+                crate::tls::connect(tcp, t.config.clone(), t.server_name.clone()),
             )
             .await
             .map_err(|_| BindError::TlsTimeout)?
@@ -517,17 +542,20 @@ where
         }
         let closed = session.is_closed();
         if closed {
-            if next_frame.is_none() && next_event.is_none() {
-                break;
+            // Frames left (an unbind_resp) get `linger` to be written;
+            // events are all delivered, however slow the consumer (a lost
+            // SubmitResp would leave a message in limbo).
+            let until = *linger_until.get_or_insert_with(|| clock::now() + cfg.linger);
+            if next_frame.is_some() && clock::now() >= until {
+                next_frame = None;
+                writer_open = false;
             }
-            let now = clock::now();
-            let until = *linger_until.get_or_insert(now + cfg.linger);
-            if now >= until {
+            if next_frame.is_none() && next_event.is_none() {
                 break;
             }
         }
         let deadline = if closed {
-            linger_until
+            linger_until.filter(|_| next_frame.is_some())
         } else {
             session.poll_timeout()
         };
@@ -559,9 +587,15 @@ where
             }
             () = &mut sleep, if deadline.is_some() => {
                 if closed {
-                    break;
+                    // Linger over: the frames still queued are dropped.
+                    next_frame = None;
+                    writer_open = false;
+                    continue;
                 }
-                session.handle_timeout(clock::now());
+                // Never earlier than the deadline the sleep was set to, so
+                // a timer that fires a hair early cannot spin the loop.
+                let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
+                session.handle_timeout(now);
             }
             permit = write_tx.reserve(), if next_frame.is_some() => match permit {
                 Ok(p) => {
@@ -594,7 +628,9 @@ where
                     next_event = None;
                 }
             },
-            cmd = commands.recv(), if commands_open && !closed => {
+            // Still open after the close: a submit then gets its
+            // `Blocked::Closing` at once instead of waiting for the linger.
+            cmd = commands.recv(), if commands_open => {
                 let now = clock::now();
                 match cmd {
                     Some(Command::Submit { req, reply }) => {
@@ -607,6 +643,12 @@ where
                         log_respond(session.respond_with_id(token, status, &message_id));
                     }
                     Some(Command::Unbind) => session.unbind(now),
+                    Some(Command::Abort) => session.abort(),
+                    Some(Command::Raw(bytes)) => {
+                        if !closed {
+                            session.transmit_raw(bytes);
+                        }
+                    }
                     None => {
                         // Every handle is gone: end the bind politely.
                         commands_open = false;
@@ -618,13 +660,22 @@ where
     }
 
     drop(write_tx);
+    let stop_writer = writer.abort_handle();
     match tokio::time::timeout(cfg.linger, writer).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::debug!(error = %e, "session transport write failed"),
-        Ok(Err(_)) | Err(_) => {}
+        Ok(Err(_)) => {}
+        // A peer that stopped reading must not keep the socket open.
+        Err(_) => stop_writer.abort(),
     }
     let (reason, was_bound, unanswered) =
         end.unwrap_or((CloseReason::TransportClosed, false, Vec::new()));
+    tracing::debug!(
+        reason = reason.as_str(),
+        was_bound,
+        unanswered = unanswered.len(),
+        "session ended"
+    );
     SessionEnd {
         reason,
         was_bound,

@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::state::{BindKind, Esme, Mc, Role, Side, State, Verdict, has_response};
+use super::state::{
+    BindKind, Esme, Mc, Role, Side, State, Verdict, has_response, is_known_request,
+};
 use super::status::{BindClass, BindFailure, Outcome, StatusTable, classify_bind_failure};
 use super::throttle::{Throttle, ThrottleConfig};
 use super::timers::{Timer, TimerTable};
@@ -360,6 +362,9 @@ pub enum CloseReason {
     Inactivity,
     /// The transport ended without an unbind.
     TransportClosed,
+    /// The shell aborted the session without an unbind ([`Session::abort`]:
+    /// a grace period ran out, or the simulator drops a connection).
+    Aborted,
 }
 
 impl CloseReason {
@@ -374,6 +379,7 @@ impl CloseReason {
             CloseReason::EnquireLinkTimeout => "enquire_link_timeout",
             CloseReason::Inactivity => "inactivity",
             CloseReason::TransportClosed => "transport_closed",
+            CloseReason::Aborted => "aborted",
         }
     }
 
@@ -522,7 +528,9 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 /// One in-flight message-carrying request.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
+    /// The caller's tag, handed back with the outcome.
     tag: u64,
+    /// What was sent: only its own `*_resp` (or a generic_nack) answers it.
     command_id: CommandId,
     /// When it went out: the throttle ignores stale throttle answers.
     sent_at: Instant,
@@ -537,12 +545,17 @@ pub struct Session<R: Role> {
     _role: std::marker::PhantomData<R>,
     /// MC only: credentials check and message ids.
     mc: Option<McConfig>,
+    /// Timeouts, window size, credentials, status table.
     cfg: SessionConfig,
+    /// What the session expects next; decides the operation matrix.
     state: State,
     /// Message-carrying requests awaiting their response.
     window: Window<Pending>,
+    /// Outgoing sequence numbers, 1..=0x7FFFFFFF then 1 again.
     seqs: SequenceGen,
+    /// Every protocol deadline; the earliest is `poll_timeout`.
     timers: TimerTable,
+    /// Local rate and the pause after ESME_RTHROTTLED / ESME_RMSGQFUL.
     throttle: Throttle,
     /// The token bucket was empty; the next token is due then.
     token_due: Option<Instant>,
@@ -554,9 +567,18 @@ pub struct Session<R: Role> {
     unbind_seq: Option<u32>,
     /// A `Blocked` was returned and its `WindowOpen` is still owed.
     owe_window_open: bool,
+    /// Incoming requests handed out with a token and not answered yet: a
+    /// local unbind waits for them too (under the same drain deadline), so
+    /// what was stored gets acknowledged before the session ends.
+    owed_responses: usize,
+    /// The latest `now` seen, for commands that take none (`respond`).
+    last_now: Instant,
     /// The bind had been up at some point.
     was_bound: bool,
+    /// Frames for the shell to write, in order. Bounded in practice by the
+    /// window and by the driver, which stops reading while it is long.
     transmit: VecDeque<Frame>,
+    /// Events for the shell, in order (same bound as `transmit`).
     events: VecDeque<Event>,
     /// Scratch buffer the frames are split from.
     buf: BytesMut,
@@ -601,6 +623,8 @@ impl<R: Role> Session<R> {
             enquire_seq: None,
             unbind_seq: None,
             owe_window_open: false,
+            owed_responses: 0,
+            last_now: now,
             was_bound: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -700,6 +724,20 @@ impl<R: Role> Session<R> {
     /// [`Blocked`]: nothing was sent; keep the request at the head of the
     /// queue and retry after [`Event::WindowOpen`].
     pub fn submit(&mut self, now: Instant, req: &SubmitRequest) -> Result<u32, Blocked> {
+        // Binds, unbinds, enquire_links and responses have their own paths.
+        if !is_known_request(req.command_id)
+            || matches!(
+                req.command_id,
+                CommandId::BIND_TRANSMITTER
+                    | CommandId::BIND_RECEIVER
+                    | CommandId::BIND_TRANSCEIVER
+                    | CommandId::UNBIND
+                    | CommandId::ENQUIRE_LINK
+                    | CommandId::OUTBIND
+            )
+        {
+            return Err(Blocked::NotAllowed);
+        }
         if let Some(kind) = self.state.bound_kind()
             && !R::may_send(State::Bound(kind), req.command_id)
         {
@@ -773,6 +811,7 @@ impl<R: Role> Session<R> {
             _ => String::new(),
         };
         self.send_message_id_resp(token.command_id, token.seq, status, id.as_bytes());
+        self.answered();
         Ok(())
     }
 
@@ -792,7 +831,21 @@ impl<R: Role> Session<R> {
     ) -> Result<(), RespondError> {
         self.check_token(&token)?;
         self.send_message_id_resp(token.command_id, token.seq, status, message_id.as_bytes());
+        self.answered();
         Ok(())
+    }
+
+    /// Nothing in flight either way: a draining session may unbind.
+    fn drained(&self) -> bool {
+        self.window.is_empty() && self.owed_responses == 0
+    }
+
+    /// A token was answered: one response less owed; a draining session
+    /// may now be done.
+    fn answered(&mut self) {
+        self.owed_responses = self.owed_responses.saturating_sub(1);
+        let now = self.last_now;
+        self.after_input(now);
     }
 
     fn check_token(&self, token: &DeliverToken) -> Result<(), RespondError> {
@@ -806,15 +859,17 @@ impl<R: Role> Session<R> {
     }
 
     /// Starts a graceful unbind: no new submits; in-flight requests get up
-    /// to `drain_timeout` to be answered; then `unbind` goes out and
+    /// to `drain_timeout` to be answered, and so do the tokens handed out
+    /// (deliveries being stored); then `unbind` goes out and
     /// `unbind_resp` is awaited for `unbind_timeout`. Incoming PDUs are still
     /// handled throughout. Before the bind is up, the session just closes.
     pub fn unbind(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Bound(kind) => {
                 self.state = State::Draining(kind);
                 self.timers.stop(Timer::ThrottlePause);
-                if self.window.is_empty() {
+                if self.drained() {
                     self.send_unbind(now);
                 } else {
                     self.timers
@@ -827,6 +882,26 @@ impl<R: Role> Session<R> {
     }
 
     // === inputs ===
+
+    /// Ends the session at once, without an unbind: what is in flight is
+    /// handed back in [`Event::Closed`]. Frames already queued may still be
+    /// written; the shell then closes the transport.
+    pub fn abort(&mut self) {
+        self.close(CloseReason::Aborted);
+    }
+
+    /// Queues `bytes` to be written as they are, outside the protocol: the
+    /// simulator's garbage PDUs and tests. Nothing is tracked; a frame that
+    /// is not even a header is still written.
+    pub fn transmit_raw(&mut self, bytes: Bytes) {
+        let header = Header::peek(&bytes).unwrap_or(Header {
+            command_length: bytes.len() as u32,
+            command_id: CommandId(0),
+            command_status: CommandStatus::ROK,
+            sequence_number: 0,
+        });
+        self.transmit.push_back(Frame { header, bytes });
+    }
 
     /// The transport ended (EOF or error). After our unbind that is success.
     pub fn handle_closed(&mut self, _now: Instant) {
@@ -888,7 +963,7 @@ impl<R: Role> Session<R> {
         }
         let Some(header) = Header::peek(&frame) else {
             // The codec never yields this; answer as the spec asks anyway.
-            self.reject(CommandId::GENERIC_NACK, 0, CommandStatus::RINVCMDLEN);
+            self.reject(CommandId(0), 0, CommandStatus::RINVCMDLEN, true);
             return;
         };
         if header.command_id.is_response() {
@@ -1019,9 +1094,9 @@ impl<R: Role> Session<R> {
         let seq = h.sequence_number;
         match R::on_receive(self.state, id) {
             Verdict::Accept => {}
-            Verdict::Reject(status) => return self.reject(id, seq, status),
+            Verdict::Reject(status) => return self.reject(id, seq, status, false),
             Verdict::Unknown => {
-                return self.reject(CommandId::GENERIC_NACK, seq, CommandStatus::RINVCMDID);
+                return self.reject(id, seq, CommandStatus::RINVCMDID, true);
             }
             Verdict::Ignore => {
                 self.events.push_back(Event::Ignored {
@@ -1034,12 +1109,7 @@ impl<R: Role> Session<R> {
         let decoded = match Pdu::parse(&frame) {
             Ok(d) => d,
             Err(e) => {
-                let answer = if has_response(id) {
-                    id
-                } else {
-                    CommandId::GENERIC_NACK
-                };
-                return self.reject(answer, seq, e.status());
+                return self.reject(id, seq, e.status(), !has_response(id));
             }
         };
         if !decoded.quirks.is_empty() {
@@ -1064,7 +1134,10 @@ impl<R: Role> Session<R> {
                     command_id: id,
                 };
                 match (R::SIDE, self.mc.as_mut()) {
-                    (Side::Esme, _) => self.events.push_back(Event::Deliver { token, frame }),
+                    (Side::Esme, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Deliver { token, frame });
+                    }
                     (Side::Mc, Some(mc)) if mc.auto_answer => {
                         let message_id = (mc.message_ids)();
                         self.send_message_id_resp(
@@ -1076,7 +1149,10 @@ impl<R: Role> Session<R> {
                         self.events
                             .push_back(Event::Submitted { message_id, frame });
                     }
-                    (Side::Mc, _) => self.events.push_back(Event::Submit { token, frame }),
+                    (Side::Mc, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Submit { token, frame });
+                    }
                 }
             }
             // No response exists for these; nothing here acts on them.
@@ -1088,7 +1164,7 @@ impl<R: Role> Session<R> {
             }
             // query_sm, cancel_sm, replace_sm, submit_multi: valid requests
             // this machine does not serve.
-            _ => self.reject(id, seq, CommandStatus::RINVCMDID),
+            _ => self.reject(id, seq, CommandStatus::RINVCMDID, false),
         }
     }
 
@@ -1188,10 +1264,11 @@ impl<R: Role> Session<R> {
         }
     }
 
-    /// Answers a request with an error status, header only (generic_nack
-    /// for requests without a response).
-    fn reject(&mut self, id: CommandId, seq: u32, status: CommandStatus) {
-        let answer = if id == CommandId::GENERIC_NACK {
+    /// Answers request `id` with an error status, header only: its
+    /// `*_resp`, or a generic_nack when `nack` (unknown commands, requests
+    /// without a response).
+    fn reject(&mut self, id: CommandId, seq: u32, status: CommandStatus, nack: bool) {
+        let answer = if nack || !has_response(id) {
             Pdu::GenericNack
         } else {
             Pdu::Other {
@@ -1263,8 +1340,9 @@ impl<R: Role> Session<R> {
     /// Bookkeeping after every input: the drain of a local unbind, and the
     /// `WindowOpen` owed after a `Blocked`.
     fn after_input(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if let State::Draining(_) = self.state
-            && self.window.is_empty()
+            && self.drained()
         {
             self.send_unbind(now);
         }
@@ -1303,6 +1381,152 @@ impl<R: Role> Session<R> {
 /// A wire string as text; invalid UTF-8 is replaced, never an error.
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Entry point for a `session_script` fuzz target: an ESME and an MC
+/// machine in memory, driven by arbitrary bytes. Invariants: the window
+/// never exceeds its size, every accepted submit gets exactly one outcome,
+/// exactly one `Closed` ends the session, nothing panics. The target is
+/// three lines: `fuzz_target!(|data: &[u8]| script(smppgw::clock::now(), data))`.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+    use crate::pdu::SmBody;
+
+    /// Runs the script in `data`, starting at virtual time `t0`.
+    pub fn script(t0: Instant, data: &[u8]) {
+        let mut cfg = SessionConfig::new(BindParams::new(BindKind::Transceiver, "gw", "pw"));
+        cfg.window = 3;
+        let window = cfg.window;
+        let mc_cfg = SessionConfig::new(BindParams::new(BindKind::Transceiver, "SMSC", ""));
+        let mut now = t0;
+        let mut esme = Session::<Esme>::new(cfg, now);
+        let mut mc = Session::<Mc>::new(
+            mc_cfg,
+            McConfig {
+                auto_answer: false,
+                ..McConfig::with_credentials("gw", "pw")
+            },
+            now,
+        );
+        let sm = SmBody {
+            destination_addr: b"447911123456",
+            short_message: b"x",
+            ..SmBody::default()
+        };
+        let submit = Pdu::SubmitSm(sm);
+        let deliver = Pdu::DeliverSm(sm);
+        let (mut mc_tokens, mut esme_tokens) = (VecDeque::new(), VecDeque::new());
+        let (mut accepted, mut events) = (Vec::new(), Vec::new());
+        let mut tag = 0u64;
+        let mut bytes = data.iter().copied();
+        loop {
+            // Move everything across, collect events.
+            loop {
+                let mut moved = false;
+                while let Some(f) = esme.poll_transmit() {
+                    moved = true;
+                    mc.handle_frame(now, f.bytes);
+                }
+                while let Some(f) = mc.poll_transmit() {
+                    moved = true;
+                    esme.handle_frame(now, f.bytes);
+                }
+                while let Some(e) = mc.poll_event() {
+                    moved = true;
+                    if let Event::Submit { token, .. } = e {
+                        mc_tokens.push_back(token);
+                    }
+                }
+                while let Some(e) = esme.poll_event() {
+                    moved = true;
+                    match e {
+                        Event::Deliver { token, .. } => esme_tokens.push_back(token),
+                        e => events.push(e),
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            assert!(esme.in_flight() <= window, "window overrun");
+            let Some(op) = bytes.next() else { break };
+            let arg = bytes.next().unwrap_or(0);
+            match op % 8 {
+                0 => {
+                    tag += 1;
+                    if esme.submit(now, &SubmitRequest::new(tag, &submit)).is_ok() {
+                        accepted.push(tag);
+                    }
+                }
+                1 => {
+                    if let Some(t) = mc_tokens.pop_front() {
+                        let _ = mc.respond_with_id(t, CommandStatus(u32::from(arg % 0x60)), "m");
+                    }
+                }
+                2 => {
+                    let _ = mc.submit(now, &SubmitRequest::new(0, &deliver));
+                }
+                3 => {
+                    if let Some(t) = esme_tokens.pop_front() {
+                        let _ = esme.respond(t, CommandStatus::ROK);
+                    }
+                }
+                4 => {
+                    now += Duration::from_secs(u64::from(arg));
+                    esme.handle_timeout(now);
+                    mc.handle_timeout(now);
+                }
+                5 => esme.unbind(now),
+                6 => esme.handle_closed(now),
+                _ => {
+                    let n = usize::from(arg % 32);
+                    let body: Vec<u8> = bytes.by_ref().take(n).collect();
+                    let id = u32::from(arg) << 24 | u32::from(op);
+                    let mut f = BytesMut::new();
+                    Pdu::Other {
+                        command_id: CommandId(id),
+                        body: &body,
+                    }
+                    .encode(CommandStatus::ROK, u32::from(arg), &mut f);
+                    esme.handle_frame(now, f.freeze());
+                }
+            }
+        }
+        esme.handle_closed(now);
+        while let Some(e) = esme.poll_event() {
+            events.push(e);
+        }
+        let mut outcomes = std::collections::HashMap::<u64, u32>::new();
+        let mut closes = 0;
+        for e in &events {
+            match e {
+                Event::SubmitResp { tag, .. } | Event::SubmitTimeout { tag, .. } => {
+                    *outcomes.entry(*tag).or_default() += 1;
+                }
+                Event::Closed { unanswered, .. } => {
+                    closes += 1;
+                    for t in unanswered {
+                        *outcomes.entry(*t).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(closes, 1, "exactly one Closed");
+        assert!(
+            matches!(events.last(), Some(Event::Closed { .. })),
+            "Closed is last"
+        );
+        assert_eq!(
+            outcomes.len(),
+            accepted.len(),
+            "an outcome for a tag never accepted"
+        );
+        for t in accepted {
+            assert_eq!(outcomes.get(&t), Some(&1), "tag {t}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1508,6 +1732,50 @@ mod tests {
             [(1, CommandStatus::ROK), (2, CommandStatus::RALYBND)]
         );
         assert_eq!(mc.state(), State::Bound(BindKind::Transmitter));
+    }
+
+    #[test]
+    fn rejects_control_pdus_through_submit() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        for pdu in [Pdu::EnquireLink, Pdu::Unbind, Pdu::GenericNack] {
+            let req = SubmitRequest::new(1, &pdu);
+            assert_eq!(s.submit(now, &req), Err(Blocked::NotAllowed), "{pdu:?}");
+        }
+        assert!(s.poll_transmit().is_none());
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn abort_hands_back_in_flight_without_unbind() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        s.submit(now, &submit()).unwrap();
+        let _ = s.poll_transmit();
+        s.abort();
+        assert!(s.poll_transmit().is_none(), "abort sent something");
+        assert!(matches!(
+            &events(&mut s)[..],
+            [Event::Closed { reason: CloseReason::Aborted, unanswered, .. }] if unanswered == &[1]
+        ));
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn fuzz_script_holds_on_sample_inputs() {
+        let t0 = crate::clock::now();
+        fuzzing::script(t0, &[]);
+        fuzzing::script(
+            t0,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 60, 0, 0, 5, 0, 4, 20],
+        );
+        fuzzing::script(t0, &[2, 0, 3, 0, 0, 0, 1, 0x58, 0, 0, 7, 9, 1, 2, 3, 6, 0]);
+        let pseudo: Vec<u8> = (0u32..4000)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for chunk in pseudo.chunks(97) {
+            fuzzing::script(t0, chunk);
+        }
     }
 
     #[test]
