@@ -376,14 +376,16 @@ async fn stop_keyword_records_an_opt_out() {
     let id = env.send(UK, "Reminder: appointment tomorrow").await;
     env.wait_status(id, MessageStatus::Delivered).await;
     env.sim.inject("447911123456", SUPPORT, "STOP").unwrap();
-    let ok = wait(|| async { env.store.opt_out(SUPPORT, UK).await.unwrap().is_some() }).await;
-    assert!(ok);
-    assert!(
+    // The event is published after the commit's flush; wait for it.
+    let ok = wait(|| async {
         env.events()
             .await
             .iter()
             .any(|e| matches!(e, EventKind::CustomerOptedOut { .. }))
-    );
+    })
+    .await;
+    assert!(ok, "{:?}", env.events().await);
+    assert!(env.store.opt_out(SUPPORT, UK).await.unwrap().is_some());
     env.stop().await;
 }
 
@@ -807,4 +809,119 @@ mod tls_link {
         assert!(!env.links.can_send("sim"));
         env.stop().await;
     }
+}
+
+// === status table per carrier ===
+
+#[tokio::test]
+async fn rebind_status_rebuilds_the_bind_and_loses_nothing() {
+    let cfg = SimConfig {
+        throttle: 0.3,
+        ..sim_config()
+    };
+    // This carrier's 0x58 means "rebind" instead of "throttled".
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Rebind);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("rebind {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    let s = env.sim.stats();
+    assert!(s.throttled > 0 && s.binds > 1, "{s:?}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn temporary_status_is_retried_until_delivered() {
+    let cfg = SimConfig {
+        throttle: 0.3,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Temporary);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("retry {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().throttled > 0);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_status_fails_the_message_with_the_raw_status() {
+    let cfg = SimConfig {
+        throttle: 1.0,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Permanent);
+    })
+    .await;
+    let id = env.send(UK, "refused").await;
+    env.wait_status(id, MessageStatus::Failed).await;
+    let m = env.store.message(id).await.unwrap().unwrap();
+    assert!(
+        m.error.as_deref().unwrap_or("").contains("58"),
+        "{:?}",
+        m.error
+    );
+    assert_eq!(env.sim.stats().submits, 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn already_bound_waits_the_carrier_timeout() {
+    let cfg = SimConfig {
+        max_binds: 1,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0].binds = 2;
+        c.carriers[0].already_bound_wait = Duration::from_secs(5);
+    })
+    .await;
+    let refused = wait(|| async { env.sim.stats().binds_refused == 1 }).await;
+    assert!(refused);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = env.links.status();
+    let waiting: Vec<_> = s.carriers[0]
+        .binds
+        .iter()
+        .filter(|b| b.state == BindState::Backoff)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{s:?}");
+    assert_eq!(waiting[0].attempts, 1);
+    assert!(
+        waiting[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already bound")
+    );
+    assert!(waiting[0].retry_at_ms.unwrap() >= clock::wall_ms() + 3_000);
+    assert_eq!(env.sim.stats().binds_refused, 1);
+    assert!(env.links.can_send("sim"));
+    env.stop().await;
 }
