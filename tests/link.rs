@@ -925,3 +925,24 @@ async fn already_bound_waits_the_carrier_timeout() {
     assert!(env.links.can_send("sim"));
     env.stop().await;
 }
+
+#[tokio::test]
+async fn garbage_from_the_smsc_does_not_stop_delivery() {
+    let cfg = SimConfig {
+        garbage_every: 3,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("noisy {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().garbage_sent > 0, "{:?}", env.sim.stats());
+    env.stop().await;
+}
