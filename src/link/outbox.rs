@@ -607,7 +607,9 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         for h in pump.settle() {
             hand_back(&*ctx.store, h).await;
         }
-        if draining && !unbind_sent && pump.in_flight() == 0 {
+        // The machine drains the window itself (up to its drain timeout)
+        // before the unbind goes out; responses keep arriving as events.
+        if draining && !unbind_sent {
             unbind_sent = true;
             ctx.slot.set_state(BindState::Unbinding, None, None);
             let _ = cmds.send(Command::Unbind).await;
