@@ -946,3 +946,345 @@ async fn garbage_from_the_smsc_does_not_stop_delivery() {
     assert!(env.sim.stats().garbage_sent > 0, "{:?}", env.sim.stats());
     env.stop().await;
 }
+
+// === a store failure is never acknowledged ===
+
+mod store_failure {
+    use super::*;
+    use smppgw::model::*;
+    use smppgw::store::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::sync::watch;
+
+    /// The real sled store with a fault injected: `record_inbound` fails
+    /// the first `fail_inbound` times.
+    struct Flaky {
+        inner: Arc<SledStore>,
+        fail_inbound: AtomicU32,
+    }
+
+    impl Store for Flaky {
+        fn accept_send(
+            &self,
+            new: NewOutbound,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send {
+            self.inner.accept_send(new, now_ms)
+        }
+
+        fn claim_outbox(
+            &self,
+            carrier: &str,
+            max: usize,
+            lease_ms: u64,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send {
+            self.inner.claim_outbox(carrier, max, lease_ms, now_ms)
+        }
+
+        fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.release(message)
+        }
+
+        fn release_unanswered(
+            &self,
+            message: MessageId,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.release_unanswered(message)
+        }
+
+        fn record_submit(
+            &self,
+            message: MessageId,
+            part: u8,
+            total_parts: u8,
+            result: Result<String, SubmitFailure>,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<SubmitOutcome>> + Send {
+            self.inner
+                .record_submit(message, part, total_parts, result, now_ms)
+        }
+
+        fn record_receipt(
+            &self,
+            carrier: &str,
+            normalized_id: &str,
+            update: ReceiptUpdate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<ReceiptOutcome>> + Send {
+            self.inner
+                .record_receipt(carrier, normalized_id, update, now_ms)
+        }
+
+        fn record_receipt_any(
+            &self,
+            carrier: &str,
+            candidates: &[&str],
+            update: ReceiptUpdate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<(ReceiptOutcome, Option<usize>)>> + Send {
+            self.inner
+                .record_receipt_any(carrier, candidates, update, now_ms)
+        }
+
+        fn expire_pending(
+            &self,
+            now_ms: u64,
+            receipt_timeout_ms: u64,
+            held_max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<ExpireReport>> + Send {
+            self.inner
+                .expire_pending(now_ms, receipt_timeout_ms, held_max_age_ms)
+        }
+
+        fn record_inbound(
+            &self,
+            msg: InboundMessage,
+            policy: InboundPolicy,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<InboundOutcome>> + Send {
+            let fail = self
+                .fail_inbound
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let inner = self.inner.clone();
+            async move {
+                if fail {
+                    return Err(StoreError::Corrupt {
+                        tree: "test",
+                        detail: "injected failure".into(),
+                    });
+                }
+                inner.record_inbound(msg, policy, now_ms).await
+            }
+        }
+
+        fn put_part(
+            &self,
+            key: &[u8],
+            seq: u8,
+            bytes: &[u8],
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<()>> + Send {
+            self.inner.put_part(key, seq, bytes, now_ms)
+        }
+
+        fn take_parts(
+            &self,
+            key: &[u8],
+        ) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send {
+            self.inner.take_parts(key)
+        }
+
+        fn parts(
+            &self,
+            key: &[u8],
+        ) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send {
+            self.inner.parts(key)
+        }
+
+        fn reassembly_keys(&self) -> impl Future<Output = StoreResult<Vec<(Vec<u8>, u64)>>> + Send {
+            self.inner.reassembly_keys()
+        }
+
+        fn end_chat(
+            &self,
+            conversation: ConversationId,
+            by: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send {
+            self.inner.end_chat(conversation, by, now_ms)
+        }
+
+        fn assign(
+            &self,
+            conversation: ConversationId,
+            to: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send {
+            self.inner.assign(conversation, to, now_ms)
+        }
+
+        fn conversation(
+            &self,
+            id: ConversationId,
+        ) -> impl Future<Output = StoreResult<Option<Conversation>>> + Send {
+            self.inner.conversation(id)
+        }
+
+        fn message(
+            &self,
+            id: MessageId,
+        ) -> impl Future<Output = StoreResult<Option<Message>>> + Send {
+            self.inner.message(id)
+        }
+
+        fn transcript(
+            &self,
+            id: ConversationId,
+        ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send
+        {
+            self.inner.transcript(id)
+        }
+
+        fn conversations(
+            &self,
+            owner: Option<&str>,
+            include_requested: bool,
+        ) -> impl Future<Output = StoreResult<Vec<Conversation>>> + Send {
+            self.inner.conversations(owner, include_requested)
+        }
+
+        fn append_event(
+            &self,
+            kind: EventKind,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Seq>> + Send {
+            self.inner.append_event(kind, now_ms)
+        }
+
+        fn events_after(
+            &self,
+            after: Seq,
+            limit: usize,
+        ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send {
+            self.inner.events_after(after, limit)
+        }
+
+        fn first_event_seq(&self) -> impl Future<Output = StoreResult<Option<Seq>>> + Send {
+            self.inner.first_event_seq()
+        }
+
+        fn subscribe(&self) -> watch::Receiver<Seq> {
+            self.inner.subscribe()
+        }
+
+        fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send {
+            self.inner.ack(consumer, seq)
+        }
+
+        fn cursor(&self, consumer: &str) -> impl Future<Output = StoreResult<Option<Seq>>> + Send {
+            self.inner.cursor(consumer)
+        }
+
+        fn trim_events(
+            &self,
+            now_ms: u64,
+            acked_keep_ms: u64,
+            max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<usize>> + Send {
+            self.inner.trim_events(now_ms, acked_keep_ms, max_age_ms)
+        }
+
+        fn put_template(
+            &self,
+            t: NewTemplate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Template, TemplateRefused>>> + Send {
+            self.inner.put_template(t, now_ms)
+        }
+
+        fn template(&self, id: u64) -> impl Future<Output = StoreResult<Option<Template>>> + Send {
+            self.inner.template(id)
+        }
+
+        fn templates(
+            &self,
+            agent: &str,
+        ) -> impl Future<Output = StoreResult<Vec<Template>>> + Send {
+            self.inner.templates(agent)
+        }
+
+        fn delete_template(
+            &self,
+            id: u64,
+            agent: &str,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.delete_template(id, agent)
+        }
+
+        fn set_opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<OptOut>> + Send {
+            self.inner.set_opt_out(sender, customer, now_ms)
+        }
+
+        fn clear_opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.clear_opt_out(sender, customer)
+        }
+
+        fn opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+        ) -> impl Future<Output = StoreResult<Option<OptOut>>> + Send {
+            self.inner.opt_out(sender, customer)
+        }
+
+        fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send {
+            self.inner.opt_outs()
+        }
+
+        fn recover(&self, now_ms: u64) -> impl Future<Output = StoreResult<RecoverReport>> + Send {
+            self.inner.recover(now_ms)
+        }
+
+        fn purge_ended(
+            &self,
+            now_ms: u64,
+            max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<PurgeReport>> + Send {
+            self.inner.purge_ended(now_ms, max_age_ms)
+        }
+    }
+
+    #[tokio::test]
+    async fn reply_the_store_failed_on_is_refused_then_redelivered_and_filed_once() {
+        let cancel = CancellationToken::new();
+        let sim = sim::start(sim_config(), cancel.child_token())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
+        shorten(&mut cfg);
+        let store = Arc::new(Flaky {
+            inner: Arc::new(SledStore::open(dir.path().join("store")).unwrap()),
+            fail_inbound: AtomicU32::new(1),
+        });
+        let links = Links::start_with(
+            store.clone(),
+            Arc::new(cfg),
+            cancel.child_token(),
+            options(),
+        );
+        sim.inject("819012345678", SUPPORT, "is anyone there?")
+            .unwrap();
+        let filed = wait(|| async {
+            store
+                .events_after(0, 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::ChatRequested { text, .. } if text == "is anyone there?"))
+        })
+        .await;
+        assert!(filed);
+        let s = sim.stats();
+        assert!(s.deliveries_refused >= 1 && s.redelivered >= 1, "{s:?}");
+        let convs = store.conversations(None, true).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
+        assert_eq!(msgs.len(), 1);
+        tokio::time::timeout(Duration::from_secs(10), links.shutdown())
+            .await
+            .unwrap();
+        cancel.cancel();
+    }
+}
