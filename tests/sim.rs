@@ -456,7 +456,8 @@ async fn throttle_fraction_is_exactly_repeatable_with_a_seed() {
 async fn drops_the_connection_mid_window_every_n_submits() {
     let (sim, stop) = start(|c| {
         c.drop_every = 3;
-        c.resp_delay_ms = 200;
+        // Answers would come only after a minute: the drop ends it first.
+        c.resp_delay_ms = 60_000;
     })
     .await;
     let mut esme = Esme::trx(&sim).await;
@@ -711,5 +712,128 @@ async fn tls_listener_binds_an_esme_that_trusts_its_certificate() {
         driver::connect_and_bind(&cfg).await,
         Err(BindError::Tls(_))
     ));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn deliveries_never_exceed_the_window_and_keep_their_order() {
+    let (sim, stop) = start(|c| c.window = 2).await;
+    let mut esme = Esme::trx(&sim).await;
+    esme.auto_ack = false;
+    for i in 1..=5 {
+        sim.inject(CUSTOMER, SERVICE, &format!("reply {i}"))
+            .unwrap();
+    }
+    while esme.delivers.len() < 5 {
+        let want = (esme.delivers.len() + 2).min(5);
+        esme.until("a window's worth", |e| e.delivers.len() >= want)
+            .await;
+        let s = sim.stats();
+        assert!(s.mos_sent - s.mos_acked <= 2, "{s:?}");
+        for t in std::mem::take(&mut esme.held) {
+            esme.h.respond(t, CommandStatus::ROK).await.unwrap();
+        }
+    }
+    let texts: Vec<&str> = esme.delivers.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["reply 1", "reply 2", "reply 3", "reply 4", "reply 5"]
+    );
+    eventually("every ack", || sim.stats().mos_acked == 5).await;
+    esme.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn answers_data_sm_and_records_its_payload() {
+    let (sim, stop) = start(|_| {}).await;
+    let mut esme = Esme::trx(&sim).await;
+    let payload = smppgw::text::ucs2::encode("Привет");
+    let tlvs = [smppgw::pdu::Tlv::new(TlvTag::MESSAGE_PAYLOAD, &payload)];
+    let pdu = Pdu::DataSm(smppgw::pdu::DataSm {
+        source_addr_ton: 1,
+        source_addr_npi: 1,
+        source_addr: SERVICE.as_bytes(),
+        dest_addr_ton: 1,
+        dest_addr_npi: 1,
+        destination_addr: CUSTOMER.as_bytes(),
+        data_coding: 8,
+        tlvs: smppgw::pdu::Tlvs::from_list(&tlvs),
+        ..Default::default()
+    });
+    esme.submit(SubmitRequest::new(1, &pdu)).await;
+    let (status, id) = esme.resp(1).await;
+    assert_eq!(status, CommandStatus::ROK);
+    let rec = sim.received();
+    assert_eq!(rec[0].command, "data_sm");
+    assert_eq!(rec[0].text, "Привет");
+    assert_eq!(rec[0].message_id, id);
+    esme.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_unbinds_bound_esmes_and_stops() {
+    let (sim, stop) = start(|_| {}).await;
+    let esme = Esme::trx(&sim).await;
+    stop.cancel();
+    let end = tokio::time::timeout(LIMIT, esme.h.closed())
+        .await
+        .expect("the ESME session ends")
+        .0;
+    assert_eq!(end.reason, CloseReason::PeerUnbound);
+    tokio::time::timeout(LIMIT, sim.stopped())
+        .await
+        .expect("the simulator stops");
+    assert!(
+        tokio::net::TcpStream::connect(sim.local_addr())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn bind_delay_holds_the_bind_response_back() {
+    let (sim, stop) = start(|c| c.bind_delay_ms = 60_000).await;
+    let mut cfg = bind_cfg(&sim, BindKind::Transceiver, "demo-pass");
+    cfg.session.bind_timeout = Duration::from_millis(50);
+    assert!(matches!(
+        driver::connect_and_bind(&cfg).await,
+        Err(BindError::BindTimeout)
+    ));
+    sim.update(|s| s.bind_delay_ms = 10);
+    cfg.session.bind_timeout = Duration::from_secs(20);
+    Esme::bind(&cfg).await.end().await;
+    assert_eq!(sim.stats().binds, 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn refuse_binds_answers_every_bind_with_that_status() {
+    let (sim, stop) = start(|c| c.refuse_binds = Some(0x0D)).await;
+    let r = driver::connect_and_bind(&bind_cfg(&sim, BindKind::Transceiver, "demo-pass")).await;
+    assert!(matches!(
+        r,
+        Err(BindError::Refused { status, .. }) if status == CommandStatus::RBINDFAIL
+    ));
+    sim.update(|s| s.refuse_binds = None);
+    Esme::trx(&sim).await.end().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn receipt_can_carry_the_id_in_decimal_when_responses_are_hex() {
+    let (sim, stop) = start(|c| {
+        c.hex_ids = true;
+        c.receipt_id_decimal = true;
+    })
+    .await;
+    let mut esme = Esme::trx(&sim).await;
+    esme.submit_text(1, CUSTOMER, "base mismatch", 1).await;
+    let (_, id) = esme.resp(1).await;
+    assert_eq!(id.as_deref(), Some("3B9ACA00"));
+    esme.until("the receipt", |e| !e.delivers.is_empty()).await;
+    assert_eq!(esme.delivers[0].receipted_id.as_deref(), Some("1000000000"));
+    esme.end().await;
     stop.cancel();
 }

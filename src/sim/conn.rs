@@ -3,11 +3,12 @@
 //!
 //! The simulator has its own small shell instead of the session driver
 //! because what it does is what a driver must never do: hold a bind
-//! request back, answer submits late or with errors, close the socket in
-//! the middle of the window, and write PDUs the machine did not make
-//! (garbage). The machine still does the protocol: binds and their
-//! refusals, the operation matrix, enquire_link, unbind, sequence numbers
-//! and the window of deliver_sm.
+//! request back, answer submits late or with errors (the machine in manual
+//! mode hands each submit over with a token), close the socket in the
+//! middle of the window ([`Session::abort`]), and write PDUs the machine did
+//! not make ([`Session::transmit_raw`], garbage). The machine still does the
+//! protocol: binds and their refusals, the operation matrix, enquire_link,
+//! unbind, sequence numbers and the window of deliver_sm.
 //!
 //! Loop: (1) put due deliveries into the window, (2) answer due submits,
 //! (3) write what the machine (and the garbage knob) produced, (4) act on
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::pdus::{self, ReceiptSpec, ReceivedSubmit};
 use super::state::{OutItem, OutKind, Shared, bump, lock};
 use crate::clock;
-use crate::pdu::{CommandId, CommandStatus, Frame, Header, SmppCodec};
+use crate::pdu::{CommandId, CommandStatus, Frame, SmppCodec};
 use crate::session::machine::{CloseReason, DeliverToken, Event, Session};
 use crate::session::state::Mc;
 
@@ -38,6 +39,10 @@ const MAX_PDU: usize = 65_536;
 const RECEIPT_FIRST_WAIT: Duration = Duration::from_secs(2);
 /// A deliver_sm the ESME refused is offered again after this.
 const REDELIVER_AFTER: Duration = Duration::from_secs(1);
+/// Submits awaiting their (delayed) answer; beyond it reading pauses.
+const MAX_PENDING: usize = 1024;
+/// Frames kept while a bind is held back; beyond it reading pauses.
+const MAX_HELD: usize = 16;
 /// Command id of the garbage sent to a bind that cannot receive
 /// deliver_sm (unassigned in SMPP 3.4 and 5.0).
 const GARBAGE_UNKNOWN_ID: CommandId = CommandId(0x0000_0110);
@@ -72,16 +77,21 @@ struct Conn<S> {
     /// Deliveries in the window, by tag.
     in_flight: HashMap<u64, OutItem>,
     pending: VecDeque<PendingResp>,
-    garbage: Vec<Frame>,
     garbage_seq: u32,
     submits: u64,
     bound: bool,
     receives: bool,
-    /// A bind held back by `bind_delay_ms`.
-    held_bind: Option<(Instant, bytes::Bytes)>,
+    /// Until when a bind is held back by `bind_delay_ms`; it and what came
+    /// after it wait in `held` (bounded by [`MAX_HELD`]), while the socket
+    /// is still read so a peer that gives up is noticed.
+    held_until: Option<Instant>,
+    held: VecDeque<bytes::Bytes>,
     unbinding: bool,
     /// Writing failed; output is discarded.
     broken: bool,
+    /// The machine refused a delivery (window full, throttle pause): no
+    /// more until its `WindowOpen`, so a due delivery cannot spin the loop.
+    blocked: bool,
 }
 
 /// Serves one accepted connection until it ends.
@@ -101,14 +111,15 @@ where
         writer: BufWriter::new(wr),
         in_flight: HashMap::new(),
         pending: VecDeque::new(),
-        garbage: Vec::new(),
         garbage_seq: 0x7FFF_0000,
         submits: 0,
         bound: false,
         receives: false,
-        held_bind: None,
+        held_until: None,
+        held: VecDeque::new(),
         unbinding: false,
         broken: false,
+        blocked: false,
     };
     tracing::debug!(bind = c.bind_no, peer = %c.peer, "sim connection accepted");
     c.run(stop).await;
@@ -132,12 +143,14 @@ where
                 self.broken = true;
                 self.session.handle_closed(clock::now());
                 while self.session.poll_transmit().is_some() {}
-                self.garbage.clear();
             }
             let mut produced = false;
             while let Some(ev) = self.session.poll_event() {
                 produced = true;
                 if let Flow::Drop = self.on_event(ev, clock::now()) {
+                    // No unbind, nothing more written: the window's
+                    // deliveries come back in the Closed event.
+                    self.session.abort();
                     return;
                 }
             }
@@ -151,7 +164,10 @@ where
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 deadline.unwrap_or(now + Duration::from_secs(3600)),
             ));
-            let can_read = self.held_bind.is_none();
+            // Backpressure: an ESME that floods submits without waiting
+            // for answers stops being read (TCP pushes back) while too
+            // many answers are pending.
+            let can_read = self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING;
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if !self.unbinding => {
@@ -161,16 +177,15 @@ where
                 item = self.reader.next(), if can_read => self.on_frame(item),
                 () = sleep, if deadline.is_some() => {
                     let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
-                    if let Some((at, frame)) = self.held_bind.take() {
-                        if at <= now {
+                    if self.held_until.is_some_and(|at| at <= now) {
+                        self.held_until = None;
+                        for frame in std::mem::take(&mut self.held) {
                             self.session.handle_frame(now, frame);
-                        } else {
-                            self.held_bind = Some((at, frame));
                         }
                     }
                     self.session.handle_timeout(now);
                 }
-                r = wake.changed(), if self.receives || !self.pending.is_empty() => {
+                r = wake.changed(), if !self.unbinding && (self.receives || !self.pending.is_empty()) => {
                     if r.is_err() {
                         // The simulator is gone; end like a shutdown.
                         self.unbinding = true;
@@ -190,7 +205,7 @@ where
                 d = Some(d.map_or(t, |x| x.min(t)));
             }
         };
-        take(self.held_bind.as_ref().map(|(at, _)| *at));
+        take(self.held_until);
         for p in &self.pending {
             take(Some(if p.after_receipt.is_some() {
                 p.give_up.max(p.not_before)
@@ -198,7 +213,7 @@ where
                 p.not_before
             }));
         }
-        if self.receives && !self.unbinding {
+        if self.receives && !self.unbinding && !self.blocked {
             take(lock(&self.shared.outbound).next_due());
         }
         d
@@ -215,8 +230,11 @@ where
                         | CommandId::BIND_TRANSMITTER
                         | CommandId::BIND_TRANSCEIVER
                 );
-                if is_bind && !self.bound && delay > 0 {
-                    self.held_bind = Some((now + Duration::from_millis(delay), frame.bytes));
+                if self.held_until.is_some() {
+                    self.held.push_back(frame.bytes);
+                } else if is_bind && !self.bound && delay > 0 {
+                    self.held_until = Some(now + Duration::from_millis(delay));
+                    self.held.push_back(frame.bytes);
                 } else {
                     self.session.handle_frame(now, frame.bytes);
                 }
@@ -225,7 +243,7 @@ where
                 tracing::debug!(bind = self.bind_no, error = %e, "sim connection: framing failed");
                 if let Some(status) = e.status() {
                     let nack = Frame::from_pdu(&crate::pdu::Pdu::GenericNack, status, 0);
-                    self.garbage.push(nack);
+                    self.session.transmit_raw(nack.bytes);
                 }
                 self.session.handle_closed(now);
             }
@@ -233,12 +251,11 @@ where
         }
     }
 
-    /// Writes the machine's frames, then any garbage; `false` when the
+    /// Writes the machine's frames (garbage included); `false` when the
     /// transport failed.
     async fn write_out(&mut self) -> bool {
         if self.broken {
             while self.session.poll_transmit().is_some() {}
-            self.garbage.clear();
             return true;
         }
         let mut any = false;
@@ -248,18 +265,26 @@ where
                 return false;
             }
         }
-        for g in std::mem::take(&mut self.garbage) {
-            any = true;
-            if self.writer.write_all(&g.bytes).await.is_err() {
-                return false;
-            }
-        }
         !any || self.writer.flush().await.is_ok()
     }
 
     /// Moves due deliveries into the window while it has room.
     fn pump_deliveries(&mut self, now: Instant) {
-        while self.session.poll_ready(now).is_ok() {
+        if self.blocked {
+            return;
+        }
+        loop {
+            if lock(&self.shared.outbound)
+                .next_due()
+                .is_none_or(|d| d > now)
+            {
+                return;
+            }
+            if self.session.poll_ready(now).is_err() {
+                // A WindowOpen event follows when the machine takes more.
+                self.blocked = true;
+                return;
+            }
             let Some(mut item) = lock(&self.shared.outbound).take_due(now) else {
                 return;
             };
@@ -282,6 +307,7 @@ where
                 }
                 Err(_) => {
                     lock(&self.shared.outbound).push_front(item);
+                    self.blocked = true;
                     return;
                 }
             }
@@ -352,6 +378,7 @@ where
                 }
             }
             Event::SubmitTimeout { tag, .. } => self.requeue(&[tag]),
+            Event::WindowOpen => self.blocked = false,
             Event::Closed {
                 reason,
                 was_bound,
@@ -385,7 +412,6 @@ where
             Event::Submitted { .. }
             | Event::Deliver { .. }
             | Event::BindFailed { .. }
-            | Event::WindowOpen
             | Event::Throttled { .. }
             | Event::Quirks { .. }
             | Event::Ignored { .. } => {}
@@ -444,10 +470,8 @@ where
             };
             let bytes = pdus::garbage(&mut lock(&self.shared.rng), id, self.garbage_seq);
             self.garbage_seq = self.garbage_seq.wrapping_add(1).max(0x7FFF_0000);
-            if let Some(header) = Header::peek(&bytes) {
-                self.garbage.push(Frame { header, bytes });
-                bump(&c.garbage_sent);
-            }
+            self.session.transmit_raw(bytes);
+            bump(&c.garbage_sent);
         }
         let status = {
             let mut rng = lock(&self.shared.rng);
@@ -573,16 +597,18 @@ where
     fn finish(&mut self) {
         if !self.session.is_closed() {
             self.session.handle_closed(clock::now());
-            while let Some(ev) = self.session.poll_event() {
-                if let Event::Closed {
-                    unanswered,
-                    was_bound,
-                    ..
-                } = ev
-                {
-                    self.requeue(&unanswered);
-                    self.unbound(was_bound);
-                }
+        }
+        // Events not acted on (the rest of a batch after a drop): only the
+        // Closed one matters now.
+        while let Some(ev) = self.session.poll_event() {
+            if let Event::Closed {
+                unanswered,
+                was_bound,
+                ..
+            } = ev
+            {
+                self.requeue(&unanswered);
+                self.unbound(was_bound);
             }
         }
         let mut rest: Vec<u64> = self.in_flight.keys().copied().collect();

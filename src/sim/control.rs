@@ -6,9 +6,9 @@
 //! - `{"op":"inject","from":"447911123456","to":"447400123456","text":"Yes",
 //!   "ton":1,"npi":1}` → `{"ok":true,"ids":[…]}` (one id per part; `ton`
 //!   and `npi` default to 1);
-//! - `{"op":"stats"}` → `{"ok":true,"stats":{…}}` ([`SimStats`]);
+//! - `{"op":"stats"}` → `{"ok":true,"stats":{…}}` ([`super::SimStats`]);
 //! - `{"op":"received","since":0}` → `{"ok":true,"received":[…]}`
-//!   ([`ReceivedSubmit`]s with an index above `since`);
+//!   ([`super::ReceivedSubmit`]s with an index above `since`);
 //! - `{"op":"set", …any Scenario field…}` → `{"ok":true,"scenario":{…}}`
 //!   (e.g. `"throttle":0.1,"drop_every":50,"resp_delay_ms":200`);
 //! - `{"op":"scenario"}` → `{"ok":true,"scenario":{…}}`.

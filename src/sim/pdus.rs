@@ -1,6 +1,6 @@
 //! What the simulator reads from and writes into PDUs, as pure functions:
 //! the record of a received submit, delivery receipts (TLVs + text, or text
-//! only), mobile-originated messages cut into parts by [`crate::text::plan`],
+//! only), mobile-originated messages cut into parts by [`crate::text::plan()`],
 //! and garbage bodies that cannot parse.
 
 use bytes::{BufMut, Bytes, BytesMut};
