@@ -607,7 +607,9 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         for h in pump.settle() {
             hand_back(&*ctx.store, h).await;
         }
-        if draining && !unbind_sent && pump.in_flight() == 0 {
+        // The machine drains the window itself (up to its drain timeout)
+        // before the unbind goes out; responses keep arriving as events.
+        if draining && !unbind_sent {
             unbind_sent = true;
             ctx.slot.set_state(BindState::Unbinding, None, None);
             let _ = cmds.send(Command::Unbind).await;
@@ -831,5 +833,206 @@ pub fn dlr_format(f: crate::config::IdFormat) -> crate::dlr::IdFormat {
         crate::config::IdFormat::Decimal => crate::dlr::IdFormat::Decimal,
         crate::config::IdFormat::Hex => crate::dlr::IdFormat::Hex,
         crate::config::IdFormat::Raw => crate::dlr::IdFormat::Raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Concat as CfgConcat;
+
+    fn cfg() -> Config {
+        let addr = "127.0.0.1:2775".parse().unwrap();
+        crate::config::demo(&std::env::temp_dir(), addr, None).unwrap()
+    }
+
+    fn item(message: MessageId, conversation: u64, sender: &str, text: &str) -> OutboxItem {
+        OutboxItem {
+            message,
+            conversation,
+            service: "support".into(),
+            sender: sender.into(),
+            customer: "+447911123456".into(),
+            text: text.into(),
+            encoding: "gsm7".into(),
+            parts: 1,
+            carrier: "sim".into(),
+            attempt: 1,
+            possible_duplicate: false,
+            lease_until_ms: 0,
+        }
+    }
+
+    fn parse(req: &SubmitRequest) -> (SmBody<'_>, Vec<(u16, Vec<u8>)>) {
+        let d = Pdu::parse(req.frame()).unwrap();
+        let Pdu::SubmitSm(b) = d.pdu else {
+            panic!("not a submit_sm")
+        };
+        let tlvs = b.tlvs.iter().map(|t| (t.tag.0, t.value.to_vec())).collect();
+        (b, tlvs)
+    }
+
+    #[test]
+    fn submits_carry_addresses_receipt_request_and_udh() {
+        let c = cfg();
+        let carrier = c.carrier("sim").unwrap();
+        let text = "x".repeat(200);
+        let reqs = build_submits(
+            &item(1, 1, "447400123456", &text),
+            c.service("support"),
+            carrier,
+            7,
+            100,
+        )
+        .unwrap();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!((reqs[0].tag, reqs[1].tag), (100, 101));
+        for r in &reqs {
+            let (b, _) = parse(r);
+            assert_eq!(b.source_addr, b"447400123456");
+            assert_eq!((b.source_addr_ton, b.source_addr_npi), (1, 1));
+            assert_eq!(b.destination_addr, b"447911123456");
+            assert_eq!((b.dest_addr_ton, b.dest_addr_npi), (1, 1));
+            assert_eq!(b.registered_delivery, 1);
+            assert_eq!(b.esm_class, 0x40);
+            assert_eq!(&b.short_message[..3], &[5, 0, 3]);
+        }
+    }
+
+    #[test]
+    fn alphanumeric_sender_gets_ton_5_and_sar_or_payload_per_carrier() {
+        let c = cfg();
+        let mut carrier = c.carrier("sim").unwrap().clone();
+        carrier.concat = CfgConcat::Sar;
+        let text = "y".repeat(200);
+        let reqs = build_submits(
+            &item(2, 1, "ACME", &text),
+            c.service("alerts"),
+            &carrier,
+            9,
+            0,
+        )
+        .unwrap();
+        let (b, tlvs) = parse(&reqs[1]);
+        assert_eq!(b.source_addr, b"ACME");
+        assert_eq!((b.source_addr_ton, b.source_addr_npi), (5, 0));
+        assert_eq!(b.esm_class, 0);
+        assert!(tlvs.contains(&(TlvTag::SAR_SEGMENT_SEQNUM.0, vec![2])));
+        assert!(tlvs.contains(&(TlvTag::SAR_TOTAL_SEGMENTS.0, vec![2])));
+        carrier.concat = CfgConcat::Payload;
+        let reqs = build_submits(
+            &item(2, 1, "ACME", &text),
+            c.service("alerts"),
+            &carrier,
+            9,
+            0,
+        )
+        .unwrap();
+        assert_eq!(reqs.len(), 1);
+        let (b, tlvs) = parse(&reqs[0]);
+        assert!(b.short_message.is_empty());
+        assert_eq!(tlvs[0].0, TlvTag::MESSAGE_PAYLOAD.0);
+        assert_eq!(tlvs[0].1.len(), 200);
+    }
+
+    #[test]
+    fn text_over_the_service_limit_is_refused() {
+        let c = cfg();
+        let carrier = c.carrier("sim").unwrap();
+        let text = "z".repeat(1000);
+        // "alerts" allows 2 parts.
+        assert!(
+            build_submits(
+                &item(3, 1, "ACME", &text),
+                c.service("alerts"),
+                carrier,
+                1,
+                0
+            )
+            .is_err()
+        );
+    }
+
+    fn req(tag: u64) -> SubmitRequest {
+        SubmitRequest::new(tag, &Pdu::EnquireLink)
+    }
+
+    #[test]
+    fn pump_keeps_conversation_order_and_sends_retries_first() {
+        let now = crate::clock::now();
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2)]);
+        p.push(item(2, 10, "s", "b"), vec![req(3)]);
+        p.push(item(3, 20, "s", "c"), vec![req(4)]);
+        // Parts of message 1 back to back; message 2 waits for message 1.
+        let (m, i, _) = p.next(now).unwrap();
+        assert_eq!((m, i), (1, 0));
+        p.sent(1, 0);
+        assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((1, 1)));
+        p.sent(1, 1);
+        assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((3, 0)));
+        p.sent(3, 0);
+        assert!(p.next(now).is_none());
+        // Part 0 throttled: it goes again before anything else.
+        p.retry(1, 0, now, false, 3);
+        assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((1, 0)));
+        p.sent(1, 0);
+        p.answered(1, 0);
+        p.answered(1, 1);
+        p.finish(1);
+        assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((2, 0)));
+        assert_eq!(p.in_flight(), 1);
+    }
+
+    #[test]
+    fn temporary_refusals_past_the_limit_hand_the_message_back() {
+        let now = crate::clock::now();
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1)]);
+        for _ in 0..3 {
+            p.sent(1, 0);
+            p.retry(1, 0, now, true, 2);
+        }
+        assert!(p.next(now).is_none());
+        assert_eq!(p.settle(), vec![Handback::Release(1)]);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn dropped_bind_flags_only_what_went_out() {
+        let now = crate::clock::now();
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1)]);
+        p.push(item(2, 20, "s", "b"), vec![req(2)]);
+        let (m, i, _) = p.next(now).unwrap();
+        p.sent(m, i);
+        let mut back = p.abandon_all();
+        back.sort_by_key(|h| match h {
+            Handback::Release(id) | Handback::Unanswered(id) => *id,
+        });
+        assert_eq!(back, vec![Handback::Unanswered(1), Handback::Release(2)]);
+    }
+
+    #[test]
+    fn permanent_failure_is_not_handed_back() {
+        let now = crate::clock::now();
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2)]);
+        p.sent(1, 0);
+        p.sent(1, 1);
+        p.stop(1, 0, false);
+        assert!(p.settle().is_empty());
+        assert_eq!(p.len(), 1, "part 1 still in flight");
+        p.answered(1, 1);
+        assert!(p.settle().is_empty());
+        assert_eq!(p.len(), 0);
+        assert!(p.next(now).is_none());
+    }
+
+    #[test]
+    fn wire_numbers_drop_plus_and_double_zero() {
+        assert_eq!(wire_number("+447911123456"), "447911123456");
+        assert_eq!(wire_number("00819012345678"), "819012345678");
+        assert_eq!(wire_number("447400123456"), "447400123456");
     }
 }

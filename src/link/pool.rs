@@ -433,10 +433,11 @@ impl Links {
         self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Stops pulling the outbox, lets each bind drain its window (bounded by
-    /// the carrier's response and unbind timeouts), unbinds, puts back what
-    /// was not answered, and waits for every task. Bound the whole call with
-    /// the daemon's grace period.
+    /// Stops pulling the outbox, lets each bind drain its window (at most
+    /// `min(response_timeout, 10 s)`), unbinds (waiting at most
+    /// `unbind_timeout` for unbind_resp), puts back in the outbox what was
+    /// not answered (flagged possible duplicate) or not sent, and waits for
+    /// every task. Bound the whole call with the daemon's grace period.
     pub async fn shutdown(&self) {
         self.stop.cancel();
         self.tracker.wait().await;

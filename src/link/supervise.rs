@@ -82,7 +82,9 @@ pub fn session_config(c: &CarrierConfig, kind: BindKind) -> SessionConfig {
     s.enquire_link_interval = c.enquire_link;
     s.enquire_link_timeout = c.enquire_link_timeout;
     s.inactivity_timeout = c.inactivity;
-    s.drain_timeout = c.response_timeout;
+    // A shutdown must fit the daemon's grace period: the window gets at
+    // most 10 s to drain before the unbind goes out.
+    s.drain_timeout = c.response_timeout.min(Duration::from_secs(10));
     s.unbind_timeout = c.unbind_timeout;
     s.throttle = ThrottleConfig {
         tps: (c.tps > 0).then_some(f64::from(c.tps)),

@@ -1,0 +1,1290 @@
+//! The carrier link end to end: the real sled store in a temp dir, the real
+//! simulator on 127.0.0.1:0, real sockets, small timeouts.
+//!
+//! Each test starts its own simulator, store and `Links`, stores messages
+//! the way the agent server does (`accept_send` then `Links::wake`), and
+//! watches the store and the simulator's record.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smppgw::clock;
+use smppgw::config::{self, Config};
+use smppgw::link::outbox::plan_options;
+use smppgw::link::{BindState, LinkOptions, Links};
+use smppgw::model::{EventKind, MessageId, MessageStatus};
+use smppgw::sim::{self, Mo, SimConfig, SimHandle};
+use smppgw::store::{NewOutbound, SledStore, Store};
+use tokio_util::sync::CancellationToken;
+
+const SUPPORT: &str = "447400123456";
+const UK: &str = "+447911123456";
+const JP: &str = "+819012345678";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<SledStore>,
+    cfg: Arc<Config>,
+    sim: SimHandle,
+    links: Links,
+    cancel: CancellationToken,
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        receipt_delay_ms: 20,
+        ..SimConfig::default()
+    }
+}
+
+fn options() -> LinkOptions {
+    LinkOptions {
+        poll_interval: Duration::from_millis(50),
+        reassembly_timeout: Duration::from_secs(30),
+        reassembly_sweep: Duration::from_millis(100),
+        expire_interval: None,
+        part_retry_delay: Duration::from_millis(50),
+        ..LinkOptions::default()
+    }
+}
+
+/// Small timeouts so failures show in seconds.
+fn shorten(cfg: &mut Config) {
+    for c in &mut cfg.carriers {
+        c.reconnect_min = Duration::from_millis(50);
+        c.reconnect_max = Duration::from_millis(300);
+        c.already_bound_wait = Duration::from_millis(300);
+        c.response_timeout = Duration::from_secs(3);
+        c.bind_timeout = Duration::from_secs(2);
+        c.connect_timeout = Duration::from_secs(2);
+        c.unbind_timeout = Duration::from_millis(500);
+        c.tps = 1000;
+    }
+}
+
+async fn setup(sim_cfg: SimConfig, tweak: impl FnOnce(&mut Config)) -> Env {
+    let cancel = CancellationToken::new();
+    let sim = sim::start(sim_cfg, cancel.child_token()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
+    shorten(&mut cfg);
+    tweak(&mut cfg);
+    let cfg = Arc::new(cfg);
+    let store = Arc::new(SledStore::open(dir.path().join("store")).unwrap());
+    let links = Links::start_with(store.clone(), cfg.clone(), cancel.child_token(), options());
+    Env {
+        _dir: dir,
+        store,
+        cfg,
+        sim,
+        links,
+        cancel,
+    }
+}
+
+impl Env {
+    async fn send_from(&self, owner: &str, customer: &str, text: &str) -> MessageId {
+        let service = self.cfg.service("support").unwrap();
+        let carrier = self.cfg.carrier("sim").unwrap();
+        let count = smppgw::text::count(text, &plan_options(carrier, Some(service)));
+        let a = self
+            .store
+            .accept_send(
+                NewOutbound {
+                    service: "support".into(),
+                    sender: SUPPORT.into(),
+                    customer: customer.into(),
+                    owner: owner.into(),
+                    interaction: None,
+                    text: text.into(),
+                    encoding: count.encoding.as_str().into(),
+                    parts: count.parts as u8,
+                    carrier: "sim".into(),
+                    client_ref: None,
+                    conversation: None,
+                },
+                clock::wall_ms(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        self.links.wake();
+        a.message
+    }
+
+    async fn send(&self, customer: &str, text: &str) -> MessageId {
+        self.send_from("alice", customer, text).await
+    }
+
+    async fn status(&self, id: MessageId) -> MessageStatus {
+        self.store.message(id).await.unwrap().unwrap().status
+    }
+
+    async fn wait_status(&self, id: MessageId, want: MessageStatus) {
+        let ok = wait(|| async { self.status(id).await == want }).await;
+        assert!(
+            ok,
+            "message {id} is {:?}, wanted {want:?}",
+            self.status(id).await
+        );
+    }
+
+    async fn events(&self) -> Vec<EventKind> {
+        self.store
+            .events_after(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    async fn stop(self) {
+        tokio::time::timeout(Duration::from_secs(10), self.links.shutdown())
+            .await
+            .expect("links stop within the grace period");
+        self.cancel.cancel();
+    }
+}
+
+/// Polls `cond` every 20 ms for up to 10 s.
+async fn wait<F, Fut>(mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The texts the simulator accepted, joined per concatenated message, in
+/// the order their first part arrived.
+fn accepted_texts(sim: &SimHandle) -> Vec<String> {
+    let mut order: Vec<(String, u16)> = Vec::new();
+    let mut parts: BTreeMap<(String, u16), BTreeMap<u8, String>> = BTreeMap::new();
+    let mut singles: Vec<(u64, String)> = Vec::new();
+    for r in sim.received().into_iter().filter(|r| r.status == Some(0)) {
+        match r.concat {
+            Some(c) if c.total > 1 => {
+                let key = (r.destination.clone(), c.reference);
+                if !order.contains(&key) {
+                    order.push(key.clone());
+                    singles.push((r.index, String::new()));
+                }
+                parts.entry(key).or_default().insert(c.seq, r.text.clone());
+            }
+            _ => singles.push((r.index, r.text.clone())),
+        }
+    }
+    let mut multi = order.into_iter();
+    singles
+        .into_iter()
+        .map(|(_, t)| {
+            if t.is_empty() {
+                let key = multi.next().unwrap();
+                parts[&key].values().cloned().collect::<String>()
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
+// === send path and receipts ===
+
+#[tokio::test]
+async fn accepted_message_is_submitted_and_delivered_with_tlv_receipts() {
+    let env = setup(sim_config(), |_| {}).await;
+    let id = env.send(UK, "Your parcel arrives tomorrow").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    let rec = env.sim.received();
+    assert_eq!(rec.len(), 1);
+    let r = &rec[0];
+    assert_eq!(r.source, SUPPORT);
+    assert_eq!((r.source_ton, r.source_npi), (1, 1));
+    assert_eq!(r.destination, "447911123456");
+    assert_eq!((r.dest_ton, r.dest_npi), (1, 1));
+    assert_eq!(r.registered_delivery, 1);
+    assert_eq!(r.text, "Your parcel arrives tomorrow");
+    let ev = env.events().await;
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, EventKind::LinkUp { carrier, .. } if carrier == "sim"))
+    );
+    assert!(ev.iter().any(|e| matches!(e, EventKind::MessageSubmitted { message, possible_duplicate: false } if *message == id)));
+    assert!(env.links.can_send("sim"));
+    assert!(!env.links.can_send("nowhere"));
+    let st = env.links.status_json();
+    assert_eq!(st["carriers"][0]["ready"], true);
+    assert_eq!(st["carriers"][0]["binds"][0]["state"], "bound");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn text_only_receipts_with_hex_ids_are_matched() {
+    let cfg = SimConfig {
+        hex_ids: true,
+        text_only_receipts: true,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let id = env.send(UK, "hex ids, text receipts").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    let m = env.store.message(id).await.unwrap().unwrap();
+    let answered = env.sim.received()[0].message_id.clone().unwrap();
+    assert!(
+        answered.chars().any(|c| c.is_ascii_alphabetic()),
+        "{answered}"
+    );
+    assert!(m.part_ids[0].is_some());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn receipt_in_the_other_base_is_matched() {
+    let cfg = SimConfig {
+        hex_ids: true,
+        receipt_id_decimal: true,
+        text_only_receipts: true,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let id = env.send(UK, "hex response, decimal receipt").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn receipt_before_its_response_is_held_and_applied() {
+    let cfg = SimConfig {
+        receipt_before_response: true,
+        resp_delay_ms: 100,
+        receipt_delay_ms: 0,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let id = env.send(UK, "receipt first").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn long_gsm_and_japanese_ucs2_texts_reach_the_simulator_intact() {
+    let env = setup(sim_config(), |_| {}).await;
+    let gsm: String = "Dear customer, your appointment is confirmed for Monday at 10:00. Bring your ID {card} and €5 deposit. "
+        .repeat(4)
+        .chars()
+        .take(400)
+        .collect();
+    let jp = "お問い合わせありがとうございます。担当者から明日までにご連絡いたします。ご不明な点があれば、このメッセージに返信してください。";
+    let a = env.send(UK, &gsm).await;
+    let b = env.send(JP, jp).await;
+    env.wait_status(a, MessageStatus::Delivered).await;
+    env.wait_status(b, MessageStatus::Delivered).await;
+    let m = env.store.message(a).await.unwrap().unwrap();
+    assert_eq!(m.parts, 3);
+    let rec = env.sim.received();
+    assert!(
+        rec.iter()
+            .filter(|r| r.destination == "447911123456")
+            .all(|r| r.esm_class & 0x40 != 0 && r.data_coding == 0)
+    );
+    assert!(
+        rec.iter()
+            .filter(|r| r.destination == "819012345678")
+            .all(|r| r.data_coding == 8)
+    );
+    let texts = accepted_texts(&env.sim);
+    assert!(texts.contains(&gsm), "{texts:?}");
+    assert!(texts.contains(&jp.to_owned()), "{texts:?}");
+    env.stop().await;
+}
+
+// === replies ===
+
+#[tokio::test]
+async fn reply_reaches_the_open_conversation_and_multipart_reply_is_reassembled() {
+    let env = setup(sim_config(), |_| {}).await;
+    let id = env.send(UK, "Can we call you back today?").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    env.sim
+        .inject("447911123456", SUPPORT, "Yes, after 5pm please")
+        .unwrap();
+    let long: String = "I would also like to change the delivery address to the office on the high street, next to the station. ".repeat(3);
+    env.sim.inject("447911123456", SUPPORT, &long).unwrap();
+    let got = wait(|| async {
+        env.events()
+            .await
+            .iter()
+            .filter(|e| matches!(e, EventKind::MessageReceived { .. }))
+            .count()
+            == 2
+    })
+    .await;
+    assert!(got, "{:?}", env.events().await);
+    let received: Vec<(String, bool)> = env
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::MessageReceived {
+                text, incomplete, ..
+            } => Some((text, incomplete)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received[0], ("Yes, after 5pm please".to_owned(), false));
+    assert_eq!(received[1], (long, false));
+    assert!(env.store.reassembly_keys().await.unwrap().is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn first_contact_under_new_chat_requests_a_chat() {
+    let env = setup(sim_config(), |_| {}).await;
+    env.sim
+        .inject(
+            "819012345678",
+            SUPPORT,
+            "こんにちは、予約の変更をお願いします",
+        )
+        .unwrap();
+    let ok = wait(|| async {
+        env.events().await.iter().any(|e| {
+            matches!(e, EventKind::ChatRequested { text, .. } if text == "こんにちは、予約の変更をお願いします")
+        })
+    })
+    .await;
+    assert!(ok, "{:?}", env.events().await);
+    let convs = env.store.conversations(None, true).await.unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].customer, JP);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn stop_keyword_records_an_opt_out() {
+    let env = setup(sim_config(), |_| {}).await;
+    let id = env.send(UK, "Reminder: appointment tomorrow").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    env.sim.inject("447911123456", SUPPORT, "STOP").unwrap();
+    // The event is published after the commit's flush; wait for it.
+    let ok = wait(|| async {
+        env.events()
+            .await
+            .iter()
+            .any(|e| matches!(e, EventKind::CustomerOptedOut { .. }))
+    })
+    .await;
+    assert!(ok, "{:?}", env.events().await);
+    assert!(env.store.opt_out(SUPPORT, UK).await.unwrap().is_some());
+    env.stop().await;
+}
+
+// === flow control and failures ===
+
+#[tokio::test]
+async fn throttled_submits_are_all_delivered_in_conversation_order() {
+    let cfg = SimConfig {
+        throttle: 0.3,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(env.send(UK, &format!("update number {i}")).await);
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().throttled > 0, "{:?}", env.sim.stats());
+    let texts = accepted_texts(&env.sim);
+    let want: Vec<String> = (0..12).map(|i| format!("update number {i}")).collect();
+    assert_eq!(texts, want);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_connections_lose_nothing_and_duplicates_are_flagged() {
+    let cfg = SimConfig {
+        drop_every: 4,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let customer = format!("+4479111234{i:02}");
+        ids.push(env.send(&customer, &format!("message {i}")).await);
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().drops > 0, "{:?}", env.sim.stats());
+    let rec = env.sim.received();
+    for (i, id) in ids.iter().enumerate() {
+        let text = format!("message {i}");
+        let copies = rec.iter().filter(|r| r.text == text).count();
+        assert!(copies >= 1, "{text} never reached the simulator");
+        if copies > 1 {
+            let m = env.store.message(*id).await.unwrap().unwrap();
+            assert!(
+                m.possible_duplicate,
+                "{text} went out {copies} times unflagged"
+            );
+        }
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn bad_password_parks_the_link_without_hammering() {
+    let env = setup(sim_config(), |cfg| {
+        cfg.carriers[0].password = config::Secret::new("wrong-pass");
+        cfg.carriers[0].auth_failure_retry = Duration::from_secs(5);
+    })
+    .await;
+    let parked =
+        wait(|| async { env.links.status().carriers[0].binds[0].state == BindState::AuthFailed })
+            .await;
+    assert!(parked);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = env.links.status();
+    assert_eq!(s.carriers[0].binds[0].attempts, 1, "{s:?}");
+    assert_eq!(env.sim.stats().binds_refused, 1);
+    assert!(!env.links.can_send("sim"));
+    assert!(
+        s.carriers[0].binds[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("password")
+    );
+    let downs = env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, EventKind::LinkDown { reason: Some(r), .. } if r == "auth_failed"))
+        .count();
+    assert_eq!(downs, 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_puts_unsent_work_back_and_unbinds() {
+    let env = setup(sim_config(), |_| {}).await;
+    let ok = wait(|| async { env.links.can_send("sim") }).await;
+    assert!(ok);
+    // Stop the sim answering so work piles up, then shut down.
+    env.sim.set_resp_delay_ms(60_000);
+    let ids = [env.send(UK, "one").await, env.send(JP, "two").await];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = env.store.clone();
+    env.stop().await;
+    for id in ids {
+        let m = store.message(id).await.unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Accepted);
+    }
+    // Both are claimable again at once: nothing is left leased.
+    let items = store
+        .claim_outbox("sim", 10, 1000, clock::wall_ms())
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.possible_duplicate));
+}
+
+#[tokio::test]
+async fn mo_with_national_number_is_normalised() {
+    let env = setup(sim_config(), |_| {}).await;
+    let mo = Mo {
+        from: "07911123456".into(),
+        to: SUPPORT.into(),
+        text: "hello from a national number".into(),
+        ton: 2,
+        npi: 1,
+    };
+    env.sim.inject_mo(&mo).unwrap();
+    let ok = wait(|| async {
+        env.store
+            .conversations(None, true)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.customer == UK)
+    })
+    .await;
+    assert!(ok);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn transmitter_receiver_pair_sends_and_receives() {
+    let env = setup(sim_config(), |cfg| {
+        cfg.carriers[0].bind = config::BindMode::TransmitterReceiver;
+    })
+    .await;
+    let id = env.send(UK, "pair mode").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    env.sim.inject("447911123456", SUPPORT, "got it").unwrap();
+    let ok = wait(|| async {
+        env.events()
+            .await
+            .iter()
+            .any(|e| matches!(e, EventKind::MessageReceived { text, .. } if text == "got it"))
+    })
+    .await;
+    assert!(ok);
+    let s = env.links.status();
+    let kinds: Vec<_> = s.carriers[0].binds.iter().map(|b| b.kind).collect();
+    assert_eq!(kinds, ["transmitter", "receiver"]);
+    assert!(s.carriers[0].ready && s.carriers[0].receiving);
+    // Only the transmitter submitted.
+    assert!(
+        env.sim
+            .received()
+            .iter()
+            .all(|r| r.bind == env.sim.received()[0].bind)
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn reply_to_an_unknown_number_is_acknowledged_not_filed() {
+    let env = setup(sim_config(), |_| {}).await;
+    env.sim
+        .inject("447911123456", "447000000999", "wrong number")
+        .unwrap();
+    let acked = wait(|| async { env.sim.stats().mos_acked == 1 }).await;
+    assert!(acked, "{:?}", env.sim.stats());
+    assert!(
+        env.store
+            .conversations(None, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    env.stop().await;
+}
+
+// === the receive path without a socket ===
+
+mod receive_path {
+    use super::*;
+    use bytes::BytesMut;
+    use smppgw::link::inbound::{Delivered, handle_deliver, sweep_reassembly};
+    use smppgw::pdu::{CommandStatus, Pdu, SmBody, Tlv, TlvTag, Tlvs};
+    use smppgw::store::{InboundOutcome, ReceiptOutcome};
+
+    fn deliver(esm: u8, from: &str, to: &str, sm: &[u8], tlvs: &[Tlv<'_>]) -> Vec<u8> {
+        let body = SmBody {
+            source_addr_ton: 1,
+            source_addr_npi: 1,
+            source_addr: from.as_bytes(),
+            dest_addr_ton: 1,
+            dest_addr_npi: 1,
+            destination_addr: to.as_bytes(),
+            esm_class: esm,
+            short_message: sm,
+            tlvs: Tlvs::from_list(tlvs),
+            ..SmBody::default()
+        };
+        let mut buf = BytesMut::new();
+        Pdu::DeliverSm(body).encode(CommandStatus::ROK, 7, &mut buf);
+        buf.to_vec()
+    }
+
+    fn config(dir: &std::path::Path) -> Config {
+        config::demo(dir, "127.0.0.1:2775".parse().unwrap(), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn receipt_found_only_by_its_tlv_is_held_until_the_response() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let carrier = cfg.carrier("sim").unwrap();
+        // esm_class 0, but a receipted_message_id TLV: still a receipt.
+        let f = deliver(
+            0,
+            "447911123456",
+            SUPPORT,
+            b"",
+            &[
+                Tlv::new(TlvTag::RECEIPTED_MESSAGE_ID, b"3B9ACA00\0"),
+                Tlv::new(TlvTag::MESSAGE_STATE, &[2]),
+            ],
+        );
+        let d = handle_deliver(&store, &cfg, carrier, &f, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            d,
+            Delivered::Receipt {
+                outcome: ReceiptOutcome::Held,
+                fallback: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn timed_out_multipart_reply_is_filed_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let carrier = cfg.carrier("sim").unwrap();
+        let mut sm = smppgw::text::udh::udh8(0x42, 3, 1).to_vec();
+        sm.extend_from_slice(b"first part only ");
+        let f = deliver(0x40, "447911123456", SUPPORT, &sm, &[]);
+        let d = handle_deliver(&store, &cfg, carrier, &f, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(d, Delivered::PartStored { have: 1, total: 3 });
+        // Not yet due.
+        assert_eq!(
+            sweep_reassembly(&store, &cfg, 60_000, 2_000).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            sweep_reassembly(&store, &cfg, 60_000, 70_000)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.reassembly_keys().await.unwrap().is_empty());
+        let convs = store.conversations(None, true).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
+        assert_eq!(msgs[0].text, "first part only ");
+        assert!(msgs[0].incomplete);
+        assert_eq!(msgs[0].parts, 3);
+    }
+
+    #[tokio::test]
+    async fn sar_parts_from_two_customers_with_one_reference_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let carrier = cfg.carrier("sim").unwrap();
+        let part = |from: &str, seq: u8, text: &'static [u8]| {
+            let r = 9u16.to_be_bytes();
+            let (t, s) = ([2u8], [seq]);
+            deliver(
+                0,
+                from,
+                SUPPORT,
+                text,
+                &[
+                    Tlv::new(TlvTag::SAR_MSG_REF_NUM, &r),
+                    Tlv::new(TlvTag::SAR_TOTAL_SEGMENTS, &t),
+                    Tlv::new(TlvTag::SAR_SEGMENT_SEQNUM, &s),
+                ],
+            )
+        };
+        let frames = [
+            part("447911123456", 2, b"world"),
+            part("819012345678", 1, b"other "),
+            part("447911123456", 1, b"hello "),
+        ];
+        let mut last = None;
+        for f in &frames {
+            last = Some(
+                handle_deliver(&store, &cfg, carrier, f, 1_000)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(matches!(
+            last,
+            Some(Delivered::Reply(InboundOutcome::ChatRequested { .. }))
+        ));
+        let convs = store.conversations(None, true).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        assert_eq!(convs[0].customer, UK);
+        let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
+        assert_eq!(msgs[0].text, "hello world");
+        assert_eq!(store.reassembly_keys().await.unwrap().len(), 1);
+    }
+}
+
+// === TLS ===
+
+mod tls_link {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+
+    /// (CA PEM, server certificate PEM, server key PEM) for "localhost".
+    fn pki() -> (String, String, String) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name
+            .push(DnType::CommonName, "link test ca");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    async fn tls_env(server_name: &str) -> (Env, tempfile::TempDir) {
+        let pem_dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = pki();
+        let p = |n: &str, v: &str| {
+            let path = pem_dir.path().join(n);
+            std::fs::write(&path, v).unwrap();
+            path
+        };
+        let (ca, cert, key) = (p("ca.pem", &ca), p("cert.pem", &cert), p("key.pem", &key));
+        let cfg = SimConfig {
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            ..sim_config()
+        };
+        let cancel = CancellationToken::new();
+        let sim = sim::start(cfg, cancel.child_token()).await.unwrap();
+        let tls_addr = sim.tls_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config::demo(dir.path(), tls_addr, None).unwrap();
+        shorten(&mut c);
+        c.carriers[0].tls = Some(config::TlsConfig {
+            ca: Some(ca),
+            client_cert: None,
+            client_key: None,
+            server_name: Some(server_name.to_owned()),
+        });
+        let cfg = Arc::new(c);
+        let store = Arc::new(SledStore::open(dir.path().join("store")).unwrap());
+        let links = Links::start_with(store.clone(), cfg.clone(), cancel.child_token(), options());
+        (
+            Env {
+                _dir: dir,
+                store,
+                cfg,
+                sim,
+                links,
+                cancel,
+            },
+            pem_dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn tls_carrier_sends_and_gets_receipts() {
+        let (env, _pem) = tls_env("localhost").await;
+        let id = env.send(UK, "over TLS").await;
+        env.wait_status(id, MessageStatus::Delivered).await;
+        env.stop().await;
+    }
+
+    #[tokio::test]
+    async fn tls_with_the_wrong_server_name_never_binds() {
+        let (env, _pem) = tls_env("smsc.example.net").await;
+        let failed = wait(|| async {
+            env.links.status().carriers[0].binds[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("TLS"))
+        })
+        .await;
+        assert!(failed, "{:?}", env.links.status());
+        assert_eq!(env.sim.stats().binds, 0);
+        assert!(!env.links.can_send("sim"));
+        env.stop().await;
+    }
+}
+
+// === status table per carrier ===
+
+#[tokio::test]
+async fn rebind_status_rebuilds_the_bind_and_loses_nothing() {
+    let cfg = SimConfig {
+        throttle: 0.3,
+        ..sim_config()
+    };
+    // This carrier's 0x58 means "rebind" instead of "throttled".
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Rebind);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("rebind {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    let s = env.sim.stats();
+    assert!(s.throttled > 0 && s.binds > 1, "{s:?}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn temporary_status_is_retried_until_delivered() {
+    let cfg = SimConfig {
+        throttle: 0.3,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Temporary);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("retry {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().throttled > 0);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_status_fails_the_message_with_the_raw_status() {
+    let cfg = SimConfig {
+        throttle: 1.0,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0]
+            .status
+            .insert(0x58, config::StatusAction::Permanent);
+    })
+    .await;
+    let id = env.send(UK, "refused").await;
+    env.wait_status(id, MessageStatus::Failed).await;
+    let m = env.store.message(id).await.unwrap().unwrap();
+    assert!(
+        m.error.as_deref().unwrap_or("").contains("58"),
+        "{:?}",
+        m.error
+    );
+    assert_eq!(env.sim.stats().submits, 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn already_bound_waits_the_carrier_timeout() {
+    let cfg = SimConfig {
+        max_binds: 1,
+        ..sim_config()
+    };
+    let env = setup(cfg, |c| {
+        c.carriers[0].binds = 2;
+        c.carriers[0].already_bound_wait = Duration::from_secs(5);
+    })
+    .await;
+    let refused = wait(|| async { env.sim.stats().binds_refused == 1 }).await;
+    assert!(refused);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = env.links.status();
+    let waiting: Vec<_> = s.carriers[0]
+        .binds
+        .iter()
+        .filter(|b| b.state == BindState::Backoff)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{s:?}");
+    assert_eq!(waiting[0].attempts, 1);
+    assert!(
+        waiting[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already bound")
+    );
+    assert!(waiting[0].retry_at_ms.unwrap() >= clock::wall_ms() + 3_000);
+    assert_eq!(env.sim.stats().binds_refused, 1);
+    assert!(env.links.can_send("sim"));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_from_the_smsc_does_not_stop_delivery() {
+    let cfg = SimConfig {
+        garbage_every: 3,
+        ..sim_config()
+    };
+    let env = setup(cfg, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            env.send(&format!("+4479111234{i:02}"), &format!("noisy {i}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        env.wait_status(*id, MessageStatus::Delivered).await;
+    }
+    assert!(env.sim.stats().garbage_sent > 0, "{:?}", env.sim.stats());
+    env.stop().await;
+}
+
+// === a store failure is never acknowledged ===
+
+mod store_failure {
+    use super::*;
+    use smppgw::model::*;
+    use smppgw::store::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::sync::watch;
+
+    /// The real sled store with a fault injected: `record_inbound` fails
+    /// the first `fail_inbound` times.
+    struct Flaky {
+        inner: Arc<SledStore>,
+        fail_inbound: AtomicU32,
+    }
+
+    impl Store for Flaky {
+        fn accept_send(
+            &self,
+            new: NewOutbound,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send {
+            self.inner.accept_send(new, now_ms)
+        }
+
+        fn claim_outbox(
+            &self,
+            carrier: &str,
+            max: usize,
+            lease_ms: u64,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send {
+            self.inner.claim_outbox(carrier, max, lease_ms, now_ms)
+        }
+
+        fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.release(message)
+        }
+
+        fn release_unanswered(
+            &self,
+            message: MessageId,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.release_unanswered(message)
+        }
+
+        fn record_submit(
+            &self,
+            message: MessageId,
+            part: u8,
+            total_parts: u8,
+            result: Result<String, SubmitFailure>,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<SubmitOutcome>> + Send {
+            self.inner
+                .record_submit(message, part, total_parts, result, now_ms)
+        }
+
+        fn record_receipt(
+            &self,
+            carrier: &str,
+            normalized_id: &str,
+            update: ReceiptUpdate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<ReceiptOutcome>> + Send {
+            self.inner
+                .record_receipt(carrier, normalized_id, update, now_ms)
+        }
+
+        fn record_receipt_any(
+            &self,
+            carrier: &str,
+            candidates: &[&str],
+            update: ReceiptUpdate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<(ReceiptOutcome, Option<usize>)>> + Send {
+            self.inner
+                .record_receipt_any(carrier, candidates, update, now_ms)
+        }
+
+        fn expire_pending(
+            &self,
+            now_ms: u64,
+            receipt_timeout_ms: u64,
+            held_max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<ExpireReport>> + Send {
+            self.inner
+                .expire_pending(now_ms, receipt_timeout_ms, held_max_age_ms)
+        }
+
+        fn record_inbound(
+            &self,
+            msg: InboundMessage,
+            policy: InboundPolicy,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<InboundOutcome>> + Send {
+            let fail = self
+                .fail_inbound
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let inner = self.inner.clone();
+            async move {
+                if fail {
+                    return Err(StoreError::Corrupt {
+                        tree: "test",
+                        detail: "injected failure".into(),
+                    });
+                }
+                inner.record_inbound(msg, policy, now_ms).await
+            }
+        }
+
+        fn put_part(
+            &self,
+            key: &[u8],
+            seq: u8,
+            bytes: &[u8],
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<()>> + Send {
+            self.inner.put_part(key, seq, bytes, now_ms)
+        }
+
+        fn take_parts(
+            &self,
+            key: &[u8],
+        ) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send {
+            self.inner.take_parts(key)
+        }
+
+        fn parts(
+            &self,
+            key: &[u8],
+        ) -> impl Future<Output = StoreResult<BTreeMap<u8, Vec<u8>>>> + Send {
+            self.inner.parts(key)
+        }
+
+        fn reassembly_keys(&self) -> impl Future<Output = StoreResult<Vec<(Vec<u8>, u64)>>> + Send {
+            self.inner.reassembly_keys()
+        }
+
+        fn end_chat(
+            &self,
+            conversation: ConversationId,
+            by: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send {
+            self.inner.end_chat(conversation, by, now_ms)
+        }
+
+        fn assign(
+            &self,
+            conversation: ConversationId,
+            to: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Conversation, ChatRefused>>> + Send {
+            self.inner.assign(conversation, to, now_ms)
+        }
+
+        fn conversation(
+            &self,
+            id: ConversationId,
+        ) -> impl Future<Output = StoreResult<Option<Conversation>>> + Send {
+            self.inner.conversation(id)
+        }
+
+        fn message(
+            &self,
+            id: MessageId,
+        ) -> impl Future<Output = StoreResult<Option<Message>>> + Send {
+            self.inner.message(id)
+        }
+
+        fn transcript(
+            &self,
+            id: ConversationId,
+        ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send
+        {
+            self.inner.transcript(id)
+        }
+
+        fn conversations(
+            &self,
+            owner: Option<&str>,
+            include_requested: bool,
+        ) -> impl Future<Output = StoreResult<Vec<Conversation>>> + Send {
+            self.inner.conversations(owner, include_requested)
+        }
+
+        fn append_event(
+            &self,
+            kind: EventKind,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Seq>> + Send {
+            self.inner.append_event(kind, now_ms)
+        }
+
+        fn events_after(
+            &self,
+            after: Seq,
+            limit: usize,
+        ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send {
+            self.inner.events_after(after, limit)
+        }
+
+        fn first_event_seq(&self) -> impl Future<Output = StoreResult<Option<Seq>>> + Send {
+            self.inner.first_event_seq()
+        }
+
+        fn subscribe(&self) -> watch::Receiver<Seq> {
+            self.inner.subscribe()
+        }
+
+        fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send {
+            self.inner.ack(consumer, seq)
+        }
+
+        fn cursor(&self, consumer: &str) -> impl Future<Output = StoreResult<Option<Seq>>> + Send {
+            self.inner.cursor(consumer)
+        }
+
+        fn trim_events(
+            &self,
+            now_ms: u64,
+            acked_keep_ms: u64,
+            max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<usize>> + Send {
+            self.inner.trim_events(now_ms, acked_keep_ms, max_age_ms)
+        }
+
+        fn put_template(
+            &self,
+            t: NewTemplate,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Template, TemplateRefused>>> + Send {
+            self.inner.put_template(t, now_ms)
+        }
+
+        fn template(&self, id: u64) -> impl Future<Output = StoreResult<Option<Template>>> + Send {
+            self.inner.template(id)
+        }
+
+        fn templates(
+            &self,
+            agent: &str,
+        ) -> impl Future<Output = StoreResult<Vec<Template>>> + Send {
+            self.inner.templates(agent)
+        }
+
+        fn delete_template(
+            &self,
+            id: u64,
+            agent: &str,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.delete_template(id, agent)
+        }
+
+        fn set_opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<OptOut>> + Send {
+            self.inner.set_opt_out(sender, customer, now_ms)
+        }
+
+        fn clear_opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+        ) -> impl Future<Output = StoreResult<bool>> + Send {
+            self.inner.clear_opt_out(sender, customer)
+        }
+
+        fn opt_out(
+            &self,
+            sender: &str,
+            customer: &str,
+        ) -> impl Future<Output = StoreResult<Option<OptOut>>> + Send {
+            self.inner.opt_out(sender, customer)
+        }
+
+        fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send {
+            self.inner.opt_outs()
+        }
+
+        fn recover(&self, now_ms: u64) -> impl Future<Output = StoreResult<RecoverReport>> + Send {
+            self.inner.recover(now_ms)
+        }
+
+        fn purge_ended(
+            &self,
+            now_ms: u64,
+            max_age_ms: u64,
+        ) -> impl Future<Output = StoreResult<PurgeReport>> + Send {
+            self.inner.purge_ended(now_ms, max_age_ms)
+        }
+    }
+
+    #[tokio::test]
+    async fn reply_the_store_failed_on_is_refused_then_redelivered_and_filed_once() {
+        let cancel = CancellationToken::new();
+        let sim = sim::start(sim_config(), cancel.child_token())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
+        shorten(&mut cfg);
+        let store = Arc::new(Flaky {
+            inner: Arc::new(SledStore::open(dir.path().join("store")).unwrap()),
+            fail_inbound: AtomicU32::new(1),
+        });
+        let links = Links::start_with(
+            store.clone(),
+            Arc::new(cfg),
+            cancel.child_token(),
+            options(),
+        );
+        sim.inject("819012345678", SUPPORT, "is anyone there?")
+            .unwrap();
+        let filed = wait(|| async {
+            store
+                .events_after(0, 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::ChatRequested { text, .. } if text == "is anyone there?"))
+        })
+        .await;
+        assert!(filed);
+        let s = sim.stats();
+        assert!(s.deliveries_refused >= 1 && s.redelivered >= 1, "{s:?}");
+        let convs = store.conversations(None, true).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
+        assert_eq!(msgs.len(), 1);
+        tokio::time::timeout(Duration::from_secs(10), links.shutdown())
+            .await
+            .unwrap();
+        cancel.cancel();
+    }
+}
