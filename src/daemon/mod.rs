@@ -182,9 +182,9 @@ impl Running {
     }
 }
 
-/// Periodic work: receipts overdue, event-log trimming, retention.
+/// Periodic work: event-log trimming and retention.
 async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
     loop {
@@ -194,32 +194,10 @@ async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: Cancellatio
         }
         rounds += 1;
         let now = clock::wall_ms();
-        let receipt_timeout = cfg
-            .carriers
-            .iter()
-            .map(|c| c.receipt_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(4 * 3600));
+        // Overdue receipts are the links' sweep (`LinkOptions::expire_interval`).
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        match store
-            .expire_pending(now, ms(receipt_timeout), ms(receipt_timeout) * 2)
-            .await
-        {
-            Ok(r) if r.no_receipt > 0 || r.held_dropped > 0 => {
-                for _ in 0..r.no_receipt {
-                    crate::metrics::receipt_overdue("all");
-                }
-                tracing::info!(
-                    no_receipt = r.no_receipt,
-                    held_dropped = r.held_dropped,
-                    "receipts overdue"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!("expiring receipts: {e}"),
-        }
-        // Retention is cheap to check but needs no hurry: once a minute.
-        if rounds % 12 == 0 {
+        // Once a minute, skipping the tick at start.
+        if rounds > 1 {
             let max_age = ms(cfg.store.event_log_max_age);
             if let Err(e) = store
                 .trim_events(now, max_age.min(3_600_000), max_age)

@@ -40,7 +40,7 @@ use crate::store::{
 };
 use crate::text;
 
-use super::outbox::{dcs0, dlr_format, wire_number};
+use super::outbox::wire_number;
 use super::pool::LinkOptions;
 
 /// What one incoming PDU became.
@@ -380,7 +380,7 @@ pub async fn handle_deliver<S: Store>(
             is_final: r.state.outcome(carrier.acceptd_final).is_final(),
         };
         crate::metrics::receipt(&carrier.name, receipt_label(rs));
-        let cands = id_candidates(&r.id, dlr_format(carrier.id_format));
+        let cands = id_candidates(&r.id, carrier.id_format);
         let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
         let (outcome, fallback) = store
             .record_receipt_any(&carrier.name, &refs, update, now_ms)
@@ -401,9 +401,9 @@ pub async fn handle_deliver<S: Store>(
     );
     let decoded = match sar {
         (Some(r), Some(t), Some(s)) => {
-            text::decode_sar(dcs, udhi, body, dcs0(d0), r as u16, t as u8, s as u8)
+            text::decode_sar(dcs, udhi, body, d0, r as u16, t as u8, s as u8)
         }
-        _ => text::decode(dcs, udhi, body, dcs0(d0)),
+        _ => text::decode(dcs, udhi, body, d0),
     };
     if decoded.lossy {
         crate::metrics::codec_leniency("lossy_text", 1);

@@ -33,16 +33,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::config::{
-    CarrierConfig, Concat, Config, DataCoding0, SenderType, ServiceConfig, StatusAction,
-};
+use crate::config::{CarrierConfig, Config, SenderType, ServiceConfig, StatusAction};
 use crate::model::MessageId;
 use crate::pdu::{Pdu, SmBody, Tlv, TlvTag, Tlvs};
 use crate::session::driver::{Command, HandleError, SessionHandle};
 use crate::session::machine::{Blocked, DeliverToken, Event, SubmitRequest};
 use crate::session::status::Outcome;
 use crate::store::{OutboxItem, Store, SubmitFailure, SubmitOutcome};
-use crate::text::{self, Dcs0, PlanError, PlanOptions};
+use crate::text::{self, PlanError, PlanOptions};
 
 use super::inbound;
 use super::pool::{BindSlot, BindState, LinkOptions, receives, transmits};
@@ -55,29 +53,19 @@ const LOCAL_PLAN_FAILURE: u32 = 0x01;
 
 /// The planner options of a service on a carrier.
 pub fn plan_options(carrier: &CarrierConfig, service: Option<&ServiceConfig>) -> PlanOptions {
-    PlanOptions {
-        dcs0: dcs0(carrier.data_coding0),
-        allow_latin1: carrier.allow_latin1,
-        allow_ia5: carrier.allow_ia5,
-        at_as_ucs2: carrier.at_as_ucs2,
-        transliterate: service.is_some_and(|s| s.transliterate),
-        concat: match carrier.concat {
-            Concat::Udh8 => text::Concat::Udh8,
-            Concat::Udh16 => text::Concat::Udh16,
-            Concat::Sar => text::Concat::Sar,
-            Concat::Payload => text::Concat::Payload,
+    match service {
+        Some(s) => carrier.plan_options(s),
+        // A message whose service left the config: the carrier's settings
+        // with the planner's default part limit.
+        None => PlanOptions {
+            dcs0: carrier.data_coding0,
+            allow_latin1: carrier.allow_latin1,
+            allow_ia5: carrier.allow_ia5,
+            at_as_ucs2: carrier.at_as_ucs2,
+            transliterate: false,
+            concat: carrier.concat,
+            max_parts: text::plan::DEFAULT_MAX_PARTS,
         },
-        max_parts: service.map_or(text::plan::DEFAULT_MAX_PARTS, |s| s.max_parts),
-    }
-}
-
-/// The text layer's reading of the carrier's `data_coding0`.
-pub fn dcs0(d: DataCoding0) -> Dcs0 {
-    match d {
-        DataCoding0::Gsm => Dcs0::Gsm,
-        DataCoding0::GsmPacked => Dcs0::GsmPacked,
-        DataCoding0::Latin1 => Dcs0::Latin1,
-        DataCoding0::Ascii => Dcs0::Ascii,
     }
 }
 
@@ -717,7 +705,7 @@ async fn handle_event<S: Store>(
             if status.0 == 0 {
                 pump.answered(id, part);
                 let raw = message_id.unwrap_or_default();
-                let norm = crate::dlr::normalize_id(&raw, dlr_format(ctx.carrier.id_format));
+                let norm = crate::dlr::normalize_id(&raw, ctx.carrier.id_format);
                 match ctx
                     .store
                     .record_submit(id, part as u8, total, Ok(norm), now_ms)
@@ -823,16 +811,6 @@ async fn handle_event<S: Store>(
             tracing::debug!(carrier, event = ?other, "session event");
             Step::Continue
         }
-    }
-}
-
-/// The dlr layer's reading of the carrier's `id_format`.
-pub fn dlr_format(f: crate::config::IdFormat) -> crate::dlr::IdFormat {
-    match f {
-        crate::config::IdFormat::Auto => crate::dlr::IdFormat::Auto,
-        crate::config::IdFormat::Decimal => crate::dlr::IdFormat::Decimal,
-        crate::config::IdFormat::Hex => crate::dlr::IdFormat::Hex,
-        crate::config::IdFormat::Raw => crate::dlr::IdFormat::Raw,
     }
 }
 

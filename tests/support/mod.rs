@@ -191,10 +191,7 @@ impl Daemon {
         for _ in 0..200 {
             if let Ok(c) = Client::connect(&socket).await {
                 if c.request(serde_json::json!({"op": "hello"})).await.is_ok() {
-                    return Daemon {
-                        proc,
-                        socket,
-                    };
+                    return Daemon { proc, socket };
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
