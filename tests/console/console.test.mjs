@@ -18,10 +18,12 @@ const SHOTS = path.join(ROOT, "target", "console-shots");
 
 const CUSTOMER = "+447911123456";
 const CUSTOMER_TYPED = "+44 7911 123456";
-const FIRST_TEXTER = "+447911654321";
+const FIRST_TEXTER = "+819012345678";
 const SCRIPTY = "<img src=x onerror=alert(1)>";
 
 let passed = 0;
+/** Screenshots the page when a step fails (set once the page exists). */
+let onFail = null;
 const failures = [];
 const cleanups = [];
 
@@ -38,13 +40,16 @@ async function step(name, fn) {
   } catch (e) {
     failures.push(name);
     log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+    if (onFail) await onFail(name).catch(() => {});
     throw e;
   }
 }
 
 async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
-  for (const f of fs.readdirSync(SHOTS)) if (f.endsWith(".png")) fs.rmSync(path.join(SHOTS, f));
+  for (const f of fs.readdirSync(SHOTS)) {
+    if (f.endsWith(".png") || f.endsWith(".log")) fs.rmSync(path.join(SHOTS, f));
+  }
 
   const stack = await startStack();
   cleanups.push(() => stack.stop());
@@ -90,6 +95,8 @@ async function main() {
     const file = path.join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`);
     await page.screenshot({ path: file, fullPage: true });
   };
+
+  onFail = (name) => page.screenshot({ path: path.join(SHOTS, `FAIL-${name.replace(/[^a-z0-9]+/gi, "-")}.png`), fullPage: true });
 
   const chatWith = (number) => page.getByRole("region", { name: `Chat with ${number}` });
   const transcriptOf = (number) => chatWith(number).locator("ol.transcript > li");

@@ -109,7 +109,6 @@ function demoConfig(dir, simPort, metricsPort) {
 }
 
 export async function startStack() {
-  if (process.env.CONSOLE_TEST_FAKE) return startFake();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smppgw-console-test-"));
   const sock = path.join(dir, "agent.sock");
   const [simPort, metricsPort, port] = [await freePort(), await freePort(), await freePort()];
@@ -143,40 +142,6 @@ export async function startStack() {
       await stopChild(consoleProc);
       await stopChild(daemon);
       await stopChild(sim);
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** DEV: a stand-in daemon given by CONSOLE_TEST_FAKE, for work on the page
- *  before the daemon exists; never what CI runs. */
-async function startFake() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smppgw-console-test-"));
-  const sock = path.join(dir, "agent.sock");
-  const fake = process.env.CONSOLE_TEST_FAKE;
-  const consoleBin = process.env.CONSOLE_TEST_CONSOLE_BIN;
-  const daemon = run("node", [fake, sock], "daemon");
-  await waitFor("the agent socket", () => connects(sock));
-  const port = await freePort();
-  let consoleProc = null;
-  const startConsole = async () => {
-    consoleProc = run(consoleBin, [sock, `127.0.0.1:${port}`], "console");
-    await waitFor("the console", () => connects({ host: "127.0.0.1", port }));
-  };
-  await startConsole();
-  return {
-    url: () => `http://127.0.0.1:${port}/`,
-    service: "support",
-    voiceService: "voice",
-    landline: "+44 20 7946 0000",
-    templateName: "Opening hours",
-    templateText: "We are open 9:00-18:00, Monday to Friday.",
-    inject: (from, text) => socketRequest(sock, { op: "inject", service: "support", from, text }),
-    startConsole,
-    stopConsole: () => stopChild(consoleProc),
-    stop: async () => {
-      await stopChild(consoleProc);
-      await stopChild(daemon);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

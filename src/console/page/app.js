@@ -284,7 +284,7 @@
 
   function describeCheck(r) {
     if (r.sms) return { ok: true, text: t("numberOk", { e164: r.formatted || r.e164 }) };
-    if (r.type === "invalid" || !r.e164) return { ok: false, text: t("numberInvalid") };
+    if (r.code === "invalid_number" || r.type === "invalid" || !r.e164) return { ok: false, text: t("numberInvalid") };
     if (r.type === "fixed_line") return { ok: false, text: t("numberNotMobile") };
     return { ok: false, text: t("numberNoSms", { reason: r.reason || r.type }) };
   }
