@@ -107,14 +107,17 @@ pub async fn demo(
         eprintln!("demo walkthrough failed: {e}");
     }
     if walk.is_ok() && !once {
-        let console_token = shutdown.child_token();
         let opts = crate::console::ConsoleOptions {
             listen: console,
             socket: socket.clone(),
             token: None,
         };
-        let console_task = tokio::spawn(crate::console::serve(opts, console_token));
-        print_next_steps(console, &socket, &control, &service.sender, &dir);
+        let console = crate::console::Console::bind(opts)
+            .await
+            .map_err(|e| demo_err(format!("console on {console}: {e}")))?;
+        let url = console.url();
+        let console_task = tokio::spawn(console.run(shutdown.child_token()));
+        print_next_steps(&url, &socket, &control, &service.sender, &dir);
         let _ = tokio::signal::ctrl_c().await;
         shutdown.cancel();
         let _ = console_task.await;
@@ -189,15 +192,18 @@ async fn walkthrough(
     Ok(())
 }
 
-fn print_next_steps(console: SocketAddr, socket: &Path, control: &Path, sender: &str, dir: &Path) {
+fn print_next_steps(console_url: &str, socket: &Path, control: &Path, sender: &str, dir: &Path) {
     let s = socket.display();
+    let bin = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "smppgw".into());
     println!(
         "\n== the demo keeps running (Ctrl-C stops it); state in {}",
         dir.display()
     );
-    println!("agent console:   http://{console}/");
+    println!("agent console:   {console_url}");
     println!("try next:");
-    println!("  smppgw services --socket {s}");
+    println!("  {bin} services --socket {s}");
     println!(
         "  smppgw send --socket {s} --service support --agent bob --to '+81 90 1234 5678' 'ご予約ありがとうございます'"
     );
@@ -205,6 +211,6 @@ fn print_next_steps(console: SocketAddr, socket: &Path, control: &Path, sender: 
         "  smppgw sim-inject --control {} --to {sender} --from +819012345678 'こんにちは'",
         control.display()
     );
-    println!("  smppgw events --socket {s} --follow");
-    println!("  smppgw conversations --socket {s}");
+    println!("  {bin} events --socket {s} --follow");
+    println!("  {bin} conversations --socket {s}");
 }
