@@ -205,10 +205,10 @@ fn print_next_steps(console_url: &str, socket: &Path, control: &Path, sender: &s
     println!("try next:");
     println!("  {bin} services --socket {s}");
     println!(
-        "  smppgw send --socket {s} --service support --agent bob --to '+81 90 1234 5678' 'ご予約ありがとうございます'"
+        "  {bin} send --socket {s} --service support --agent bob --to '+81 90 1234 5678' 'ご予約ありがとうございます'"
     );
     println!(
-        "  smppgw sim-inject --control {} --to {sender} --from +819012345678 'こんにちは'",
+        "  {bin} sim-inject --control {} --to {sender} --from +819012345678 'こんにちは'",
         control.display()
     );
     println!("  {bin} events --socket {s} --follow");
