@@ -619,8 +619,14 @@ fn pdu(cmd: PduCmd) -> Result<ExitCode> {
 /// the parsed receipt (`stat` as written, `state` normalised).
 fn decode_pdu_json(bytes: &[u8]) -> Result<Value> {
     use smppgw::pdu::{Pdu, TlvTag};
-    let decoded = Pdu::parse(bytes)
-        .map_err(|e| anyhow!("{e} (a peer would be answered with {:?})", e.status()))?;
+    let decoded = Pdu::parse(bytes).map_err(|e| {
+        let st = e.status();
+        anyhow!(
+            "{e} (a peer would be answered with {} 0x{:08x})",
+            st.name().unwrap_or("status"),
+            st.0
+        )
+    })?;
     let mut v = smppgw::pdu::json::to_json(&decoded);
     let view = match &decoded.pdu {
         Pdu::DeliverSm(b) => Some((b.esm_class, b.short_message, b.tlvs)),
