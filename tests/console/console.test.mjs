@@ -281,6 +281,17 @@ async function main() {
     await snap("request-accepted");
   });
 
+  await step("a message the carrier cannot deliver shows Failed with the reason", async () => {
+    await stack.scenario({ fail_prefixes: [FIRST_TEXTER.slice(1, 3)] });
+    const chat = chatWith(FIRST_TEXTER);
+    await chat.getByLabel("Message").fill("This one will not arrive.");
+    await chat.getByRole("button", { name: "Send", exact: true }).click();
+    const failed = transcriptOf(FIRST_TEXTER).filter({ hasText: "This one will not arrive." }).locator(".status");
+    await failed.filter({ hasText: /^Failed: .+/ }).waitFor({ timeout: 20_000 });
+    await stack.scenario({ fail_prefixes: [] });
+    await snap("failed-with-reason");
+  });
+
   await step("a reload keeps the accepted chat, and a new sign-in brings it back", async () => {
     await page.reload();
     await transcriptOf(FIRST_TEXTER).filter({ hasText: "Of course, which date suits you?" }).waitFor();

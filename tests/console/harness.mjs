@@ -136,6 +136,8 @@ export async function startStack() {
     templateName: "callback",
     templateText: "We tried to call you. Reply here or call us back when it suits you.",
     inject,
+    /** Changes the simulator's behaviour (e.g. `{fail_prefixes: ["81"]}`). */
+    scenario: (fields) => socketRequest(control, { op: "set", ...fields }),
     startConsole,
     stopConsole: () => stopChild(consoleProc),
     stop: async () => {
