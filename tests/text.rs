@@ -133,7 +133,11 @@ proptest! {
         let p = plan(&t, &opts, reference).unwrap();
         let mut order: Vec<usize> = (0..p.parts.len()).collect();
         order.sort_by_key(|&i| keys[i % keys.len()].wrapping_add(i as u32));
-        prop_assert_eq!(receive(&p, &opts, &order), t);
+        // GSM 0x09 is 'Ç' (3GPP TS 23.038); 'ç' is accepted when encoding
+        // (Unicode's GSM0338.TXT reads 0x09 as 'ç') and arrives as 'Ç'.
+        // Regression: a CI run's proptest found the unnormalised comparison.
+        let sent = if p.encoding.as_str().starts_with("gsm7") { t.replace('ç', "Ç") } else { t };
+        prop_assert_eq!(receive(&p, &opts, &order), sent);
     }
 
     #[test]
