@@ -391,21 +391,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         } => {
             smppgw::logging::init(smppgw::logging::LogFormat::Human, "info")?;
             let socket = target.socket()?;
-            let token = match token_file {
-                Some(p) => Some(
-                    std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?
-                        .trim()
-                        .to_string(),
-                ),
-                None => None,
-            };
+            let token = token_file
+                .map(|p| smppgw::console::read_token_file(&p))
+                .transpose()?;
             let rt = runtime()?;
             rt.block_on(async move {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let s = shutdown.clone();
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .map_err(smppgw::console::ConsoleError::Serve)?;
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
                     s.cancel();
                 });
                 let opts = smppgw::console::ConsoleOptions {
