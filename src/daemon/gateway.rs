@@ -151,6 +151,17 @@ fn opt_out_json(o: &OptOut) -> Value {
     json!({"customer": o.customer, "sender": o.sender, "since": at(o.since_ms)})
 }
 
+/// `agent_not_allowed` when the service has an allow-list without `agent`.
+fn check_agent(svc: &ServiceConfig, agent: &str) -> Result<(), AgentError> {
+    match &svc.agents {
+        Some(agents) if !agents.iter().any(|a| a == agent) => Err(err(
+            ErrorCode::AgentNotAllowed,
+            format!("agent {agent:?} may not use service {:?}", svc.name),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn chat_refused(id: u64, r: ChatRefused) -> AgentError {
     match r {
         ChatRefused::NotFound => err(
@@ -168,17 +179,7 @@ impl<S: Store> Gateway<S> {
     async fn send(&self, op: SendOp) -> Result<Value, AgentError> {
         let cfg = self.config();
         let svc = service(&cfg, &op.service)?;
-        if let Some(agents) = &svc.agents {
-            if !agents.iter().any(|a| a == &op.agent) {
-                return Err(err(
-                    ErrorCode::AgentNotAllowed,
-                    format!(
-                        "agent {:?} may not send on service {:?}",
-                        op.agent, svc.name
-                    ),
-                ));
-            }
-        }
+        check_agent(svc, &op.agent)?;
         if op.text.trim().is_empty() {
             return Err(err(ErrorCode::EmptyText, "the message is empty"));
         }
@@ -500,6 +501,18 @@ impl<S: Store> Gateway<S> {
             } => {
                 if let Some(by) = &by {
                     self.owned(conversation, by).await?;
+                }
+                // The new owner must be allowed on the conversation's service
+                // (agent_not_allowed), as for a send.
+                if let Some(c) = self
+                    .store
+                    .conversation(conversation)
+                    .await
+                    .map_err(internal)?
+                {
+                    if let Some(svc) = cfg.service(&c.service) {
+                        check_agent(svc, &to)?;
+                    }
                 }
                 let c = self
                     .store
