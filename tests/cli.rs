@@ -173,8 +173,32 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     assert!(applied, "the reload did not apply");
     client.request(send).await.expect("4 parts allowed now");
 
+    // A key only a restart applies: kept, and the log says so.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("mode = \"0600\"", "mode = \"0660\"", 1),
+    )
+    .unwrap();
+    hup(&daemon);
+    let mut said = String::new();
+    for _ in 0..100 {
+        said = std::fs::read_to_string(&log).unwrap();
+        if said.contains("agent.mode") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        said.contains("agent.mode changed; the running value stays until a restart"),
+        "{said}"
+    );
+    let mode = std::fs::metadata(dir.path().join("agent.sock")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+
     // An invalid file: the daemon keeps its config, keeps serving, says why.
-    std::fs::write(&config, text.replacen("max_parts = 3", "max_parts = 0", 1)).unwrap();
+    std::fs::write(&config, text.replacen("max_parts = 4", "max_parts = 0", 1)).unwrap();
     hup(&daemon);
     let mut said = String::new();
     for _ in 0..100 {
