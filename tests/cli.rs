@@ -349,6 +349,24 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     let ended = cli_json(&s, &["end-chat", &conv, "--agent", "bob"]);
     assert_eq!(ended["state"], "ended");
 
+    let err = cli_fails(
+        &s,
+        &[
+            "send",
+            "--service",
+            "support",
+            "--to",
+            "020 7946 0000",
+            "--agent",
+            "alice",
+            "Hi",
+        ],
+    );
+    assert!(
+        err.contains("fixed-line") && err.contains("not_mobile"),
+        "{err}"
+    );
+
     // Failures: non-zero, with the daemon's message.
     let err = cli_fails(&s, &["transcript", "999"]);
     assert!(err.contains("no conversation 999"), "{err}");
@@ -379,6 +397,13 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    // A refused send is counted by service and code (the unknown service is not:
+    // labels stay bounded by the config).
+    assert!(
+        metrics.contains(r#"smppgw_sends_refused_total{service="support",code="not_mobile"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"service="nope""#), "{metrics}");
     let health = http_get(port, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
@@ -433,4 +458,20 @@ fn pdu_decode_shows_a_receipt_and_encode_round_trips() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(!bad.stderr.is_empty());
+}
+
+#[test]
+fn count_prints_the_counter_as_json() {
+    let out = Command::new(bin())
+        .args(["count", "--max-parts", "1", &"€".repeat(81)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 162 septets: two parts, over the limit of one.
+    assert_eq!(
+        (&v["encoding"], &v["units"], &v["parts"], &v["fits"]),
+        (&json!("gsm7"), &json!(162), &json!(2), &json!(false)),
+        "{v:#}"
+    );
 }

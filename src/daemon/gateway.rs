@@ -450,7 +450,16 @@ impl<S: Store> Gateway<S> {
                 let check = numbers::check(&number, &svc.default_country, svc.numbers);
                 serde_json::to_value(check).map_err(internal)
             }
-            Op::Send(op) => self.send(op).await,
+            Op::Send(op) => {
+                let service = op.service.clone();
+                let result = self.send(op).await;
+                if let Err(e) = &result {
+                    if cfg.service(&service).is_some() {
+                        crate::metrics::send_refused(&service, e.code.as_str());
+                    }
+                }
+                result
+            }
             Op::EndChat {
                 conversation,
                 agent,
