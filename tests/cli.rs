@@ -475,3 +475,52 @@ fn count_prints_the_counter_as_json() {
         "{v:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_notifies_systemd_ready_and_stopping_and_refuses_a_bad_config_with_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
+    let config = write_config(dir.path(), sim.port(), "", SERVICES);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut daemon = Proc(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from the daemon");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means the agent socket answers already.
+    let client = Client::connect(dir.path().join("agent.sock"))
+        .await
+        .unwrap();
+    client.request(json!({"op": "hello"})).await.unwrap();
+    drop(client);
+    unsafe {
+        libc::kill(daemon.0.id() as i32, libc::SIGTERM);
+    }
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from the daemon");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(daemon.terminate().and_then(|s| s.code()), Some(0));
+
+    // A config that does not validate: nothing starts, exit 78 with the key.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("window = 10", "window = 0", 1)).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("carrier[0].window"), "{stderr}");
+}
