@@ -321,6 +321,16 @@ async fn stop_opts_out_after_the_reply_reaches_the_chat_until_start_also_across_
         message.contains("START") && message.contains(&opted["at"].as_str().unwrap()[..10]),
         "says since when and how to opt back in: {message}"
     );
+    // The protocol's order: the opt-out is answered before the text checks.
+    for text in ["   ".to_string(), "x".repeat(1000)] {
+        let (code, _) = refused(
+            &client,
+            json!({"op": "send", "service": "support", "to": CUSTOMER, "agent": "alice",
+                   "text": text}),
+        )
+        .await;
+        assert_eq!(code, "opted_out", "text of {} chars", text.len());
+    }
     // Operators see it.
     let out = std::process::Command::new(bin())
         .args(["opt-outs", "--service", "support", "--socket"])

@@ -151,6 +151,18 @@ fn opt_out_json(o: &OptOut) -> Value {
     json!({"customer": o.customer, "sender": o.sender, "since": at(o.since_ms)})
 }
 
+/// `opted_out`: since when, and how the customer opts back in.
+fn opted_out(svc: &ServiceConfig, customer: &str, since_ms: u64) -> AgentError {
+    err(
+        ErrorCode::OptedOut,
+        format!(
+            "{customer} opted out of messages from {} on {}; they can text START to opt back in",
+            display_sender(svc),
+            clock::rfc3339_ms(since_ms)
+        ),
+    )
+}
+
 /// `agent_not_allowed` when the service has an allow-list without `agent`.
 fn check_agent(svc: &ServiceConfig, agent: &str) -> Result<(), AgentError> {
     match &svc.agents {
@@ -180,9 +192,6 @@ impl<S: Store> Gateway<S> {
         let cfg = self.config();
         let svc = service(&cfg, &op.service)?;
         check_agent(svc, &op.agent)?;
-        if op.text.trim().is_empty() {
-            return Err(err(ErrorCode::EmptyText, "the message is empty"));
-        }
         let check = numbers::check(&op.to, &svc.default_country, svc.numbers);
         let customer = match (&check.e164, check.sms) {
             (Some(e164), true) => e164.clone(),
@@ -198,6 +207,19 @@ impl<S: Store> Gateway<S> {
                 return Err(err(code, reason));
             }
         };
+        // The protocol's order: number, opt-out, then the text. The store
+        // checks the opt-out again when it accepts (the authoritative check).
+        if let Some(o) = self
+            .store
+            .opt_out(&svc.sender, &customer)
+            .await
+            .map_err(internal)?
+        {
+            return Err(opted_out(svc, &customer, o.since_ms));
+        }
+        if op.text.trim().is_empty() {
+            return Err(err(ErrorCode::EmptyText, "the message is empty"));
+        }
         let plan = text::plan(&op.text, &plan_options(&cfg, svc), 0)
             .map_err(|e| err(ErrorCode::TooLong, e.to_string()))?;
         let carrier =
@@ -241,14 +263,7 @@ impl<S: Store> Gateway<S> {
                     "duplicate": a.duplicate,
                 }))
             }
-            Err(SendRefused::OptedOut { since_ms }) => Err(err(
-                ErrorCode::OptedOut,
-                format!(
-                    "{customer} opted out of messages from {} on {}; they can text START to opt back in",
-                    display_sender(svc),
-                    clock::rfc3339_ms(since_ms)
-                ),
-            )),
+            Err(SendRefused::OptedOut { since_ms }) => Err(opted_out(svc, &customer, since_ms)),
             Err(SendRefused::ConversationNotFound { id }) => Err(err(
                 ErrorCode::UnknownConversation,
                 format!("no conversation {id}"),
