@@ -215,6 +215,20 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     assert_eq!(support_max_parts(&client).await, 4);
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
 
+    // A second daemon on the same store refuses to start and leaves the
+    // first one serving (its socket included).
+    std::fs::write(&config, &text).unwrap();
+    let second = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(stderr.contains("store"), "{stderr}");
+    let again = wait_socket(&dir.path().join("agent.sock")).await;
+    assert_eq!(support_max_parts(&again).await, 4);
+
     let status = daemon.terminate().expect("exits within the grace");
     assert_eq!(status.code(), Some(0));
 }
@@ -477,7 +491,7 @@ fn count_prints_the_counter_as_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_notifies_systemd_ready_and_stopping_and_refuses_a_bad_config_with_78() {
+async fn run_notifies_systemd_ready_and_stopping_on_sigint_and_refuses_a_bad_config_with_78() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
     let config = write_config(dir.path(), sim.port(), "", SERVICES);
@@ -505,8 +519,10 @@ async fn run_notifies_systemd_ready_and_stopping_and_refuses_a_bad_config_with_7
         .unwrap();
     client.request(json!({"op": "hello"})).await.unwrap();
     drop(client);
+    // SIGINT stops it like SIGTERM (and the SIGTERM terminate() sends after
+    // is harmless).
     unsafe {
-        libc::kill(daemon.0.id() as i32, libc::SIGTERM);
+        libc::kill(daemon.0.id() as i32, libc::SIGINT);
     }
     let n = notify.recv(&mut buf).expect("STOPPING=1 from the daemon");
     assert_eq!(&buf[..n], b"STOPPING=1");
