@@ -157,7 +157,14 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
 
     // A changed service setting applies without a restart.
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replacen("max_parts = 3", "max_parts = 4", 1)).unwrap();
+    let quoted = json!({"op": "count", "service": "support", "text": "“Thanks”"});
+    let count = client.request(quoted.clone()).await.unwrap();
+    assert_eq!(count["encoding"], "ucs2");
+    std::fs::write(
+        &config,
+        text.replacen("max_parts = 3", "max_parts = 4\ntransliterate = true", 1),
+    )
+    .unwrap();
     let hup = |p: &Proc| unsafe {
         libc::kill(p.0.id() as i32, libc::SIGHUP);
     };
@@ -172,6 +179,12 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     }
     assert!(applied, "the reload did not apply");
     client.request(send).await.expect("4 parts allowed now");
+    let count = client.request(quoted).await.unwrap();
+    assert_eq!(
+        (&count["encoding"], &count["transliterated"]),
+        (&json!("gsm7"), &json!(true)),
+        "{count}"
+    );
 
     // A key only a restart applies: kept, and the log says so.
     let text = std::fs::read_to_string(&config).unwrap();

@@ -125,7 +125,7 @@ async fn templates_survive_a_restart_and_too_long_ones_are_refused() {
     let saved = ok(
         &client,
         json!({"op": "template_save", "agent": "alice", "service": "support",
-               "name": "Callback", "text": "We will call you back within the hour €"}),
+               "name": "Callback", "text": "We will call you back"}),
     )
     .await;
     let id = saved["template"]["id"].as_u64().expect("a stored id");
@@ -141,6 +141,26 @@ async fn templates_survive_a_restart_and_too_long_ones_are_refused() {
         message.contains("400") && message.contains('2'),
         "the message gives the counted length and the limit: {message}"
     );
+    // Edit it; another agent can neither edit nor delete it.
+    let edited = ok(
+        &client,
+        json!({"op": "template_save", "agent": "alice", "template": id, "service": "support",
+               "name": "Callback", "text": "We will call you back within the hour €"}),
+    )
+    .await;
+    assert_eq!(edited["template"]["id"], id);
+    let (code, _) = refused(
+        &client,
+        json!({"op": "template_save", "agent": "bob", "template": id, "name": "Mine", "text": "x"}),
+    )
+    .await;
+    assert_eq!(code, "unknown_template");
+    let (code, _) = refused(
+        &client,
+        json!({"op": "template_delete", "agent": "bob", "template": id}),
+    )
+    .await;
+    assert_eq!(code, "unknown_template");
     let before = ok(
         &client,
         json!({"op": "templates", "service": "support", "agent": "alice"}),
