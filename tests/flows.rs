@@ -44,6 +44,7 @@ carrier = "sim"
 max_parts = 3
 inbound = "new_chat"
 agents = ["alice", "carol"]
+optout_keywords = ["STOP", "停止", "配信停止"]
 "#
     )
 }
@@ -419,16 +420,25 @@ async fn opt_out_keywords_ignore_case_and_punctuation_but_not_sentences() {
             })
             .await;
     }
+    // A service's own keywords, in any language.
+    sim.inject("819012345678", "447400654321", "配信停止");
     // The opt-out events follow their messages; a marker proves the rest were not.
     sim.inject("447911123499", SENDER, "marker");
     events.wait(20, "marker", |v| v["text"] == "marker").await;
     for (n, text, out) in customers {
         let plus = format!("+{n}");
-        let opted = events
-            .seen
-            .iter()
-            .any(|v| v["event"] == "customer_opted_out" && v["customer"] == plus.as_str());
-        assert_eq!(opted, out, "{text:?}: {:#?}", events.seen);
+        let p2 = plus.clone();
+        let is_opt_out =
+            move |v: &Value| v["event"] == "customer_opted_out" && v["customer"] == p2.as_str();
+        if out {
+            events.wait(20, text, is_opt_out).await;
+        } else {
+            assert!(
+                !events.seen.iter().any(is_opt_out),
+                "{text:?}: {:#?}",
+                events.seen
+            );
+        }
         let r = client
             .request(
                 json!({"op": "send", "service": "support", "to": plus, "agent": "alice",
@@ -441,6 +451,20 @@ async fn opt_out_keywords_ignore_case_and_punctuation_but_not_sentences() {
             (_, r) => panic!("{text:?}: {r:?}"),
         }
     }
+    events
+        .wait(20, "the vip opt-out", |v| {
+            v["event"] == "customer_opted_out"
+                && v["customer"] == "+819012345678"
+                && v["service"] == "vip"
+        })
+        .await;
+    let (code, _) = refused(
+        &client,
+        json!({"op": "send", "service": "vip", "to": "+81 90 1234 5678", "agent": "alice",
+               "text": "こんにちは"}),
+    )
+    .await;
+    assert_eq!(code, "opted_out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,4 +573,37 @@ async fn allow_list_also_refuses_assign_hand_over_routes_replies_and_client_ref_
         .filter(|v| v["text"] == "Your order shipped")
         .collect();
     assert_eq!(shipped.len(), 1, "{shipped:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_and_international_source_numbers_find_the_same_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, _config, daemon) = setup(dir.path()).await;
+    let client = daemon.client().await;
+    let mut events = Events::subscribe(&client, 0).await;
+    let sent = send(&client, "alice", "07911 123456", "Which day suits you?").await;
+    events.of("message_delivered", &sent["message"]).await;
+    for (from, ton, text) in [
+        ("07911123456", 2, "Tuesday (national)"),
+        ("447911123456", 1, "Or Wednesday (international)"),
+        ("7911123456", 2, "Thursday (national, no trunk prefix)"),
+    ] {
+        smppgw::sim::control_request(
+            &sim.control,
+            &json!({"op": "inject", "from": from, "to": SENDER, "text": text,
+                    "ton": ton, "npi": 1}),
+        )
+        .await
+        .expect("inject");
+        let got = events.wait(20, text, move |v| v["text"] == text).await;
+        assert_eq!(
+            (&got["event"], &got["conversation"], &got["customer"]),
+            (
+                &json!("message_received"),
+                &sent["conversation"],
+                &json!(CUSTOMER)
+            ),
+            "{from} (TON {ton})"
+        );
+    }
 }
