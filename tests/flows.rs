@@ -45,6 +45,7 @@ max_parts = 3
 inbound = "new_chat"
 agents = ["alice", "carol"]
 optout_keywords = ["STOP", "停止", "配信停止"]
+optin_keywords = ["開始", "START"]
 "#
     )
 }
@@ -458,13 +459,17 @@ async fn opt_out_keywords_ignore_case_and_punctuation_but_not_sentences() {
                 && v["service"] == "vip"
         })
         .await;
-    let (code, _) = refused(
+    let (code, message) = refused(
         &client,
         json!({"op": "send", "service": "vip", "to": "+81 90 1234 5678", "agent": "alice",
                "text": "こんにちは"}),
     )
     .await;
     assert_eq!(code, "opted_out");
+    assert!(
+        message.contains("text 開始 to opt back in"),
+        "names the service's own opt-in keyword: {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,12 +151,18 @@ fn opt_out_json(o: &OptOut) -> Value {
     json!({"customer": o.customer, "sender": o.sender, "since": at(o.since_ms)})
 }
 
-/// `opted_out`: since when, and how the customer opts back in.
+/// `opted_out`: since when, and how the customer opts back in (the
+/// service's first opt-in keyword: START unless configured otherwise).
 fn opted_out(svc: &ServiceConfig, customer: &str, since_ms: u64) -> AgentError {
+    let start = svc
+        .keywords
+        .optin
+        .first()
+        .map_or_else(|| "START".to_string(), |w| w.to_uppercase());
     err(
         ErrorCode::OptedOut,
         format!(
-            "{customer} opted out of messages from {} on {}; they can text START to opt back in",
+            "{customer} opted out of messages from {} on {}; they can text {start} to opt back in",
             display_sender(svc),
             clock::rfc3339_ms(since_ms)
         ),
