@@ -151,6 +151,35 @@ fn opt_out_json(o: &OptOut) -> Value {
     json!({"customer": o.customer, "sender": o.sender, "since": at(o.since_ms)})
 }
 
+/// `opted_out`: since when, and how the customer opts back in (the
+/// service's first opt-in keyword: START unless configured otherwise).
+fn opted_out(svc: &ServiceConfig, customer: &str, since_ms: u64) -> AgentError {
+    let start = svc
+        .keywords
+        .optin
+        .first()
+        .map_or_else(|| "START".to_string(), |w| w.to_uppercase());
+    err(
+        ErrorCode::OptedOut,
+        format!(
+            "{customer} opted out of messages from {} on {}; they can text {start} to opt back in",
+            display_sender(svc),
+            clock::rfc3339_ms(since_ms)
+        ),
+    )
+}
+
+/// `agent_not_allowed` when the service has an allow-list without `agent`.
+fn check_agent(svc: &ServiceConfig, agent: &str) -> Result<(), AgentError> {
+    match &svc.agents {
+        Some(agents) if !agents.iter().any(|a| a == agent) => Err(err(
+            ErrorCode::AgentNotAllowed,
+            format!("agent {agent:?} may not use service {:?}", svc.name),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn chat_refused(id: u64, r: ChatRefused) -> AgentError {
     match r {
         ChatRefused::NotFound => err(
@@ -168,20 +197,7 @@ impl<S: Store> Gateway<S> {
     async fn send(&self, op: SendOp) -> Result<Value, AgentError> {
         let cfg = self.config();
         let svc = service(&cfg, &op.service)?;
-        if let Some(agents) = &svc.agents {
-            if !agents.iter().any(|a| a == &op.agent) {
-                return Err(err(
-                    ErrorCode::AgentNotAllowed,
-                    format!(
-                        "agent {:?} may not send on service {:?}",
-                        op.agent, svc.name
-                    ),
-                ));
-            }
-        }
-        if op.text.trim().is_empty() {
-            return Err(err(ErrorCode::EmptyText, "the message is empty"));
-        }
+        check_agent(svc, &op.agent)?;
         let check = numbers::check(&op.to, &svc.default_country, svc.numbers);
         let customer = match (&check.e164, check.sms) {
             (Some(e164), true) => e164.clone(),
@@ -197,6 +213,19 @@ impl<S: Store> Gateway<S> {
                 return Err(err(code, reason));
             }
         };
+        // The protocol's order: number, opt-out, then the text. The store
+        // checks the opt-out again when it accepts (the authoritative check).
+        if let Some(o) = self
+            .store
+            .opt_out(&svc.sender, &customer)
+            .await
+            .map_err(internal)?
+        {
+            return Err(opted_out(svc, &customer, o.since_ms));
+        }
+        if op.text.trim().is_empty() {
+            return Err(err(ErrorCode::EmptyText, "the message is empty"));
+        }
         let plan = text::plan(&op.text, &plan_options(&cfg, svc), 0)
             .map_err(|e| err(ErrorCode::TooLong, e.to_string()))?;
         let carrier =
@@ -240,14 +269,7 @@ impl<S: Store> Gateway<S> {
                     "duplicate": a.duplicate,
                 }))
             }
-            Err(SendRefused::OptedOut { since_ms }) => Err(err(
-                ErrorCode::OptedOut,
-                format!(
-                    "{customer} opted out of messages from {} on {}; they can text START to opt back in",
-                    display_sender(svc),
-                    clock::rfc3339_ms(since_ms)
-                ),
-            )),
+            Err(SendRefused::OptedOut { since_ms }) => Err(opted_out(svc, &customer, since_ms)),
             Err(SendRefused::ConversationNotFound { id }) => Err(err(
                 ErrorCode::UnknownConversation,
                 format!("no conversation {id}"),
@@ -449,7 +471,16 @@ impl<S: Store> Gateway<S> {
                 let check = numbers::check(&number, &svc.default_country, svc.numbers);
                 serde_json::to_value(check).map_err(internal)
             }
-            Op::Send(op) => self.send(op).await,
+            Op::Send(op) => {
+                let service = op.service.clone();
+                let result = self.send(op).await;
+                if let Err(e) = &result {
+                    if cfg.service(&service).is_some() {
+                        crate::metrics::send_refused(&service, e.code.as_str());
+                    }
+                }
+                result
+            }
             Op::EndChat {
                 conversation,
                 agent,
@@ -500,6 +531,18 @@ impl<S: Store> Gateway<S> {
             } => {
                 if let Some(by) = &by {
                     self.owned(conversation, by).await?;
+                }
+                // The new owner must be allowed on the conversation's service
+                // (agent_not_allowed), as for a send.
+                if let Some(c) = self
+                    .store
+                    .conversation(conversation)
+                    .await
+                    .map_err(internal)?
+                {
+                    if let Some(svc) = cfg.service(&c.service) {
+                        check_agent(svc, &to)?;
+                    }
                 }
                 let c = self
                     .store

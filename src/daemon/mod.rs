@@ -234,6 +234,7 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
     let mut int = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
     let shutdown = CancellationToken::new();
+    let mut current = cfg.clone();
     let running = start(cfg, shutdown.clone()).await?;
     notify_systemd("READY=1");
     crate::metrics::ready(true);
@@ -247,7 +248,11 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
                     _ = hup.recv() => {
                         match crate::config::load(&config_path) {
                             Ok(new) => {
+                                for note in reload_notes(&current, &new) {
+                                    tracing::warn!("SIGHUP: {note}");
+                                }
                                 tracing::info!("SIGHUP: config reloaded");
+                                current = new.clone();
                                 running.reload(new);
                             }
                             Err(e) => tracing::error!("SIGHUP: the new config is invalid, keeping the running one:\n{e}"),
@@ -264,6 +269,52 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
     let running = reloader.await;
     running.wait().await;
     Ok(())
+}
+
+/// What a reload from `old` to `new` does not apply, for the operator: the
+/// keys only a restart applies, and the carrier links, which keep the
+/// services and carrier settings they started with (the agent requests use
+/// the new ones at once).
+fn reload_notes(old: &Config, new: &Config) -> Vec<String> {
+    let plan = crate::config::reload_plan(old, new);
+    let mut notes: Vec<String> = plan
+        .restart_required
+        .iter()
+        .map(|k| format!("{k} changed; the running value stays until a restart"))
+        .collect();
+    for (what, list) in [
+        ("added", &plan.added_carriers),
+        ("removed", &plan.removed_carriers),
+        ("changed (needs a rebind)", &plan.rebind_carriers),
+    ] {
+        for c in list {
+            notes.push(format!(
+                "carrier {c:?} {what}; its links change only after a restart"
+            ));
+        }
+    }
+    if plan.rebind_carriers.is_empty()
+        && plan.added_carriers.is_empty()
+        && plan.removed_carriers.is_empty()
+        && as_json(&old.carriers) != as_json(&new.carriers)
+    {
+        notes.push(
+            "carrier settings changed; the running links keep theirs until a restart".to_string(),
+        );
+    }
+    if as_json(&old.services) != as_json(&new.services) {
+        notes.push(
+            "services changed: agent requests use them now; the receive path (reply matching, \
+             inbound policy, keywords) keeps the ones it started with until a restart"
+                .to_string(),
+        );
+    }
+    notes
+}
+
+/// A config part in its (secret-free) serialised form, for comparison.
+fn as_json<T: serde::Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).unwrap_or(serde_json::Value::Null)
 }
 
 /// Tells systemd (`Type=notify`) about a state change; a no-op elsewhere.
