@@ -257,3 +257,37 @@ fn which_python() -> Result<String, ()> {
         .map(|_| "python3".to_string())
         .map_err(|_| ())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_changed_inbound_policy_to_the_receive_path() {
+    // Regression: the links kept the services they started with, so a
+    // SIGHUP from `ignore` to `new_chat` never produced a chat request.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "100"]);
+    let config = write_config(dir.path(), sim.port(), "", SERVICES);
+    let daemon = Daemon::start(&config, dir.path()).await;
+    let client = daemon.client().await;
+    let mut events = Events::subscribe(&client, 0).await;
+    write_config(
+        dir.path(),
+        sim.port(),
+        "",
+        &SERVICES.replacen("inbound = \"ignore\"", "inbound = \"new_chat\"", 1),
+    );
+    unsafe {
+        libc::kill(daemon.proc.0.id() as i32, libc::SIGHUP);
+    }
+    // The reload has no answer to wait for: poll until services show it.
+    for _ in 0..100 {
+        let s = client.request(json!({"op": "services"})).await.unwrap();
+        if s["services"][0]["inbound"] == "new_chat" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.inject(CUSTOMER_DIGITS, "447400123456", "Hello, anyone there?");
+    let req = events
+        .wait(20, "chat_requested", |v| v["event"] == "chat_requested")
+        .await;
+    assert_eq!(req["service"], "support");
+}

@@ -153,7 +153,9 @@ impl Running {
 
     /// Applies a reloaded config's services and carrier settings.
     pub fn reload(&self, cfg: Config) {
-        self.gateway.reload(Arc::new(cfg));
+        let cfg = Arc::new(cfg);
+        self.links.reload(cfg.clone());
+        self.gateway.reload(cfg);
     }
 
     /// Waits for the shutdown token, then stops in order under the grace
@@ -271,10 +273,10 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// What a reload from `old` to `new` does not apply, for the operator: the
-/// keys only a restart applies, and the carrier links, which keep the
-/// services and carrier settings they started with (the agent requests use
-/// the new ones at once).
+/// What a reload from `old` to `new` does not apply at once, for the
+/// operator: the keys only a restart applies, carriers added, removed or
+/// changed in how they connect. Services apply at once everywhere (agent
+/// requests, reply matching, inbound policy, keywords).
 fn reload_notes(old: &Config, new: &Config) -> Vec<String> {
     let plan = crate::config::reload_plan(old, new);
     let mut notes: Vec<String> = plan
@@ -299,13 +301,7 @@ fn reload_notes(old: &Config, new: &Config) -> Vec<String> {
         && as_json(&old.carriers) != as_json(&new.carriers)
     {
         notes.push(
-            "carrier settings changed; the running links keep theirs until a restart".to_string(),
-        );
-    }
-    if as_json(&old.services) != as_json(&new.services) {
-        notes.push(
-            "services changed: agent requests use them now; the receive path (reply matching, \
-             inbound policy, keywords) keeps the ones it started with until a restart"
+            "carrier settings changed: received PDUs use them now, sends from the next bind on"
                 .to_string(),
         );
     }

@@ -478,13 +478,19 @@ pub async fn handle_deliver<S: Store>(
 /// The receive worker of one session: stores, then answers.
 pub(crate) async fn worker<S: Store>(
     store: Arc<S>,
-    cfg: Arc<Config>,
+    config: tokio::sync::watch::Receiver<Arc<Config>>,
     carrier: CarrierConfig,
     mut rx: mpsc::Receiver<(DeliverToken, Bytes)>,
     cmds: mpsc::Sender<Command>,
 ) {
     while let Some((token, frame)) = rx.recv().await {
-        let status = match handle_deliver(&*store, &cfg, &carrier, &frame, clock::wall_ms()).await {
+        // The latest config: a SIGHUP's services, keywords and receive
+        // settings apply from the next PDU on.
+        let cfg = config.borrow().clone();
+        let now_carrier = cfg.carrier(&carrier.name).unwrap_or(&carrier);
+        let status = match handle_deliver(&*store, &cfg, now_carrier, &frame, clock::wall_ms())
+            .await
+        {
             Ok(Delivered::Rejected(s)) => s,
             Ok(_) => CommandStatus::ROK,
             Err(e) => {

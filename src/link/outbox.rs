@@ -456,6 +456,8 @@ impl Pump {
 pub(crate) struct SessionCtx<S> {
     pub(crate) store: Arc<S>,
     pub(crate) cfg: Arc<Config>,
+    /// The latest config, for the receive path (SIGHUP applies at once).
+    pub(crate) config: watch::Receiver<Arc<Config>>,
     pub(crate) carrier: CarrierConfig,
     pub(crate) slot: Arc<BindSlot>,
     pub(crate) wake: watch::Receiver<u64>,
@@ -491,7 +493,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     let worker = receives(kind).then(|| {
         tokio::spawn(inbound::worker(
             ctx.store.clone(),
-            ctx.cfg.clone(),
+            ctx.config.clone(),
             ctx.carrier.clone(),
             in_rx,
             cmds.clone(),

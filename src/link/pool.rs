@@ -263,6 +263,9 @@ pub(crate) struct Shared {
     carriers: Vec<CarrierSlot>,
     /// Bumped by [`Links::wake`]; pumps watch it.
     pub(crate) wake: watch::Sender<u64>,
+    /// The latest config ([`Links::reload`]): new sessions and every
+    /// received PDU read it.
+    pub(crate) config: watch::Sender<Arc<Config>>,
 }
 
 impl Shared {
@@ -336,7 +339,12 @@ impl Links {
                     .collect(),
             })
             .collect();
-        let shared = Arc::new(Shared { carriers, wake });
+        let (config, _) = watch::channel(cfg.clone());
+        let shared = Arc::new(Shared {
+            carriers,
+            wake,
+            config,
+        });
         let opts = Arc::new(opts);
         for (ci, c) in shared.carriers.iter().enumerate() {
             for (bi, slot) in c.binds.iter().enumerate() {
@@ -374,6 +382,14 @@ impl Links {
             stop,
             tracker,
         }
+    }
+
+    /// Applies a reloaded config (SIGHUP): services (inbound policy,
+    /// keywords, senders, part limits) apply to the next received PDU and
+    /// the next session's sends; a carrier's connection settings apply when
+    /// its binds next connect. Carriers added or removed need a restart.
+    pub fn reload(&self, cfg: Arc<Config>) {
+        self.shared.config.send_replace(cfg);
     }
 
     /// A snapshot of every carrier and bind.

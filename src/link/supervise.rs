@@ -205,7 +205,8 @@ impl<S: Store> BindTask<S> {
                     .await;
                     let ctx = outbox::SessionCtx {
                         store: self.store.clone(),
-                        cfg: self.cfg.clone(),
+                        cfg: self.shared.config.borrow().clone(),
+                        config: self.shared.config.subscribe(),
                         carrier: carrier.clone(),
                         slot: self.slot.clone(),
                         wake: self.shared.wake.subscribe(),
