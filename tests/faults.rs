@@ -53,6 +53,12 @@ struct Accepted {
     message: u64,
 }
 
+/// Pause between two sends of one sender task.
+const SEND_PAUSE_MS: u64 = 10;
+/// Carrier settings for the load tests: the default 10 submits/s would make
+/// the drain, not the faults, the long part.
+const FAST: &str = "tps = 1000";
+
 /// What the sender task saw.
 #[derive(Debug, Default)]
 struct SendLog {
@@ -91,11 +97,16 @@ async fn send_load(
         let req =
             json!({"op": "send", "service": "support", "to": to, "agent": "alice", "text": text});
         match tokio::time::timeout(Duration::from_secs(10), c.request(req)).await {
-            Ok(Ok(v)) => log.lock().unwrap().accepted.push(Accepted {
-                text,
-                conversation: v["conversation"].as_u64().expect("conversation id"),
-                message: v["message"].as_u64().expect("message id"),
-            }),
+            Ok(Ok(v)) => {
+                log.lock().unwrap().accepted.push(Accepted {
+                    text,
+                    conversation: v["conversation"].as_u64().expect("conversation id"),
+                    message: v["message"].as_u64().expect("message id"),
+                });
+                // A steady load the outbox can drain, not a flood: this
+                // test is about what survives a kill, not about speed.
+                tokio::time::sleep(Duration::from_millis(SEND_PAUSE_MS)).await;
+            }
             Ok(Err(ClientError::Remote { code, message })) => {
                 // shutting_down / internal are possible around a kill; keep count.
                 log.lock()
@@ -160,7 +171,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
     let mut rng = TestRng(seed);
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
-    let config = write_config(dir.path(), sim.port(), "", SERVICES);
+    let config = write_config(dir.path(), sim.port(), FAST, SERVICES);
 
     let stop = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(SendLog::default()));
@@ -196,6 +207,8 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
     // Load off, daemon up: everything must drain.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
+    let drain_from = smppgw::clock::now();
+    let submits_before = sim.stats().await["submits"].as_u64().unwrap_or(0);
     for s in senders {
         s.await.unwrap();
     }
@@ -211,7 +224,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
 
     // Every accepted text reaches the SMSC (answered ESME_ROK) at least once.
     let accepted_texts: HashSet<&str> = log.accepted.iter().map(|a| a.text.as_str()).collect();
-    let drained = eventually(60, || {
+    let drained = eventually(90, || {
         let sim = &sim;
         let accepted_texts = &accepted_texts;
         async move {
@@ -229,8 +242,10 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
         }
     })
     .await;
+    let drain_secs = drain_from.elapsed().as_secs_f64();
     let received = sim.received().await;
     let stats = sim.stats().await;
+    let drained_submits = stats["submits"].as_u64().unwrap_or(0) - submits_before;
     let mut copies: HashMap<&str, usize> = HashMap::new();
     for r in &received {
         if let Some(t) = r["text"].as_str() {
@@ -330,7 +345,8 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
         "crash: seed {seed:#x}, {ROUNDS} SIGKILL rounds in {:.1} s; sends accepted {}, \
          reached the SMSC {}, duplicated {duplicates} ({extra_copies} extra copies, all flagged), \
          unanswered at a kill {}; customer texts injected {injected}, acked {}, stored {}, \
-         stored twice {in_dups}, redelivered by the SMSC {}",
+         stored twice {in_dups}, redelivered by the SMSC {}; after the load stopped \
+         {drained_submits} submits drained in {drain_secs:.1} s",
         started.elapsed().as_secs_f64(),
         log.accepted.len(),
         log.accepted.len() - missing.len(),
@@ -354,7 +370,7 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
     let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
     sim.set(json!({"drop_every": 9, "throttle": 0.3, "resp_delay_ms": 30, "garbage_every": 7}))
         .await;
-    let config = write_config(dir.path(), sim.port(), "", SERVICES);
+    let config = write_config(dir.path(), sim.port(), FAST, SERVICES);
     let daemon = Daemon::start(&config, dir.path()).await;
 
     // One task per customer, each sending in order: accept order per
