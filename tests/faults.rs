@@ -441,6 +441,7 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
     let received = sim.received().await;
     let stats = sim.stats().await;
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    let mut flagged: HashSet<String> = HashSet::new();
     for c in &conversations {
         let t = client
             .request(json!({"op": "transcript", "conversation": c}))
@@ -450,8 +451,30 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
             *statuses
                 .entry(m["status"].as_str().unwrap_or("?").to_string())
                 .or_default() += 1;
+            if m["possible_duplicate"] == true {
+                flagged.insert(m["text"].as_str().unwrap_or_default().to_string());
+            }
         }
     }
+    // A submit the SMSC got but never answered (dropped mid-window) may
+    // have reached the customer: its message must say so.
+    let unanswered: HashSet<&str> = received
+        .iter()
+        .filter(|r| r["status"].is_null())
+        .filter_map(|r| r["text"].as_str())
+        .collect();
+    let unflagged: Vec<&&str> = unanswered
+        .iter()
+        .filter(|t| !flagged.contains(**t))
+        .collect();
+    assert!(
+        unflagged.is_empty(),
+        "submitted, dropped unanswered, but not flagged possible_duplicate: {unflagged:?}"
+    );
+    assert!(
+        !unanswered.is_empty(),
+        "no submit was left unanswered by a drop"
+    );
     assert!(
         all_delivered,
         "not every accepted message was delivered: {statuses:?}; sim {stats:#}"
@@ -502,7 +525,8 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
     println!(
         "link faults: {total} messages accepted and delivered in order over {} conversations \
          in {:.1} s; SMSC: {} submits, {} drops, {} throttled, {} garbage PDUs sent, \
-         {} answers to garbage, {} binds; {resubmits} resubmits of the same message",
+         {} answers to garbage, {} binds; {resubmits} resubmits of the same message, \
+         {} messages left unanswered by a drop (all flagged possible_duplicate)",
         conversations.len(),
         started.elapsed().as_secs_f64(),
         stats["submits"],
@@ -511,6 +535,7 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
         stats["garbage_sent"],
         stats["unexpected_responses"],
         stats["binds"],
+        unanswered.len(),
     );
 }
 
