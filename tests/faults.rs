@@ -193,6 +193,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
         Arc::clone(&injected),
     ));
 
+    let mut early_kills = 0;
     for round in 0..ROUNDS {
         let up_ms = rng.range(100, 900);
         tokio::time::sleep(Duration::from_millis(up_ms)).await;
@@ -202,6 +203,15 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
             "round {round}: killed after {up_ms} ms; accepted so far {accepted}, injected {}",
             injected.load(Ordering::Relaxed)
         );
+        if round % 4 == 3 {
+            // Also a kill while the daemon opens the store and recovers.
+            let mut early = Daemon::spawn(&config, dir.path());
+            let at_ms = rng.range(5, 150);
+            tokio::time::sleep(Duration::from_millis(at_ms)).await;
+            early.proc.crash();
+            early_kills += 1;
+            eprintln!("round {round}: also killed {at_ms} ms after spawn");
+        }
         daemon = Daemon::start(&config, dir.path()).await;
     }
     // Load off, daemon up: everything must drain.
@@ -308,10 +318,11 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
         }
     }
     // Only what was in flight at a kill can go twice: at most a window of
-    // submits per kill (one bind of window 10).
+    // submits per kill (one bind of window 10; single-part texts).
     assert!(
-        extra_copies <= ROUNDS * WINDOW,
-        "{extra_copies} extra copies exceed {ROUNDS} kills x window {WINDOW}"
+        extra_copies <= (ROUNDS + early_kills) * WINDOW,
+        "{extra_copies} extra copies exceed {} kills x window {WINDOW}",
+        ROUNDS + early_kills
     );
 
     // Every customer text the SMSC injected (and saw acknowledged) is stored.
@@ -338,11 +349,12 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
     );
     let in_dups = stored_in.values().filter(|&&n| n > 1).count();
     assert!(
-        in_dups <= ROUNDS * WINDOW,
+        in_dups <= (ROUNDS + early_kills) * WINDOW,
         "{in_dups} customer texts stored twice; more than in flight at {ROUNDS} kills"
     );
     println!(
-        "crash: seed {seed:#x}, {ROUNDS} SIGKILL rounds in {:.1} s; sends accepted {}, \
+        "crash: seed {seed:#x}, {ROUNDS} SIGKILL rounds (+{early_kills} kills during start-up) \
+         in {:.1} s; sends accepted {}, \
          reached the SMSC {}, duplicated {duplicates} ({extra_copies} extra copies, all flagged), \
          unanswered at a kill {}; customer texts injected {injected}, acked {}, stored {}, \
          stored twice {in_dups}, redelivered by the SMSC {}; after the load stopped \
@@ -798,6 +810,36 @@ fn corpus_file() -> Vec<WireCase> {
         .collect()
 }
 
+/// The fuzzers' corpora (`fuzz/corpus/pdu_frame`, `fuzz/corpus/pdu_decode`)
+/// when they exist: the inputs whose length frames them exactly (others
+/// would leave a peer waiting for the rest), at most `max`, in name order.
+fn fuzz_corpus(max: usize) -> Vec<WireCase> {
+    let mut out = Vec::new();
+    for target in ["pdu_frame", "pdu_decode"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
+            let case = WireCase {
+                name: format!("fuzz corpus {}", f.display()),
+                bytes,
+            };
+            if case.framing_ok() && out.len() < max {
+                out.push(case);
+            }
+        }
+    }
+    out
+}
+
 const COMMAND_IDS: [u32; 22] = [
     0x0000_0001,
     0x0000_0002,
@@ -1062,6 +1104,9 @@ async fn the_simulator_answers_every_malformed_pdu_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut sim = Sim::start(dir.path(), &[]);
     let mut cases = corpus_file();
+    let fuzz = fuzz_corpus(500);
+    let from_fuzz = fuzz.len();
+    cases.extend(fuzz);
     let valid = valid_pdus();
     for k in 0..300 {
         let (name, base) = &valid[rng.range(0, valid.len() as u64 - 1) as usize];
@@ -1109,7 +1154,8 @@ async fn the_simulator_answers_every_malformed_pdu_and_keeps_serving() {
     );
     let stats = sim.stats().await;
     println!(
-        "wire to the simulator: seed {seed:#x}, outcomes {outcomes:?}, {} connections, {} rejected, \
+        "wire to the simulator: seed {seed:#x}, {from_fuzz} cases from fuzz/corpus, \
+         outcomes {outcomes:?}, {} connections, {} rejected, \
          in {:.1} s",
         stats["connections"],
         stats["rejected"],

@@ -367,3 +367,23 @@ pub fn fault_seed() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_2026)
 }
+
+impl Daemon {
+    /// Starts the daemon without waiting for its socket (to kill it while
+    /// it opens the store and recovers).
+    pub fn spawn(config: &Path, dir: &Path) -> Daemon {
+        let proc = Proc(
+            Command::new(bin())
+                .args(["run", "--config"])
+                .arg(config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn smppgw run"),
+        );
+        Daemon {
+            proc,
+            socket: dir.join("agent.sock"),
+        }
+    }
+}
