@@ -55,9 +55,14 @@ struct Accepted {
 
 /// Pause between two sends of one sender task.
 const SEND_PAUSE_MS: u64 = 10;
-/// Carrier settings for the load tests: the default 10 submits/s would make
-/// the drain, not the faults, the long part.
-const FAST: &str = "tps = 1000";
+/// Carrier settings for the load tests: two binds (so order per
+/// conversation must hold across binds: before the store held back a
+/// conversation's later messages while an earlier one was leased, a second
+/// bind overtook a throttled or unanswered message), and 1000 submits/s (the
+/// default 10/s would make the drain, not the faults, the long part).
+const FAST: &str = "tps = 1000\nbinds = 2";
+/// Binds per carrier in [`FAST`].
+const BINDS: usize = 2;
 
 /// What the sender task saw.
 #[derive(Debug, Default)]
@@ -165,7 +170,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_reply() {
     const ROUNDS: usize = 20;
-    const WINDOW: usize = 10; // write_config's window; one bind
+    const WINDOW: usize = 10 * BINDS; // write_config's window, per bind
     let started = smppgw::clock::now();
     let seed = fault_seed();
     let mut rng = TestRng(seed);
@@ -318,7 +323,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_send_and_no_acknowledged_re
         }
     }
     // Only what was in flight at a kill can go twice: at most a window of
-    // submits per kill (one bind of window 10; single-part texts).
+    // submits per bind per kill (single-part texts).
     assert!(
         extra_copies <= (ROUNDS + early_kills) * WINDOW,
         "{extra_copies} extra copies exceed {} kills x window {WINDOW}",
