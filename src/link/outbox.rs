@@ -522,7 +522,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
             let now_ms = clock::wall_ms();
             match ctx
                 .store
-                .claim_outbox(
+                .claim_outbox_in_order(
                     &carrier,
                     window - pump.len(),
                     lease_ms(&ctx.carrier),
@@ -616,7 +616,13 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
             ev = events.recv() => match ev {
                 None => break,
                 Some(ev) => {
+                    let before = pump.len();
                     let outcome = handle_event(&ctx, &mut pump, &in_tx, worker.is_some(), ev, retry_delay, max_tries).await;
+                    // A finished message may free the next one of its
+                    // conversation (the store holds it back while leased).
+                    if pump.len() < before {
+                        idle = false;
+                    }
                     match outcome {
                         Step::Continue => {}
                         Step::WindowOpen => blocked = false,

@@ -293,6 +293,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send;
 
+    /// As [`Store::claim_outbox`], but an item whose conversation has an
+    /// older item still leased is held back, so a second bind of the
+    /// carrier cannot overtake a message still out on the first (order per
+    /// conversation across binds). The send path claims with this.
+    fn claim_outbox_in_order(
+        &self,
+        carrier: &str,
+        max: usize,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send;
+
     /// Puts a claimed item back, not sent (throttled, bind dropped before
     /// sending). Returns false if it is not in the outbox.
     fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send;

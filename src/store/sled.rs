@@ -561,16 +561,23 @@ fn accept_send(
     }))
 }
 
+/// Claims up to `max` items; with `in_order`, an item whose conversation has
+/// an older item still leased is held back.
 fn claim_outbox(
     tx: &mut Tx<'_>,
     carrier: &str,
     max: usize,
     lease_ms: u64,
     now: u64,
+    in_order: bool,
 ) -> StoreResult<Vec<OutboxItem>> {
     let mut out = Vec::new();
     let prefix = trees::outbox_prefix(carrier);
     let mut found = Vec::new();
+    // `in_order`: conversations with an earlier message out on a bind; their
+    // later messages wait, so a second bind cannot overtake the first (keys
+    // are in message, i.e. accept, order).
+    let mut busy = std::collections::HashSet::new();
     for kv in tx.tree(T::Outbox).scan_prefix(&prefix) {
         if found.len() >= max {
             break;
@@ -578,6 +585,12 @@ fn claim_outbox(
         let (k, v) = kv?;
         let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
         if entry.lease_until_ms.is_some_and(|t| t > now) {
+            if in_order {
+                busy.insert(entry.conversation);
+            }
+            continue;
+        }
+        if busy.contains(&entry.conversation) {
             continue;
         }
         found.push((k.to_vec(), entry));
@@ -1155,7 +1168,18 @@ impl Store for SledStore {
         lease_ms: u64,
         now_ms: u64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        self.run(|tx| claim_outbox(tx, carrier, max, lease_ms, now_ms))
+        self.run(|tx| claim_outbox(tx, carrier, max, lease_ms, now_ms, false))
+            .await
+    }
+
+    async fn claim_outbox_in_order(
+        &self,
+        carrier: &str,
+        max: usize,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        self.run(|tx| claim_outbox(tx, carrier, max, lease_ms, now_ms, true))
             .await
     }
 
@@ -1543,5 +1567,101 @@ impl Store for SledStore {
             report.conversations += 1;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(customer: &str, text: &str) -> NewOutbound {
+        NewOutbound {
+            service: "support".into(),
+            sender: "447400123456".into(),
+            customer: customer.into(),
+            owner: "alice".into(),
+            interaction: None,
+            text: text.into(),
+            encoding: "gsm7".into(),
+            parts: 1,
+            carrier: "acme".into(),
+            client_ref: None,
+            conversation: None,
+        }
+    }
+
+    /// Regression (tests/faults.rs, two binds): a second bind claimed a
+    /// conversation's next message while the first bind still had the
+    /// earlier one out (throttled, unanswered), and submitted it first.
+    /// `claim_outbox` keeps its plain FIFO (tests/store.rs).
+    #[tokio::test]
+    async fn claim_holds_back_a_conversations_later_message_while_an_earlier_one_is_leased() {
+        const T0: u64 = 1_795_611_600_000;
+        let s = SledStore::temporary().unwrap();
+        let a1 = s
+            .accept_send(out("+447911123456", "a1"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        // Bind 1 takes the first message of conversation A.
+        let first = s
+            .claim_outbox_in_order("acme", 1, 60_000, T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            first.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [a1.message]
+        );
+        let a2 = s
+            .accept_send(out("+447911123456", "a2"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        let b1 = s
+            .accept_send(out("+819012345678", "b1"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        // Bind 2 gets B's message, not A's second one.
+        let second = s
+            .claim_outbox_in_order("acme", 10, 60_000, T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            second.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [b1.message]
+        );
+        // Once A's first message is answered, its second one is claimable.
+        s.record_submit(a1.message, 0, 1, Ok("10".into()), T0 + 2)
+            .await
+            .unwrap();
+        let third = s
+            .claim_outbox_in_order("acme", 10, 60_000, T0 + 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            third.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [a2.message]
+        );
+        // Claimed together when nothing is out: one bind orders them itself.
+        let s = SledStore::temporary().unwrap();
+        let x1 = s
+            .accept_send(out("+447911123456", "x1"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        let x2 = s
+            .accept_send(out("+447911123456", "x2"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        let both = s
+            .claim_outbox_in_order("acme", 10, 60_000, T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            both.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [x1.message, x2.message]
+        );
     }
 }

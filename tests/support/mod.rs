@@ -259,3 +259,131 @@ impl Events {
         .await
     }
 }
+
+// === Added for the fault tests (tests/faults.rs) ===
+
+impl Sim {
+    /// One request to the simulator's control socket; panics on a refusal.
+    pub async fn control(&self, request: Value) -> Value {
+        smppgw::sim::control_request(&self.control, &request)
+            .await
+            .unwrap_or_else(|e| panic!("sim control {request}: {e}"))
+    }
+
+    /// Changes the simulator's scenario (`{"op":"set", ...fields}`).
+    pub async fn set(&self, fields: Value) -> Value {
+        let mut req = fields;
+        req["op"] = "set".into();
+        self.control(req).await
+    }
+
+    /// The simulator's counters.
+    pub async fn stats(&self) -> Value {
+        self.control(serde_json::json!({"op": "stats"})).await["stats"].clone()
+    }
+
+    /// Every submit the simulator recorded, oldest first.
+    pub async fn received(&self) -> Vec<Value> {
+        match self
+            .control(serde_json::json!({"op": "received", "since": 0}))
+            .await["received"]
+            .take()
+        {
+            Value::Array(v) => v,
+            other => panic!("received is not an array: {other}"),
+        }
+    }
+}
+
+/// Every event in the daemon's durable log, in seq order: subscribes from 0
+/// and resubscribes after the last seq whenever the client cuts a slow
+/// stream, until the head seen at the start is reached.
+pub async fn all_events(client: &Client) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut last = 0u64;
+    let mut head: Option<u64> = None;
+    for _ in 0..1000 {
+        let (res, mut rx) = client
+            .subscribe(Some(last), None, 8192)
+            .await
+            .expect("subscribe");
+        let head = *head.get_or_insert_with(|| res["head"].as_u64().unwrap_or(0));
+        if last >= head {
+            return out;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(v)) => {
+                    let seq = v["seq"].as_u64().expect("event seq");
+                    assert!(seq > last, "event seq went back: {seq} after {last}");
+                    last = seq;
+                    out.push(v);
+                    if last >= head {
+                        return out;
+                    }
+                }
+                // Cut off (fell behind): resubscribe from the last seq.
+                Ok(None) => break,
+                Err(_) => panic!("events stalled at seq {last} below head {head}"),
+            }
+        }
+    }
+    panic!("could not read the event log up to its head")
+}
+
+/// SplitMix64 for the tests' seeded choices (kill moments, mutations).
+#[derive(Debug, Clone)]
+pub struct TestRng(pub u64);
+
+impl TestRng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// A byte.
+    pub fn byte(&mut self) -> u8 {
+        (self.next_u64() >> 56) as u8
+    }
+}
+
+/// The seed for the fault tests: `SMPPGW_FAULT_SEED` or a fixed default, so
+/// a failure can be replayed.
+pub fn fault_seed() -> u64 {
+    std::env::var("SMPPGW_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_2026)
+}
+
+impl Daemon {
+    /// Starts the daemon without waiting for its socket (to kill it while
+    /// it opens the store and recovers).
+    pub fn spawn(config: &Path, dir: &Path) -> Daemon {
+        let proc = Proc(
+            Command::new(bin())
+                .args(["run", "--config"])
+                .arg(config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn smppgw run"),
+        );
+        Daemon {
+            proc,
+            socket: dir.join("agent.sock"),
+        }
+    }
+}
