@@ -171,6 +171,11 @@ fn opted_out(svc: &ServiceConfig, customer: &str, since_ms: u64) -> AgentError {
 
 /// `agent_not_allowed` when the service has an allow-list without `agent`.
 fn check_agent(svc: &ServiceConfig, agent: &str) -> Result<(), AgentError> {
+    // A conversation is owned by a named agent: an empty name would leave
+    // replies with nobody to go to.
+    if agent.trim().is_empty() {
+        return Err(err(ErrorCode::BadRequest, "the agent's name is empty"));
+    }
     match &svc.agents {
         Some(agents) if !agents.iter().any(|a| a == agent) => Err(err(
             ErrorCode::AgentNotAllowed,
