@@ -820,6 +820,58 @@ fn graceful_unbind_waits_for_the_window_to_drain() {
 }
 
 #[test]
+fn graceful_unbind_waits_for_the_stored_deliver_to_be_acked() {
+    let mut p = Pair::bound(auto_mc());
+    p.mc.submit(p.now, &deliver_req(8)).unwrap();
+    p.drive();
+    let Some(Event::Deliver { token, .. }) = p.take_esme().pop() else {
+        panic!("no deliver")
+    };
+    p.esme.unbind(p.now);
+    p.drive();
+    assert!(
+        matches!(p.esme.state(), State::Draining(_)),
+        "unbind went out before the deliver was acked"
+    );
+    p.esme.respond(token, CommandStatus::ROK).unwrap();
+    p.drive();
+    let mc = p.take_mc();
+    assert!(
+        matches!(
+            mc[0],
+            Event::SubmitResp {
+                tag: 8,
+                status: CommandStatus::ROK,
+                ..
+            }
+        ),
+        "{mc:?}"
+    );
+    assert_eq!(
+        closed_reason(&mc).map(|c| c.0),
+        Some(CloseReason::PeerUnbound)
+    );
+    assert_eq!(
+        closed_reason(&p.take_esme()).map(|c| c.0),
+        Some(CloseReason::Unbound)
+    );
+}
+
+#[test]
+fn graceful_unbind_does_not_wait_forever_for_a_dropped_token() {
+    let mut p = Pair::bound(auto_mc());
+    p.mc.submit(p.now, &deliver_req(8)).unwrap();
+    p.drive();
+    drop(p.take_esme());
+    p.esme.unbind(p.now);
+    p.advance_by(Duration::from_secs(11));
+    assert_eq!(
+        closed_reason(&p.take_esme()).map(|c| c.0),
+        Some(CloseReason::Unbound)
+    );
+}
+
+#[test]
 fn unbind_goes_out_at_drain_deadline_and_hands_back_the_rest() {
     let mut p = Pair::bound(manual_mc());
     p.esme.submit(p.now, &submit_req(11)).unwrap();
@@ -1238,5 +1290,143 @@ mod timer {
         assert_eq!(end.unanswered, vec![77]);
         let seen = peer.await.unwrap();
         assert_eq!(seen, vec![CommandId::SUBMIT_SM, CommandId::ENQUIRE_LINK]);
+    }
+}
+
+// ===== scripts: invariants under arbitrary operations =====
+
+mod script {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Submit,
+        McAnswer(usize, u8),
+        McDeliver,
+        EsmeRespond(usize),
+        Advance(u8),
+        Unbind,
+        Drop,
+        Garbage(u32, Vec<u8>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::Submit),
+            4 => (any::<usize>(), 0u8..5).prop_map(|(i, s)| Op::McAnswer(i, s)),
+            2 => Just(Op::McDeliver),
+            2 => any::<usize>().prop_map(Op::EsmeRespond),
+            3 => (0u8..45).prop_map(Op::Advance),
+            1 => Just(Op::Unbind),
+            1 => Just(Op::Drop),
+            1 => (
+                prop_oneof![
+                    Just(0x0000_0004u32),
+                    Just(0x0000_0005),
+                    Just(0x8000_0004),
+                    Just(0x8000_0000),
+                    Just(0x0000_0015),
+                    any::<u32>()
+                ],
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(id, body)| Op::Garbage(id, body)),
+        ]
+    }
+
+    const STATUSES: [CommandStatus; 5] = [
+        CommandStatus::ROK,
+        CommandStatus::RTHROTTLED,
+        CommandStatus::RMSGQFUL,
+        CommandStatus::RSYSERR,
+        CommandStatus::RINVDSTADR,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Whatever happens, the window never exceeds its size and every
+        /// accepted submit gets exactly one outcome: a response, a timeout,
+        /// or its tag handed back when the session closes.
+        #[test]
+        fn every_submit_gets_exactly_one_outcome(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut cfg = esme_cfg();
+            cfg.window = 3;
+            cfg.throttle.streak = 2;
+            let mut p = Pair::bound_with(cfg, manual_mc());
+            let mut next_tag = 0u64;
+            let mut accepted = Vec::new();
+            let mut mc_tokens = Vec::new();
+            let mut esme_tokens = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Submit => {
+                        next_tag += 1;
+                        if p.esme.submit(p.now, &submit_req(next_tag)).is_ok() {
+                            accepted.push(next_tag);
+                        }
+                    }
+                    Op::McAnswer(i, s) if !mc_tokens.is_empty() => {
+                        let t = mc_tokens.remove(i % mc_tokens.len());
+                        let _ = p.mc.respond_with_id(t, STATUSES[s as usize], "m");
+                    }
+                    Op::McDeliver => {
+                        let _ = p.mc.submit(p.now, &deliver_req(0));
+                    }
+                    Op::EsmeRespond(i) if !esme_tokens.is_empty() => {
+                        let t = esme_tokens.remove(i % esme_tokens.len());
+                        let _ = p.esme.respond(t, CommandStatus::ROK);
+                    }
+                    Op::Advance(s) => p.advance_by(Duration::from_secs(u64::from(s))),
+                    Op::Unbind => p.esme.unbind(p.now),
+                    Op::Drop => p.esme.handle_closed(p.now),
+                    Op::Garbage(id, body) => {
+                        p.esme.handle_frame(p.now, raw_frame(CommandId(id), CommandStatus::ROK, 1, &body));
+                    }
+                    _ => {}
+                }
+                p.drive();
+                prop_assert!(p.esme.in_flight() <= 3);
+                for e in p.mc_events.drain(..) {
+                    if let Event::Submit { token, .. } = e {
+                        mc_tokens.push(token);
+                    }
+                }
+                let mut kept = Vec::new();
+                for e in p.esme_events.drain(..) {
+                    match e {
+                        Event::Deliver { token, .. } => esme_tokens.push(token),
+                        other => kept.push(other),
+                    }
+                }
+                p.esme_events = kept;
+            }
+            p.esme.handle_closed(p.now);
+            p.drive();
+            let mut outcomes: HashMap<u64, u32> = HashMap::new();
+            let mut closes = 0;
+            for e in &p.esme_events {
+                match e {
+                    Event::SubmitResp { tag, .. } | Event::SubmitTimeout { tag, .. } => {
+                        *outcomes.entry(*tag).or_default() += 1;
+                    }
+                    Event::Closed { unanswered, .. } => {
+                        closes += 1;
+                        for tag in unanswered {
+                            *outcomes.entry(*tag).or_default() += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(closes, 1, "exactly one Closed");
+            prop_assert!(matches!(p.esme_events.last(), Some(Event::Closed { .. })), "Closed is last");
+            for tag in &accepted {
+                prop_assert_eq!(outcomes.get(tag).copied(), Some(1), "tag {}", tag);
+            }
+            prop_assert_eq!(outcomes.len(), accepted.len());
+        }
     }
 }

@@ -318,89 +318,29 @@ fn body_to_json(pdu: &Pdu<'_>, m: &mut Map<String, Value>) {
     }
 }
 
-// ===== text (to be replaced by src/text) =====
+// ===== text: the same tables the gateway sends with (src/text) =====
 
-/// GSM 03.38 default alphabet, one septet per octet; 0x1B is the escape.
-const GSM_BASIC: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{a0}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
-];
-
-/// GSM 03.38 extension table (after 0x1B).
-const GSM_EXT: [(u8, char); 10] = [
-    (0x0A, '\u{c}'),
-    (0x14, '^'),
-    (0x28, '{'),
-    (0x29, '}'),
-    (0x2F, '\\'),
-    (0x3C, '['),
-    (0x3D, '~'),
-    (0x3E, ']'),
-    (0x40, '|'),
-    (0x65, '€'),
-];
-
-/// The message text by `data_coding`: GSM unpacked (0), ASCII (1),
-/// Latin-1 (3), UCS-2 big endian (8); `None` for other codings.
+/// The text of `b` under `dcs` as an operator reads it; `None` for codings
+/// shown as hex only.
 fn decode_text(dcs: u8, b: &[u8]) -> Option<String> {
+    use crate::text::{gsm7, ia5, latin1, ucs2};
     match dcs {
-        0 => {
-            let mut s = String::with_capacity(b.len());
-            let mut it = b.iter();
-            while let Some(&c) = it.next() {
-                if c == 0x1B {
-                    if let Some(&e) = it.next() {
-                        let ch = GSM_EXT.iter().find(|(k, _)| *k == e).map(|(_, c)| *c);
-                        s.push(ch.unwrap_or(GSM_BASIC[(e & 0x7F) as usize]));
-                    }
-                } else {
-                    s.push(GSM_BASIC[(c & 0x7F) as usize]);
-                }
-            }
-            Some(s)
-        }
-        1 => Some(
-            b.iter()
-                .map(|&c| if c < 0x80 { c as char } else { '\u{fffd}' })
-                .collect(),
-        ),
-        3 => Some(b.iter().map(|&c| c as char).collect()),
-        8 if b.len() % 2 == 0 => Some(
-            char::decode_utf16(b.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])))
-                .map(|r| r.unwrap_or('\u{fffd}'))
-                .collect(),
-        ),
+        0 => gsm7::decode_unpacked(b).ok().map(|(s, _)| s),
+        1 => Some(ia5::decode(b).0),
+        3 => Some(latin1::decode(b)),
+        8 if b.len() % 2 == 0 => Some(ucs2::decode(b).0),
         _ => None,
     }
 }
 
 /// The inverse of [`decode_text`].
 fn encode_text(dcs: u8, s: &str) -> Option<Vec<u8>> {
+    use crate::text::{gsm7, ia5, latin1, ucs2};
     match dcs {
-        0 => {
-            let mut out = Vec::with_capacity(s.len());
-            for ch in s.chars() {
-                if let Some(i) = GSM_BASIC.iter().position(|c| *c == ch) {
-                    out.push(i as u8);
-                } else {
-                    let (k, _) = GSM_EXT.iter().find(|(_, c)| *c == ch)?;
-                    out.extend_from_slice(&[0x1B, *k]);
-                }
-            }
-            Some(out)
-        }
-        1 => s
-            .chars()
-            .map(|c| u8::try_from(c).ok().filter(|b| *b < 0x80))
-            .collect(),
-        3 => s.chars().map(|c| u8::try_from(c).ok()).collect(),
-        8 => Some(s.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+        0 => gsm7::encode_unpacked(s),
+        1 => s.chars().map(ia5::byte).collect(),
+        3 => s.chars().map(latin1::byte).collect(),
+        8 => Some(ucs2::encode(s)),
         _ => None,
     }
 }

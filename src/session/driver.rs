@@ -71,7 +71,8 @@ pub struct DriverConfig {
     /// Frames waiting for the writer (default 64).
     pub write_capacity: usize,
     /// After the session closed, how long queued frames (an unbind_resp)
-    /// may take to be written (default 2 s).
+    /// may take to be written (default 2 s). Events are not cut short: the
+    /// consumer gets every one, up to [`Event::Closed`].
     pub linger: Duration,
 }
 
@@ -389,6 +390,14 @@ impl SessionHandle {
 /// channels); nothing else is left behind.
 pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindError> {
     let d = &cfg.driver;
+    if cfg.session.bind.password_over_spec() {
+        // Sent whole all the same (CARRIERS.md 6); the password itself is
+        // never logged.
+        tracing::warn!(
+            system_id = %cfg.session.bind.system_id,
+            "bind password is longer than the 8 characters SMPP 3.4 allows; sending it unchanged"
+        );
+    }
     let tcp = tokio::time::timeout(
         d.connect_timeout,
         TcpStream::connect((cfg.host.as_str(), cfg.port)),
@@ -533,17 +542,20 @@ where
         }
         let closed = session.is_closed();
         if closed {
-            if next_frame.is_none() && next_event.is_none() {
-                break;
+            // Frames left (an unbind_resp) get `linger` to be written;
+            // events are all delivered, however slow the consumer (a lost
+            // SubmitResp would leave a message in limbo).
+            let until = *linger_until.get_or_insert_with(|| clock::now() + cfg.linger);
+            if next_frame.is_some() && clock::now() >= until {
+                next_frame = None;
+                writer_open = false;
             }
-            let now = clock::now();
-            let until = *linger_until.get_or_insert(now + cfg.linger);
-            if now >= until {
+            if next_frame.is_none() && next_event.is_none() {
                 break;
             }
         }
         let deadline = if closed {
-            linger_until
+            linger_until.filter(|_| next_frame.is_some())
         } else {
             session.poll_timeout()
         };
@@ -575,7 +587,10 @@ where
             }
             () = &mut sleep, if deadline.is_some() => {
                 if closed {
-                    break;
+                    // Linger over: the frames still queued are dropped.
+                    next_frame = None;
+                    writer_open = false;
+                    continue;
                 }
                 // Never earlier than the deadline the sleep was set to, so
                 // a timer that fires a hair early cannot spin the loop.
@@ -645,10 +660,13 @@ where
     }
 
     drop(write_tx);
+    let stop_writer = writer.abort_handle();
     match tokio::time::timeout(cfg.linger, writer).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::debug!(error = %e, "session transport write failed"),
-        Ok(Err(_)) | Err(_) => {}
+        Ok(Err(_)) => {}
+        // A peer that stopped reading must not keep the socket open.
+        Err(_) => stop_writer.abort(),
     }
     let (reason, was_bound, unanswered) =
         end.unwrap_or((CloseReason::TransportClosed, false, Vec::new()));

@@ -567,6 +567,12 @@ pub struct Session<R: Role> {
     unbind_seq: Option<u32>,
     /// A `Blocked` was returned and its `WindowOpen` is still owed.
     owe_window_open: bool,
+    /// Incoming requests handed out with a token and not answered yet: a
+    /// local unbind waits for them too (under the same drain deadline), so
+    /// what was stored gets acknowledged before the session ends.
+    owed_responses: usize,
+    /// The latest `now` seen, for commands that take none (`respond`).
+    last_now: Instant,
     /// The bind had been up at some point.
     was_bound: bool,
     /// Frames for the shell to write, in order. Bounded in practice by the
@@ -617,6 +623,8 @@ impl<R: Role> Session<R> {
             enquire_seq: None,
             unbind_seq: None,
             owe_window_open: false,
+            owed_responses: 0,
+            last_now: now,
             was_bound: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -803,6 +811,7 @@ impl<R: Role> Session<R> {
             _ => String::new(),
         };
         self.send_message_id_resp(token.command_id, token.seq, status, id.as_bytes());
+        self.answered();
         Ok(())
     }
 
@@ -822,7 +831,21 @@ impl<R: Role> Session<R> {
     ) -> Result<(), RespondError> {
         self.check_token(&token)?;
         self.send_message_id_resp(token.command_id, token.seq, status, message_id.as_bytes());
+        self.answered();
         Ok(())
+    }
+
+    /// Nothing in flight either way: a draining session may unbind.
+    fn drained(&self) -> bool {
+        self.window.is_empty() && self.owed_responses == 0
+    }
+
+    /// A token was answered: one response less owed; a draining session
+    /// may now be done.
+    fn answered(&mut self) {
+        self.owed_responses = self.owed_responses.saturating_sub(1);
+        let now = self.last_now;
+        self.after_input(now);
     }
 
     fn check_token(&self, token: &DeliverToken) -> Result<(), RespondError> {
@@ -836,15 +859,17 @@ impl<R: Role> Session<R> {
     }
 
     /// Starts a graceful unbind: no new submits; in-flight requests get up
-    /// to `drain_timeout` to be answered; then `unbind` goes out and
+    /// to `drain_timeout` to be answered, and so do the tokens handed out
+    /// (deliveries being stored); then `unbind` goes out and
     /// `unbind_resp` is awaited for `unbind_timeout`. Incoming PDUs are still
     /// handled throughout. Before the bind is up, the session just closes.
     pub fn unbind(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Bound(kind) => {
                 self.state = State::Draining(kind);
                 self.timers.stop(Timer::ThrottlePause);
-                if self.window.is_empty() {
+                if self.drained() {
                     self.send_unbind(now);
                 } else {
                     self.timers
@@ -1109,7 +1134,10 @@ impl<R: Role> Session<R> {
                     command_id: id,
                 };
                 match (R::SIDE, self.mc.as_mut()) {
-                    (Side::Esme, _) => self.events.push_back(Event::Deliver { token, frame }),
+                    (Side::Esme, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Deliver { token, frame });
+                    }
                     (Side::Mc, Some(mc)) if mc.auto_answer => {
                         let message_id = (mc.message_ids)();
                         self.send_message_id_resp(
@@ -1121,7 +1149,10 @@ impl<R: Role> Session<R> {
                         self.events
                             .push_back(Event::Submitted { message_id, frame });
                     }
-                    (Side::Mc, _) => self.events.push_back(Event::Submit { token, frame }),
+                    (Side::Mc, _) => {
+                        self.owed_responses += 1;
+                        self.events.push_back(Event::Submit { token, frame });
+                    }
                 }
             }
             // No response exists for these; nothing here acts on them.
@@ -1309,8 +1340,9 @@ impl<R: Role> Session<R> {
     /// Bookkeeping after every input: the drain of a local unbind, and the
     /// `WindowOpen` owed after a `Blocked`.
     fn after_input(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if let State::Draining(_) = self.state
-            && self.window.is_empty()
+            && self.drained()
         {
             self.send_unbind(now);
         }
@@ -1349,6 +1381,152 @@ impl<R: Role> Session<R> {
 /// A wire string as text; invalid UTF-8 is replaced, never an error.
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Entry point for a `session_script` fuzz target: an ESME and an MC
+/// machine in memory, driven by arbitrary bytes. Invariants: the window
+/// never exceeds its size, every accepted submit gets exactly one outcome,
+/// exactly one `Closed` ends the session, nothing panics. The target is
+/// three lines: `fuzz_target!(|data: &[u8]| script(smppgw::clock::now(), data))`.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+    use crate::pdu::SmBody;
+
+    /// Runs the script in `data`, starting at virtual time `t0`.
+    pub fn script(t0: Instant, data: &[u8]) {
+        let mut cfg = SessionConfig::new(BindParams::new(BindKind::Transceiver, "gw", "pw"));
+        cfg.window = 3;
+        let window = cfg.window;
+        let mc_cfg = SessionConfig::new(BindParams::new(BindKind::Transceiver, "SMSC", ""));
+        let mut now = t0;
+        let mut esme = Session::<Esme>::new(cfg, now);
+        let mut mc = Session::<Mc>::new(
+            mc_cfg,
+            McConfig {
+                auto_answer: false,
+                ..McConfig::with_credentials("gw", "pw")
+            },
+            now,
+        );
+        let sm = SmBody {
+            destination_addr: b"447911123456",
+            short_message: b"x",
+            ..SmBody::default()
+        };
+        let submit = Pdu::SubmitSm(sm);
+        let deliver = Pdu::DeliverSm(sm);
+        let (mut mc_tokens, mut esme_tokens) = (VecDeque::new(), VecDeque::new());
+        let (mut accepted, mut events) = (Vec::new(), Vec::new());
+        let mut tag = 0u64;
+        let mut bytes = data.iter().copied();
+        loop {
+            // Move everything across, collect events.
+            loop {
+                let mut moved = false;
+                while let Some(f) = esme.poll_transmit() {
+                    moved = true;
+                    mc.handle_frame(now, f.bytes);
+                }
+                while let Some(f) = mc.poll_transmit() {
+                    moved = true;
+                    esme.handle_frame(now, f.bytes);
+                }
+                while let Some(e) = mc.poll_event() {
+                    moved = true;
+                    if let Event::Submit { token, .. } = e {
+                        mc_tokens.push_back(token);
+                    }
+                }
+                while let Some(e) = esme.poll_event() {
+                    moved = true;
+                    match e {
+                        Event::Deliver { token, .. } => esme_tokens.push_back(token),
+                        e => events.push(e),
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            assert!(esme.in_flight() <= window, "window overrun");
+            let Some(op) = bytes.next() else { break };
+            let arg = bytes.next().unwrap_or(0);
+            match op % 8 {
+                0 => {
+                    tag += 1;
+                    if esme.submit(now, &SubmitRequest::new(tag, &submit)).is_ok() {
+                        accepted.push(tag);
+                    }
+                }
+                1 => {
+                    if let Some(t) = mc_tokens.pop_front() {
+                        let _ = mc.respond_with_id(t, CommandStatus(u32::from(arg % 0x60)), "m");
+                    }
+                }
+                2 => {
+                    let _ = mc.submit(now, &SubmitRequest::new(0, &deliver));
+                }
+                3 => {
+                    if let Some(t) = esme_tokens.pop_front() {
+                        let _ = esme.respond(t, CommandStatus::ROK);
+                    }
+                }
+                4 => {
+                    now += Duration::from_secs(u64::from(arg));
+                    esme.handle_timeout(now);
+                    mc.handle_timeout(now);
+                }
+                5 => esme.unbind(now),
+                6 => esme.handle_closed(now),
+                _ => {
+                    let n = usize::from(arg % 32);
+                    let body: Vec<u8> = bytes.by_ref().take(n).collect();
+                    let id = u32::from(arg) << 24 | u32::from(op);
+                    let mut f = BytesMut::new();
+                    Pdu::Other {
+                        command_id: CommandId(id),
+                        body: &body,
+                    }
+                    .encode(CommandStatus::ROK, u32::from(arg), &mut f);
+                    esme.handle_frame(now, f.freeze());
+                }
+            }
+        }
+        esme.handle_closed(now);
+        while let Some(e) = esme.poll_event() {
+            events.push(e);
+        }
+        let mut outcomes = std::collections::HashMap::<u64, u32>::new();
+        let mut closes = 0;
+        for e in &events {
+            match e {
+                Event::SubmitResp { tag, .. } | Event::SubmitTimeout { tag, .. } => {
+                    *outcomes.entry(*tag).or_default() += 1;
+                }
+                Event::Closed { unanswered, .. } => {
+                    closes += 1;
+                    for t in unanswered {
+                        *outcomes.entry(*t).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(closes, 1, "exactly one Closed");
+        assert!(
+            matches!(events.last(), Some(Event::Closed { .. })),
+            "Closed is last"
+        );
+        assert_eq!(
+            outcomes.len(),
+            accepted.len(),
+            "an outcome for a tag never accepted"
+        );
+        for t in accepted {
+            assert_eq!(outcomes.get(&t), Some(&1), "tag {t}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1581,6 +1759,23 @@ mod tests {
             [Event::Closed { reason: CloseReason::Aborted, unanswered, .. }] if unanswered == &[1]
         ));
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn fuzz_script_holds_on_sample_inputs() {
+        let t0 = crate::clock::now();
+        fuzzing::script(t0, &[]);
+        fuzzing::script(
+            t0,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 60, 0, 0, 5, 0, 4, 20],
+        );
+        fuzzing::script(t0, &[2, 0, 3, 0, 0, 0, 1, 0x58, 0, 0, 7, 9, 1, 2, 3, 6, 0]);
+        let pseudo: Vec<u8> = (0u32..4000)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for chunk in pseudo.chunks(97) {
+            fuzzing::script(t0, chunk);
+        }
     }
 
     #[test]
