@@ -411,14 +411,20 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64) -> Rig {
+async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64, backlog: u64) -> Rig {
     let stop = CancellationToken::new();
     let sim_cfg = SimConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         window: 50,
-        receipt_delay_ms: 50,
+        receipt_delay_ms: std::env::var("E2E_RECEIPT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50),
         throttle,
-        record_capacity: 1_000,
+        record_capacity: std::env::var("E2E_SIM_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000),
         queue_capacity: 200_000,
         ..SimConfig::default()
     };
@@ -429,7 +435,13 @@ async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64) -> Rig {
         Some(r) => r.clone().start(sim.local_addr(), stop.clone()).await,
         None => sim.local_addr(),
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    // E2E_STORE_DIR: where the store lives (default: the system temp dir,
+    // a real disk here); /dev/shm shows what the flushes cost.
+    let dir = match std::env::var("E2E_STORE_DIR") {
+        Ok(d) => tempfile::tempdir_in(d),
+        Err(_) => tempfile::tempdir(),
+    }
+    .expect("tempdir");
     let mut cfg = smppgw::config::demo(dir.path(), smsc, None).expect("demo config");
     for c in &mut cfg.carriers {
         c.binds = 4;
@@ -457,6 +469,20 @@ async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64) -> Rig {
                 n.sender = sender;
                 n.service = service;
                 s.accept_send(n, clock::wall_ms())
+                    .await
+                    .expect("store")
+                    .expect("accepted");
+            }
+        })
+        .await;
+    }
+    if backlog > 0 {
+        eprintln!("  accepting a backlog of {backlog} messages before the binds start");
+        let s = store.clone();
+        concurrently(64, backlog, move |i| {
+            let s = s.clone();
+            async move {
+                s.accept_send(demo_send("447400123456", i), clock::wall_ms())
                     .await
                     .expect("store")
                     .expect("accepted");
@@ -499,7 +525,7 @@ fn demo_send(rig_sender: &str, i: u64) -> NewOutbound {
 /// Sustained rate with `senders` concurrent senders for `secs`; the first
 /// second is warm-up. Returns msgs/s answered ROK.
 async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, preload: u64) -> f64 {
-    let rig = rig(throttle, None, preload).await;
+    let rig = rig(throttle, None, preload, 0).await;
     let sender = "447400123456";
     let deadline = clock::now() + Duration::from_secs(secs);
     let accepted = Arc::new(AtomicU64::new(0));
@@ -660,7 +686,7 @@ async fn latency(rate: u64, secs: u64) {
     let relay = Arc::new(Relay {
         seen: std::sync::Mutex::new(Vec::new()),
     });
-    let rig = rig(0.0, Some(relay.clone()), 0).await;
+    let rig = rig(0.0, Some(relay.clone()), 0, 0).await;
     let links = Arc::new(rig.links);
     let total = rate * secs;
     let sent_at = Arc::new(std::sync::Mutex::new(vec![
@@ -731,6 +757,30 @@ async fn latency(rate: u64, secs: u64) {
     links.shutdown().await;
 }
 
+/// The link alone: `n` messages already in the outbox when the binds come
+/// up; time until the simulator answered them all.
+async fn drain(n: u64) {
+    let rig = rig(0.0, None, 0, n).await;
+    let t = clock::now();
+    let s0 = rig.sim.stats();
+    while rig.sim.stats().accepted - s0.accepted < n && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let el = t.elapsed().as_secs_f64();
+    let s1 = rig.sim.stats();
+    result(
+        "e2e/drain_backlog",
+        serde_json::json!({
+            "backlog": n, "secs": el,
+            "submit_resp_ok_per_s": (s1.accepted - s0.accepted) as f64 / el,
+            "receipts_correlated_per_s": (s1.receipts_acked - s0.receipts_acked) as f64 / el,
+            "flushes": rig.store.flush_count(),
+        }),
+    );
+    rig.stop.cancel();
+    rig.links.shutdown().await;
+}
+
 async fn e2e(args: &[String]) {
     let secs = arg_u64(args, "--secs", 10);
     let senders = arg_u64(args, "--senders", 64) as usize;
@@ -751,6 +801,11 @@ async fn e2e(args: &[String]) {
                 serde_json::json!({"ratio": r / b, "unthrottled": b, "throttled": r}),
             );
         }
+    }
+    if want("drain") {
+        let n = arg_u64(args, "--backlog", 20_000);
+        eprintln!("e2e: drain a backlog of {n} (no concurrent sends)");
+        drain(n).await;
     }
     if want("latency") {
         eprintln!("e2e: latency at 1000 msg/s, {secs} s");
