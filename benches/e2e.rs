@@ -1,0 +1,814 @@
+//! End-to-end and scale figures, with its own `main` (`harness = false`):
+//! `cargo bench --bench e2e -- <mode>...`.
+//!
+//! Modes:
+//! - `--store-scale [--messages N] [--conversations N]`: the store alone.
+//!   Peak RSS with N open conversations (default 100 000) and time to start
+//!   (open + recover) with N stored messages (default 200 000; 1 000 000
+//!   takes ~10 min on the 2 loaded cores). Both measured in a fresh child
+//!   process (this executable re-run with `--child-open`), so the figures
+//!   are those of a daemon starting on that store, not of the loader.
+//!
+//! - `--e2e [--secs S] [--senders N] [--preload N]`: the gateway's parts and the
+//!   simulator in ONE process on loopback, durable sled store on: the
+//!   store + [`Links`] (4 transceiver binds, window 50) against
+//!   `smppgw::sim`; sends go straight to `Store::accept_send` followed by
+//!   `Links::wake` (what the daemon's `send` op does, minus the socket).
+//!   Figures: sustained accepted→submit_sm_resp msgs/s with N concurrent
+//!   senders, receipts correlated/s at the same time, the same with 5 % of
+//!   submits answered ESME_RTHROTTLED, then p50/p99 from `send` to the
+//!   submit_sm on the wire at a steady 1 000 msg/s, measured by a TCP relay
+//!   between the binds and the simulator that timestamps each submit_sm as
+//!   its bytes arrive, and peak RSS (VmHWM, simulator included).
+//!
+//! Every figure is printed as one `RESULT {json}` line with the machine
+//! load (`/proc/loadavg`) at the time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use smppgw::clock;
+use smppgw::link::{LinkOptions, Links};
+use smppgw::model::{ReceiptState, ReceiptUpdate};
+use smppgw::sim::{SimConfig, SimHandle};
+use smppgw::store::{NewOutbound, SledStore, Store, SubmitOutcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const SENDER: &str = "447624000111";
+const CARRIER: &str = "acme";
+
+// === helpers ===
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn arg_u64(args: &[String], name: &str, default: u64) -> u64 {
+    arg_value(args, name)
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// (VmHWM, VmRSS) of this process in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn result(name: &str, mut v: serde_json::Value) {
+    v["bench"] = name.into();
+    v["load"] = loadavg().into();
+    v["at"] = clock::rfc3339_ms(clock::wall_ms()).into();
+    println!("RESULT {v}");
+}
+
+fn customer(n: u64) -> String {
+    format!("+4479{:08}", n % 100_000_000)
+}
+
+fn send(customer: &str, agent: &str, text: String, carrier: &str) -> NewOutbound {
+    NewOutbound {
+        service: "support".into(),
+        sender: SENDER.into(),
+        customer: customer.into(),
+        owner: agent.into(),
+        interaction: None,
+        text,
+        encoding: "gsm7".into(),
+        parts: 1,
+        carrier: carrier.into(),
+        client_ref: None,
+        conversation: None,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `total` calls of `op(i)` on `tasks` concurrent tasks; returns the elapsed time.
+async fn concurrently<F, Fut>(tasks: usize, total: u64, op: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = clock::now();
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let (op, next) = (op.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                op(i).await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    start.elapsed()
+}
+
+// === --store-scale ===
+
+/// Accepts `n` messages, `per_conv` per conversation (distinct customers
+/// otherwise), 64 concurrent senders; returns the message ids in order.
+async fn load_messages(
+    store: &Arc<SledStore>,
+    n: u64,
+    per_conv: u64,
+    first_customer: u64,
+) -> Vec<u64> {
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n as usize)));
+    let (s, out) = (store.clone(), ids.clone());
+    let t = concurrently(64, n, move |i| {
+        let (s, out) = (s.clone(), out.clone());
+        async move {
+            let conv = i / per_conv;
+            let text = format!("Your order {i} ships tomorrow; reply here with any question.");
+            let a = s
+                .accept_send(
+                    send(
+                        &customer(first_customer + conv),
+                        &format!("agent-{}", conv % 500),
+                        text,
+                        CARRIER,
+                    ),
+                    clock::wall_ms(),
+                )
+                .await
+                .expect("store")
+                .expect("accepted");
+            out.lock().expect("lock").push(a.message);
+        }
+    })
+    .await;
+    eprintln!(
+        "  accepted {n} in {:.1} s ({:.0}/s)",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
+    let mut v = std::mem::take(&mut *ids.lock().expect("lock"));
+    v.sort_unstable();
+    v
+}
+
+async fn store_scale(args: &[String]) {
+    let messages = arg_u64(args, "--messages", 200_000);
+    let conversations = arg_u64(args, "--conversations", 100_000);
+    let keep = args.iter().any(|a| a == "--keep");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // 1. Peak RSS with `conversations` open conversations.
+    let conv_path = dir.path().join("conversations");
+    {
+        eprintln!("store-scale: {conversations} open conversations");
+        let store = Arc::new(SledStore::open(&conv_path).expect("open"));
+        load_messages(&store, conversations, 1, 0).await;
+        let (hwm, rss) = rss_kib();
+        result(
+            "store_scale/load_open_conversations",
+            serde_json::json!({"conversations": conversations, "loader_vm_hwm_kib": hwm, "loader_vm_rss_kib": rss}),
+        );
+        store.flush().await.expect("flush");
+    }
+    let child = child_open(&conv_path, true);
+    result(
+        "store_scale/rss_open_conversations",
+        serde_json::json!({"conversations": conversations, "child": child}),
+    );
+
+    // 2. Time to start with `messages` stored messages: 10 per
+    // conversation, all submitted, half of them delivered, the last 1000
+    // claimed (in flight at the "crash").
+    let msg_path = dir.path().join("messages");
+    {
+        eprintln!("store-scale: {messages} messages");
+        let store = Arc::new(SledStore::open(&msg_path).expect("open"));
+        let ids = load_messages(&store, messages, 10, 10_000_000).await;
+        let t = clock::now();
+        let mut claimed = Vec::new();
+        loop {
+            let items = store
+                .claim_outbox(CARRIER, 1000, 3_600_000, clock::wall_ms())
+                .await
+                .expect("claim");
+            if items.is_empty() {
+                break;
+            }
+            claimed.extend(items.into_iter().map(|i| i.message));
+        }
+        let in_flight = 1000.min(claimed.len());
+        let submit: Arc<Vec<u64>> = Arc::new(claimed[..claimed.len() - in_flight].to_vec());
+        let (s, list) = (store.clone(), submit.clone());
+        concurrently(64, submit.len() as u64, move |i| {
+            let (s, list) = (s.clone(), list.clone());
+            async move {
+                let m = list[i as usize];
+                let o = s
+                    .record_submit(m, 0, 1, Ok(m.to_string()), clock::wall_ms())
+                    .await
+                    .expect("store");
+                assert!(matches!(o, SubmitOutcome::Done { .. }), "{o:?}");
+            }
+        })
+        .await;
+        let (s, list) = (store.clone(), submit.clone());
+        concurrently(64, submit.len() as u64 / 2, move |i| {
+            let (s, list) = (s.clone(), list.clone());
+            async move {
+                let m = list[i as usize * 2].to_string();
+                let up = ReceiptUpdate {
+                    state: ReceiptState::Delivered,
+                    error: None,
+                    is_final: true,
+                };
+                s.record_receipt(CARRIER, &m, up, clock::wall_ms())
+                    .await
+                    .expect("store");
+            }
+        })
+        .await;
+        eprintln!(
+            "  claimed, submitted, half delivered in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        store.flush().await.expect("flush");
+        drop(ids);
+    }
+    let size = dir_size(&msg_path);
+    for round in ["first", "second"] {
+        let child = child_open(&msg_path, false);
+        result(
+            "store_scale/start_with_messages",
+            serde_json::json!({"messages": messages, "round": round, "store_bytes": size, "child": child}),
+        );
+    }
+    if keep {
+        let p = dir.keep();
+        eprintln!("store kept at {}", p.display());
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Runs this executable with `--child-open <path>` and returns its JSON report.
+fn child_open(path: &Path, list: bool) -> serde_json::Value {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--child-open").arg(path);
+    if list {
+        cmd.arg("--list");
+    }
+    let out = cmd.output().expect("child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CHILD "))
+        .unwrap_or("null");
+    serde_json::from_str(line).unwrap_or(serde_json::Value::Null)
+}
+
+/// The child: open + recover (timed), optionally list the open
+/// conversations and accept 1000 more sends, then report peak RSS.
+async fn child(path: PathBuf, list: bool) {
+    let (hwm0, _) = rss_kib();
+    let t = clock::now();
+    let store = SledStore::open(&path).expect("open");
+    let open = t.elapsed();
+    let t2 = clock::now();
+    let rec = store.recover(clock::wall_ms()).await.expect("recover");
+    let recover = t2.elapsed();
+    let (hwm_started, _) = rss_kib();
+    let mut v = serde_json::json!({
+        "open_ms": open.as_secs_f64() * 1e3,
+        "recover_ms": recover.as_secs_f64() * 1e3,
+        "start_ms": (open + recover).as_secs_f64() * 1e3,
+        "released_leases": rec.released_leases,
+        "outbox": rec.outbox,
+        "awaiting_receipts": rec.awaiting_receipts,
+        "vm_hwm_kib_before_open": hwm0,
+        "vm_hwm_kib_after_start": hwm_started,
+    });
+    if list {
+        let store = Arc::new(store);
+        let t = clock::now();
+        let open_convs = store.conversations(None, false).await.expect("list").len();
+        v["list_ms"] = (t.elapsed().as_secs_f64() * 1e3).into();
+        v["open_conversations"] = open_convs.into();
+        // Some traffic on top: replies to existing conversations.
+        let s = store.clone();
+        concurrently(16, 1000, move |i| {
+            let s = s.clone();
+            async move {
+                let text = format!("Follow-up {i}");
+                s.accept_send(
+                    send(
+                        &customer(i * 97),
+                        &format!("agent-{}", (i * 97) % 500),
+                        text,
+                        CARRIER,
+                    ),
+                    clock::wall_ms(),
+                )
+                .await
+                .expect("store")
+                .expect("accepted");
+            }
+        })
+        .await;
+        let (hwm, rss) = rss_kib();
+        v["vm_hwm_kib"] = hwm.into();
+        v["vm_rss_kib"] = rss.into();
+    } else {
+        let (hwm, rss) = rss_kib();
+        v["vm_hwm_kib"] = hwm.into();
+        v["vm_rss_kib"] = rss.into();
+    }
+    println!("CHILD {v}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = runtime();
+    if let Some(p) = arg_value(&args, "--child-open") {
+        let list = args.iter().any(|a| a == "--list");
+        rt.block_on(child(PathBuf::from(p), list));
+        return;
+    }
+    let any_mode = args
+        .iter()
+        .any(|a| a.starts_with("--store-scale") || a.starts_with("--e2e"));
+    eprintln!(
+        "machine: {} cores, load {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+    );
+    if args.iter().any(|a| a == "--store-scale") {
+        rt.block_on(store_scale(&args));
+    }
+    if args.iter().any(|a| a == "--e2e") {
+        rt.block_on(e2e(&args));
+    }
+    if !any_mode {
+        eprintln!(
+            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N]"
+        );
+    }
+}
+
+// === --e2e ===
+
+struct Rig {
+    store: Arc<SledStore>,
+    links: Links,
+    sim: SimHandle,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64, backlog: u64) -> Rig {
+    let stop = CancellationToken::new();
+    let sim_cfg = SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        window: 50,
+        receipt_delay_ms: std::env::var("E2E_RECEIPT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50),
+        throttle,
+        record_capacity: std::env::var("E2E_SIM_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000),
+        queue_capacity: 200_000,
+        ..SimConfig::default()
+    };
+    let sim = smppgw::sim::start(sim_cfg, stop.clone())
+        .await
+        .expect("sim");
+    let smsc = match &relay {
+        Some(r) => r.clone().start(sim.local_addr(), stop.clone()).await,
+        None => sim.local_addr(),
+    };
+    // E2E_STORE_DIR: where the store lives (default: the system temp dir,
+    // a real disk here); /dev/shm shows what the flushes cost.
+    let dir = match std::env::var("E2E_STORE_DIR") {
+        Ok(d) => tempfile::tempdir_in(d),
+        Err(_) => tempfile::tempdir(),
+    }
+    .expect("tempdir");
+    let mut cfg = smppgw::config::demo(dir.path(), smsc, None).expect("demo config");
+    for c in &mut cfg.carriers {
+        c.binds = 4;
+        c.window = 50;
+        c.tps = 10_000;
+        c.bind = smppgw::config::BindMode::Transceiver;
+    }
+    let carrier = cfg.carriers[0].name.clone();
+    let sender = cfg.services[0].sender.clone();
+    let service = cfg.services[0].name.clone();
+    assert_eq!(carrier, "sim");
+    let store = Arc::new(SledStore::open(&cfg.store.path).expect("store"));
+    if preload > 0 {
+        eprintln!("  preloading {preload} open conversations");
+        let s = store.clone();
+        concurrently(64, preload, move |i| {
+            let (s, sender, service) = (s.clone(), sender.clone(), service.clone());
+            async move {
+                let mut n = send(
+                    &customer(50_000_000 + i),
+                    &format!("agent-{}", i % 500),
+                    format!("Hello {i}"),
+                    "nowhere",
+                );
+                n.sender = sender;
+                n.service = service;
+                s.accept_send(n, clock::wall_ms())
+                    .await
+                    .expect("store")
+                    .expect("accepted");
+            }
+        })
+        .await;
+    }
+    if backlog > 0 {
+        eprintln!("  accepting a backlog of {backlog} messages before the binds start");
+        let s = store.clone();
+        concurrently(64, backlog, move |i| {
+            let s = s.clone();
+            async move {
+                s.accept_send(demo_send("447400123456", i), clock::wall_ms())
+                    .await
+                    .expect("store")
+                    .expect("accepted");
+            }
+        })
+        .await;
+    }
+    store.recover(clock::wall_ms()).await.expect("recover");
+    let links = Links::start_with(
+        store.clone(),
+        Arc::new(cfg),
+        stop.clone(),
+        LinkOptions::default(),
+    );
+    let t = clock::now();
+    while !(links.all_ready() && sim.stats().active_binds >= 4) {
+        assert!(t.elapsed() < Duration::from_secs(30), "binds not up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Rig {
+        store,
+        links,
+        sim,
+        stop,
+        _dir: dir,
+    }
+}
+
+fn demo_send(rig_sender: &str, i: u64) -> NewOutbound {
+    let mut n = send(
+        &customer(i),
+        &format!("agent-{}", i % 500),
+        format!("Ref#{i}# Your engineer arrives between 10:00 and 12:00 tomorrow."),
+        "sim",
+    );
+    n.sender = rig_sender.into();
+    n
+}
+
+/// Sustained rate with `senders` concurrent senders for `secs`; the first
+/// second is warm-up. Returns msgs/s answered ROK.
+async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, preload: u64) -> f64 {
+    let rig = rig(throttle, None, preload, 0).await;
+    let sender = "447400123456";
+    let deadline = clock::now() + Duration::from_secs(secs);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let links = Arc::new(rig.links);
+    let mut tasks = Vec::new();
+    for k in 0..senders as u64 {
+        let (store, links, accepted) = (rig.store.clone(), links.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = k;
+            while clock::now() < deadline {
+                // 10 000 customers per sender, so conversations both open and continue.
+                let cust = k * 10_000 + (i / senders as u64) % 10_000;
+                let mut n = demo_send(sender, cust);
+                n.owner = format!("agent-{k}");
+                store
+                    .accept_send(n, clock::wall_ms())
+                    .await
+                    .expect("store")
+                    .expect("accepted");
+                links.wake();
+                accepted.fetch_add(1, Ordering::Relaxed);
+                i += senders as u64;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a0, s0, t0) = (
+        accepted.load(Ordering::Relaxed),
+        rig.sim.stats(),
+        clock::now(),
+    );
+    let mut samples = Vec::new();
+    while clock::now() + Duration::from_millis(200) < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = rig.sim.stats();
+        samples.push((st.accepted, st.throttled, st.receipts_acked));
+    }
+    let (a1, s1, el) = (
+        accepted.load(Ordering::Relaxed),
+        rig.sim.stats(),
+        t0.elapsed().as_secs_f64(),
+    );
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let rate = (s1.accepted - s0.accepted) as f64 / el;
+    let (hwm, rss) = rss_kib();
+    let outbox_left = rig
+        .store
+        .claim_outbox("sim", usize::MAX, 1, clock::wall_ms() + 10_000_000)
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
+    result(
+        &format!("e2e/{label}"),
+        serde_json::json!({
+            "senders": senders,
+            "binds": 4, "window": 50, "throttle": throttle,
+            "window_secs": el,
+            "accepted_per_s": (a1 - a0) as f64 / el,
+            "submit_resp_ok_per_s": rate,
+            "throttled_per_s": (s1.throttled - s0.throttled) as f64 / el,
+            "receipts_correlated_per_s": (s1.receipts_acked - s0.receipts_acked) as f64 / el,
+            "outbox_backlog_at_end": outbox_left,
+            "per_second_sim_counters": samples,
+            "preloaded_conversations": preload,
+            "vm_hwm_kib": hwm, "vm_rss_kib": rss,
+            "flushes": rig.store.flush_count(),
+        }),
+    );
+    rig.stop.cancel();
+    links.shutdown().await;
+    rate
+}
+
+/// Forwards bytes between the binds and the simulator; notes when each
+/// submit_sm carrying `Ref#<n>#` arrives from the gateway.
+struct Relay {
+    seen: std::sync::Mutex<Vec<(u64, std::time::Instant)>>,
+}
+
+impl Relay {
+    async fn start(
+        self: Arc<Self>,
+        upstream: std::net::SocketAddr,
+        stop: CancellationToken,
+    ) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("relay bind");
+        let addr = l.local_addr().expect("relay addr");
+        tokio::spawn(async move {
+            loop {
+                let (down, _) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = l.accept() => match r { Ok(x) => x, Err(_) => return },
+                };
+                let up = TcpStream::connect(upstream).await.expect("relay upstream");
+                let _ = down.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                let (mut dr, mut dw) = down.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = ur.read(&mut buf).await {
+                        if n == 0 || dw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut pending: Vec<u8> = Vec::new();
+                    while let Ok(n) = dr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let at = clock::now();
+                        pending.extend_from_slice(&buf[..n]);
+                        // Whole PDUs: command_length, command_id.
+                        while pending.len() >= 8 {
+                            let len = u32::from_be_bytes([
+                                pending[0], pending[1], pending[2], pending[3],
+                            ]) as usize;
+                            if len < 16 || pending.len() < len {
+                                break;
+                            }
+                            let id = u32::from_be_bytes([
+                                pending[4], pending[5], pending[6], pending[7],
+                            ]);
+                            if id == 4 {
+                                if let Some(r) = find_ref(&pending[16..len]) {
+                                    me.seen.lock().expect("lock").push((r, at));
+                                }
+                            }
+                            pending.drain(..len);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+}
+
+fn find_ref(body: &[u8]) -> Option<u64> {
+    let pos = body.windows(4).position(|w| w == b"Ref#")?;
+    let digits = &body[pos + 4..];
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// p50/p99 from `send` (accept_send called) to the submit_sm at the relay,
+/// at a steady `rate` msg/s for `secs`.
+async fn latency(rate: u64, secs: u64) {
+    let relay = Arc::new(Relay {
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let rig = rig(0.0, Some(relay.clone()), 0, 0).await;
+    let links = Arc::new(rig.links);
+    let total = rate * secs;
+    let sent_at = Arc::new(std::sync::Mutex::new(vec![
+        None::<(
+            std::time::Instant,
+            std::time::Instant
+        )>;
+        total as usize
+    ]));
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut handles = Vec::with_capacity(total as usize);
+    let start = clock::now();
+    for i in 0..total {
+        tick.tick().await;
+        let (store, links, sent_at) = (rig.store.clone(), links.clone(), sent_at.clone());
+        handles.push(tokio::spawn(async move {
+            let t0 = clock::now();
+            store
+                .accept_send(demo_send("447400123456", i), clock::wall_ms())
+                .await
+                .expect("store")
+                .expect("accepted");
+            let t1 = clock::now();
+            links.wake();
+            sent_at.lock().expect("lock")[i as usize] = Some((t0, t1));
+        }));
+    }
+    let offered = start.elapsed();
+    for h in handles {
+        h.await.expect("send");
+    }
+    let t = clock::now();
+    while relay.seen.lock().expect("lock").len() < total as usize
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = std::mem::take(&mut *relay.seen.lock().expect("lock"));
+    let sent = sent_at.lock().expect("lock").clone();
+    let mut from_send = Vec::new();
+    let mut from_accepted = Vec::new();
+    for (r, at) in &seen {
+        if let Some(Some((t0, t1))) = sent.get(*r as usize) {
+            from_send.push(at.saturating_duration_since(*t0).as_secs_f64() * 1e3);
+            from_accepted.push(at.saturating_duration_since(*t1).as_secs_f64() * 1e3);
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    let (hwm, _) = rss_kib();
+    result(
+        "e2e/latency_send_to_submit_sm",
+        serde_json::json!({
+            "rate_per_s": rate, "secs": secs, "offered_secs": offered.as_secs_f64(),
+            "sent": total, "seen_on_wire": seen.len(),
+            "send_to_wire_ms": {"p50": pct(&mut from_send, 0.5), "p99": pct(&mut from_send, 0.99), "max": pct(&mut from_send, 1.0)},
+            "accepted_to_wire_ms": {"p50": pct(&mut from_accepted, 0.5), "p99": pct(&mut from_accepted, 0.99), "max": pct(&mut from_accepted, 1.0)},
+            "vm_hwm_kib": hwm,
+        }),
+    );
+    rig.stop.cancel();
+    links.shutdown().await;
+}
+
+/// The link alone: `n` messages already in the outbox when the binds come
+/// up; time until the simulator answered them all.
+async fn drain(n: u64) {
+    let rig = rig(0.0, None, 0, n).await;
+    let t = clock::now();
+    let s0 = rig.sim.stats();
+    while rig.sim.stats().accepted - s0.accepted < n && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let el = t.elapsed().as_secs_f64();
+    let s1 = rig.sim.stats();
+    result(
+        "e2e/drain_backlog",
+        serde_json::json!({
+            "backlog": n, "secs": el,
+            "submit_resp_ok_per_s": (s1.accepted - s0.accepted) as f64 / el,
+            "receipts_correlated_per_s": (s1.receipts_acked - s0.receipts_acked) as f64 / el,
+            "flushes": rig.store.flush_count(),
+        }),
+    );
+    rig.stop.cancel();
+    rig.links.shutdown().await;
+}
+
+async fn e2e(args: &[String]) {
+    let secs = arg_u64(args, "--secs", 10);
+    let senders = arg_u64(args, "--senders", 64) as usize;
+    let preload = arg_u64(args, "--preload", 0);
+    let only = arg_value(args, "--only").unwrap_or_default();
+    let want = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    let mut base = None;
+    if want("throughput") {
+        eprintln!("e2e: unthrottled, {senders} senders, {secs} s");
+        base = Some(throughput("throughput", 0.0, secs, senders, preload).await);
+    }
+    if want("throttle") {
+        eprintln!("e2e: 5 % throttled, {senders} senders, {secs} s");
+        let r = throughput("throughput_throttled_5pct", 0.05, secs, senders, 0).await;
+        if let Some(b) = base {
+            result(
+                "e2e/throttled_vs_unthrottled",
+                serde_json::json!({"ratio": r / b, "unthrottled": b, "throttled": r}),
+            );
+        }
+    }
+    if want("drain") {
+        let n = arg_u64(args, "--backlog", 20_000);
+        eprintln!("e2e: drain a backlog of {n} (no concurrent sends)");
+        drain(n).await;
+    }
+    if want("latency") {
+        eprintln!("e2e: latency at 1000 msg/s, {secs} s");
+        latency(1000, secs).await;
+    }
+}
