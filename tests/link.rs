@@ -982,6 +982,17 @@ mod store_failure {
             self.inner.claim_outbox(carrier, max, lease_ms, now_ms)
         }
 
+        fn claim_outbox_in_order(
+            &self,
+            carrier: &str,
+            max: usize,
+            lease_ms: u64,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send {
+            self.inner
+                .claim_outbox_in_order(carrier, max, lease_ms, now_ms)
+        }
+
         fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send {
             self.inner.release(message)
         }
