@@ -16,7 +16,7 @@ use support::{Daemon, Events, Sim, bin, write_config};
 const CUSTOMER: &str = "+447911123456";
 const CUSTOMER_DIGITS: &str = "447911123456";
 const SENDER: &str = "447400123456";
-/// Configured, though nothing sends it yet (see the report on issue 10).
+/// The answer to HELP on `support` (sent by the receive path).
 const HELP_TEXT: &str = "Acme support: call 0800 123 4567. Text STOP to opt out.";
 
 /// `support` (new chats, help text, a shared template, 2 parts) and `vip`
