@@ -16,7 +16,7 @@ use support::{Daemon, Events, Sim, bin, write_config};
 const CUSTOMER: &str = "+447911123456";
 const CUSTOMER_DIGITS: &str = "447911123456";
 const SENDER: &str = "447400123456";
-/// Configured, though nothing sends it yet (see the report on issue 10).
+/// The answer to HELP on `support` (sent by the receive path).
 const HELP_TEXT: &str = "Acme support: call 0800 123 4567. Text STOP to opt out.";
 
 /// `support` (new chats, help text, a shared template, 2 parts) and `vip`
@@ -611,4 +611,126 @@ async fn national_and_international_source_numbers_find_the_same_conversation() 
             "{from} (TON {ton})"
         );
     }
+}
+
+const ALERTS: &str = "447400777888";
+const CONFIRMATION: &str = "Alerts: you will get no more texts. Text START to opt back in.";
+
+/// `support` (help text, no confirmation) and `alerts` (confirmation, no
+/// help text).
+fn keyword_services() -> String {
+    format!(
+        r#"
+[[service]]
+name = "support"
+sender = "{SENDER}"
+carrier = "sim"
+inbound = "new_chat"
+default_country = "GB"
+help_text = "{HELP_TEXT}"
+
+[[service]]
+name = "alerts"
+sender = "{ALERTS}"
+carrier = "sim"
+inbound = "new_chat"
+default_country = "GB"
+optout_confirmation = "{CONFIRMATION}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_is_confirmed_once_and_help_is_answered_only_where_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
+    let config = write_config(dir.path(), sim.port(), "", &keyword_services());
+    let daemon = Daemon::start(&config, dir.path()).await;
+    let client = daemon.client().await;
+    let mut events = Events::subscribe(&client, 0).await;
+    let sent = ok(
+        &client,
+        json!({"op": "send", "service": "alerts", "to": CUSTOMER, "agent": "alice",
+               "text": "Your parcel is on its way"}),
+    )
+    .await;
+    events.of("message_delivered", &sent["message"]).await;
+
+    // STOP: the reply reaches alice's chat, the confirmation the customer.
+    sim.inject(CUSTOMER_DIGITS, ALERTS, "STOP");
+    let opted = events
+        .wait(20, "customer_opted_out", |v| {
+            v["event"] == "customer_opted_out"
+        })
+        .await;
+    assert_eq!(opted["conversation"], sent["conversation"]);
+    let confirmation = sim_wait(&sim, "the opt-out confirmation", |t| t == CONFIRMATION).await;
+    assert_eq!(confirmation["destination"], CUSTOMER_DIGITS);
+    assert_eq!(confirmation["source"], ALERTS);
+    let accepted = events
+        .wait(10, "the confirmation's message_accepted", |v| {
+            v["event"] == "message_accepted" && v["text"] == CONFIRMATION
+        })
+        .await;
+    assert_eq!(
+        accepted["conversation"], sent["conversation"],
+        "in the chat"
+    );
+    assert_eq!(accepted["owner"], "alice", "the chat stays alice's");
+
+    // STOP again (as a redelivery would be): filed, but not confirmed again.
+    sim.inject(CUSTOMER_DIGITS, ALERTS, "stop");
+    events
+        .wait(20, "the second opt-out", |v| {
+            v["event"] == "customer_opted_out" && v["message"] != opted["message"]
+        })
+        .await;
+    // HELP on a service without help text: filed, nothing sent.
+    sim.inject(CUSTOMER_DIGITS, ALERTS, "HELP");
+    events
+        .wait(20, "HELP on alerts", |v| {
+            v["event"] == "message_received" && v["text"] == "HELP"
+        })
+        .await;
+    // HELP on support (another customer, a new chat): answered. The outbox
+    // is FIFO per carrier, so anything stored before it went out first.
+    sim.inject("447911123457", SENDER, "Help");
+    let help = sim_wait(&sim, "the help text", |t| t == HELP_TEXT).await;
+    assert_eq!(help["destination"], "447911123457");
+    assert_eq!(help["source"], SENDER);
+    let requested = events
+        .wait(10, "the HELP chat request", |v| {
+            v["event"] == "chat_requested" && v["customer"] == "+447911123457"
+        })
+        .await;
+    let help_accepted = events
+        .wait(10, "the help text's message_accepted", |v| {
+            v["event"] == "message_accepted" && v["text"] == HELP_TEXT
+        })
+        .await;
+    assert_eq!(help_accepted["conversation"], requested["conversation"]);
+    assert!(
+        help_accepted.get("owner").is_none(),
+        "the request stays unowned"
+    );
+
+    let to_alerts_customer: Vec<String> = sim_received(&sim)
+        .await
+        .into_iter()
+        .filter(|v| v["destination"] == CUSTOMER_DIGITS)
+        .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        to_alerts_customer,
+        ["Your parcel is on its way", CONFIRMATION],
+        "one confirmation, no help answer on alerts"
+    );
+    // Agents are still refused.
+    let (code, _) = refused(
+        &client,
+        json!({"op": "send", "service": "alerts", "to": CUSTOMER, "agent": "alice",
+               "text": "Are you sure?"}),
+    )
+    .await;
+    assert_eq!(code, "opted_out");
 }

@@ -972,6 +972,14 @@ mod store_failure {
             self.inner.accept_send(new, now_ms)
         }
 
+        fn accept_system_send(
+            &self,
+            new: SystemOutbound,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Result<Accepted, SystemRefused>>> + Send {
+            self.inner.accept_system_send(new, now_ms)
+        }
+
         fn claim_outbox(
             &self,
             carrier: &str,

@@ -12,6 +12,7 @@ use smppgw::model::{
 use smppgw::store::{
     Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
     OptChange, ReceiptOutcome, SendRefused, SledStore, Store, SubmitFailure, SubmitOutcome,
+    SystemOutbound, SystemReason, SystemRefused,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -854,6 +855,202 @@ async fn opted_out_customer_is_refused_until_start() {
     assert!(s.set_opt_out(SALES, JP, T0).await.unwrap().since_ms == T0);
     assert!(s.clear_opt_out(SALES, JP).await.unwrap());
     assert!(!s.clear_opt_out(SALES, JP).await.unwrap());
+}
+
+fn system(
+    customer: &str,
+    conversation: Option<u64>,
+    in_reply_to: Option<u64>,
+    reason: SystemReason,
+) -> SystemOutbound {
+    SystemOutbound {
+        service: "support".into(),
+        sender: SUPPORT.into(),
+        customer: customer.into(),
+        text: "You will get no more texts. Text START to opt back in.".into(),
+        encoding: "gsm7".into(),
+        parts: 1,
+        carrier: "acme".into(),
+        conversation,
+        in_reply_to,
+        reason,
+    }
+}
+
+/// Files `text` with its keyword change and returns (conversation, message).
+async fn keyword_reply(
+    s: &SledStore,
+    text: &str,
+    opt: Option<OptChange>,
+    now: u64,
+) -> (Option<u64>, Option<u64>) {
+    let mut m = inbound(SUPPORT, UK, text);
+    m.opt = opt;
+    match s
+        .record_inbound(m, InboundPolicy::Ignore, now)
+        .await
+        .unwrap()
+    {
+        InboundOutcome::Matched {
+            conversation,
+            message,
+            ..
+        } => (Some(conversation), Some(message)),
+        other => (None, other_message(other)),
+    }
+}
+
+fn other_message(o: InboundOutcome) -> Option<u64> {
+    match o {
+        InboundOutcome::ChatRequested { message, .. } => Some(message),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn opt_out_confirmation_goes_to_the_opted_out_customer_once_and_keeps_the_owner() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    let (conv, stop) = keyword_reply(&s, "STOP", Some(OptChange::Out), T0 + 1).await;
+    assert_eq!(conv, Some(a.conversation));
+    let first = s
+        .accept_system_send(
+            system(UK, conv, stop, SystemReason::OptOutConfirmation),
+            T0 + 2,
+        )
+        .await
+        .unwrap()
+        .expect("a confirmation is allowed to an opted-out customer");
+    assert!(!first.duplicate);
+    assert_eq!(first.conversation, a.conversation);
+    let c = s.conversation(a.conversation).await.unwrap().unwrap();
+    assert_eq!(c.owner, "alice", "the gateway took the conversation over");
+    assert_eq!(c.state, ConversationState::Open);
+    let m = s.message(first.message).await.unwrap().unwrap();
+    assert_eq!(m.agent, None);
+    assert_eq!(m.status, MessageStatus::Accepted);
+    assert_eq!(kinds_of(&s, first.message).await, ["message_accepted"]);
+    let accepted = all_events(&s).await.pop().unwrap();
+    assert_eq!(accepted.owner.as_deref(), Some("alice"));
+    let (_, msgs) = s.transcript(a.conversation).await.unwrap().unwrap();
+    assert!(msgs.iter().any(|m| m.id == first.message));
+
+    // A redelivered STOP (a new inbound message, same opt-out) gets none.
+    let (_, stop2) = keyword_reply(&s, "STOP", Some(OptChange::Out), T0 + 3).await;
+    assert_ne!(stop2, stop);
+    let again = s
+        .accept_system_send(
+            system(UK, conv, stop2, SystemReason::OptOutConfirmation),
+            T0 + 4,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    let claimed = s.claim_outbox("acme", 10, 60_000, T0 + 5).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|i| i.message).collect::<Vec<_>>(),
+        [a.message, first.message],
+        "alice's text and one confirmation in the outbox"
+    );
+    assert_eq!(claimed[1].customer, UK);
+    assert_eq!(claimed[1].sender, SUPPORT);
+
+    // Agents are still refused; help is refused too.
+    assert!(matches!(
+        s.accept_send(out(SUPPORT, UK, "alice", "sure?"), T0 + 6)
+            .await
+            .unwrap(),
+        Err(SendRefused::OptedOut { .. })
+    ));
+    assert_eq!(
+        s.accept_system_send(system(UK, conv, stop2, SystemReason::Help), T0 + 7)
+            .await
+            .unwrap(),
+        Err(SystemRefused::OptedOut { since_ms: T0 + 1 })
+    );
+
+    // START, then STOP again: a new opt-out, a new confirmation.
+    keyword_reply(&s, "START", Some(OptChange::In), T0 + 8).await;
+    assert_eq!(
+        s.accept_system_send(
+            system(UK, conv, None, SystemReason::OptOutConfirmation),
+            T0 + 9
+        )
+        .await
+        .unwrap(),
+        Err(SystemRefused::NotOptedOut)
+    );
+    let (_, stop3) = keyword_reply(&s, "STOP", Some(OptChange::Out), T0 + 10).await;
+    let second = s
+        .accept_system_send(
+            system(UK, conv, stop3, SystemReason::OptOutConfirmation),
+            T0 + 11,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!second.duplicate);
+    assert_ne!(second.message, first.message);
+}
+
+#[tokio::test]
+async fn help_answer_is_stored_once_per_request_without_a_conversation_too() {
+    let s = SledStore::temporary().unwrap();
+    // No open conversation, Ignore policy: the answer gets one of its own.
+    let (conv, help) = keyword_reply(&s, "HELP", None, T0).await;
+    assert_eq!((conv, help), (None, None));
+    let a = s
+        .accept_system_send(system(UK, None, None, SystemReason::Help), T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let c = s.conversation(a.conversation).await.unwrap().unwrap();
+    assert_eq!(c.state, ConversationState::Ended);
+    assert_eq!(c.owner, "");
+    assert!(
+        s.conversations(None, true).await.unwrap().is_empty(),
+        "nothing opened"
+    );
+    // A later agent send opens a conversation of its own as usual.
+    let sent = send(&s, out(SUPPORT, UK, "bob", "hello"), T0 + 2).await;
+    assert_ne!(sent.conversation, a.conversation);
+    // HELP inside bob's chat: answered once per request message.
+    let (conv, help) = keyword_reply(&s, "help", None, T0 + 3).await;
+    assert_eq!(conv, Some(sent.conversation));
+    let h1 = s
+        .accept_system_send(system(UK, conv, help, SystemReason::Help), T0 + 4)
+        .await
+        .unwrap()
+        .unwrap();
+    let h2 = s
+        .accept_system_send(system(UK, conv, help, SystemReason::Help), T0 + 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h1.conversation, sent.conversation);
+    assert!(!h1.duplicate && h2.duplicate);
+    assert_eq!(h2.message, h1.message);
+    let c = s.conversation(sent.conversation).await.unwrap().unwrap();
+    assert_eq!(c.owner, "bob");
+    // A stale conversation id falls back to the open one.
+    let (_, help2) = keyword_reply(&s, "HELP", None, T0 + 6).await;
+    let h3 = s
+        .accept_system_send(
+            system(UK, Some(a.conversation), help2, SystemReason::Help),
+            T0 + 7,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h3.conversation, sent.conversation);
+    let claimed = s.claim_outbox("acme", 10, 60_000, T0 + 8).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        4,
+        "the first answer, bob's send and two answers"
+    );
 }
 
 #[tokio::test]

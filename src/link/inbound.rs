@@ -11,11 +11,12 @@
 //! turn messages `unknown` ([`expire_receipts`]).
 //!
 //! Keyword replies: a STOP/START keyword is recorded with the reply
-//! (`InboundMessage::opt`; the store sets or clears the opt-out). The
-//! service's `optout_confirmation` / `help_text` are NOT sent from here:
-//! the store refuses sends to an opted-out customer and a send by a
-//! "system" owner would take the conversation over, so that needs a store
-//! operation of its own (logged at info for now).
+//! (`InboundMessage::opt`; the store sets or clears the opt-out). Once
+//! the reply is filed, the service's `optout_confirmation` (after an
+//! opt-out) or `help_text` (after a help keyword) is stored for sending
+//! with `Store::accept_system_send`: into the reply's conversation without
+//! taking it over, a confirmation once per opt-out (a redelivered STOP gets
+//! none), and the outbox pump sends it at its next poll.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ use crate::session::driver::Command;
 use crate::session::machine::DeliverToken;
 use crate::store::{
     ExpireReport, InboundMessage, InboundOutcome, InboundPolicy, OptChange, ReceiptOutcome, Store,
-    StoreResult,
+    StoreResult, SystemOutbound, SystemReason,
 };
 use crate::text;
 
@@ -260,6 +261,7 @@ struct Reply {
 /// Files a (whole or timed-out) reply with its keyword, if any.
 async fn file_reply<S: Store>(
     store: &S,
+    cfg: &Config,
     service: &ServiceConfig,
     reply: Reply,
     now_ms: u64,
@@ -280,11 +282,6 @@ async fn file_reply<S: Store>(
         Some(Keyword::OptIn) => Some(OptChange::In),
         Some(Keyword::Help) | None => None,
     };
-    if (kw == Some(Keyword::OptOut) && service.optout_confirmation.is_some())
-        || (kw == Some(Keyword::Help) && service.help_text.is_some())
-    {
-        tracing::info!(service = %service.name, "keyword answer configured but not sent by the link (see link::inbound docs)");
-    }
     let policy = match service.inbound {
         Inbound::Ignore => InboundPolicy::Ignore,
         Inbound::NewChat => InboundPolicy::NewChat,
@@ -292,7 +289,7 @@ async fn file_reply<S: Store>(
     let msg = InboundMessage {
         service: service.name.clone(),
         sender: service.sender.clone(),
-        customer,
+        customer: customer.clone(),
         text,
         encoding,
         parts,
@@ -309,7 +306,91 @@ async fn file_reply<S: Store>(
         }
     };
     crate::metrics::reply(&service.name, ro);
+    let answer = match kw {
+        Some(Keyword::OptOut) => service
+            .optout_confirmation
+            .as_deref()
+            .map(|t| (t, SystemReason::OptOutConfirmation)),
+        Some(Keyword::Help) => service
+            .help_text
+            .as_deref()
+            .map(|t| (t, SystemReason::Help)),
+        _ => None,
+    };
+    if let Some((text, reason)) = answer {
+        answer_keyword(
+            store, cfg, service, &customer, &outcome, text, reason, now_ms,
+        )
+        .await?;
+    }
     Ok(outcome)
+}
+
+/// Stores the service's answer to a keyword (opt-out confirmation, help
+/// text) for the outbox. A text the carrier cannot carry is logged, not
+/// fatal: the reply itself is filed already.
+#[allow(clippy::too_many_arguments)]
+async fn answer_keyword<S: Store>(
+    store: &S,
+    cfg: &Config,
+    service: &ServiceConfig,
+    customer: &str,
+    outcome: &InboundOutcome,
+    text: &str,
+    reason: SystemReason,
+    now_ms: u64,
+) -> StoreResult<()> {
+    let opts = match cfg.carrier(&service.carrier) {
+        Some(c) => c.plan_options(service),
+        None => text::PlanOptions {
+            max_parts: service.max_parts,
+            transliterate: service.transliterate,
+            ..Default::default()
+        },
+    };
+    let plan = match text::plan(text, &opts, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(service = %service.name, ?reason, error = %e, "keyword answer not sent: it does not fit the service");
+            return Ok(());
+        }
+    };
+    let (conversation, in_reply_to) = match outcome {
+        InboundOutcome::Matched {
+            conversation,
+            message,
+            ..
+        }
+        | InboundOutcome::ChatRequested {
+            conversation,
+            message,
+        } => (Some(*conversation), Some(*message)),
+        InboundOutcome::Ignored => (None, None),
+    };
+    let new = SystemOutbound {
+        service: service.name.clone(),
+        sender: service.sender.clone(),
+        customer: customer.to_owned(),
+        text: text.to_owned(),
+        encoding: plan.encoding.as_str().to_owned(),
+        parts: u8::try_from(plan.parts.len()).unwrap_or(u8::MAX),
+        carrier: service.carrier.clone(),
+        conversation,
+        in_reply_to,
+        reason,
+    };
+    match store.accept_system_send(new, now_ms).await? {
+        Ok(a) if a.duplicate => {
+            tracing::info!(service = %service.name, ?reason, message = a.message, "keyword answer already stored; not sent again");
+        }
+        Ok(a) => {
+            tracing::info!(service = %service.name, ?reason, message = a.message, "keyword answer stored for sending");
+        }
+        Err(r) => {
+            tracing::info!(service = %service.name, ?reason, refused = %r, "keyword answer not sent");
+        }
+    }
+    Ok(())
 }
 
 /// Handles one incoming deliver_sm/data_sm frame (header included) from
@@ -458,7 +539,7 @@ pub async fn handle_deliver<S: Store>(
                 parts: c.total,
                 incomplete: false,
             };
-            let o = file_reply(store, service, reply, now_ms).await?;
+            let o = file_reply(store, cfg, service, reply, now_ms).await?;
             Ok(Delivered::Reply(o))
         }
         None => {
@@ -469,7 +550,7 @@ pub async fn handle_deliver<S: Store>(
                 parts: 1,
                 incomplete: false,
             };
-            let o = file_reply(store, service, reply, now_ms).await?;
+            let o = file_reply(store, cfg, service, reply, now_ms).await?;
             Ok(Delivered::Reply(o))
         }
     }
@@ -547,7 +628,7 @@ pub async fn sweep_reassembly<S: Store>(
             parts: k.total,
             incomplete: true,
         };
-        file_reply(store, service, reply, now_ms).await?;
+        file_reply(store, cfg, service, reply, now_ms).await?;
         filed += 1;
     }
     Ok(filed)

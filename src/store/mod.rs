@@ -75,6 +75,62 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// Why the gateway itself texts a customer (no agent wrote it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemReason {
+    /// The service's `optout_confirmation`, answering an opt-out keyword.
+    /// Sent even though the customer is opted out, once per opt-out.
+    OptOutConfirmation,
+    /// The service's `help_text`, answering a help keyword.
+    Help,
+}
+
+/// A message the gateway sends on its own (keyword answers): stored like
+/// an agent's send but with no agent, never taking a conversation over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemOutbound {
+    /// Service name.
+    pub service: String,
+    /// The service's sender.
+    pub sender: String,
+    /// Customer, E.164.
+    pub customer: String,
+    /// Text.
+    pub text: String,
+    /// Encoding chosen by the text planner.
+    pub encoding: String,
+    /// Number of parts planned (0 is taken as 1).
+    pub parts: u8,
+    /// Carrier route.
+    pub carrier: String,
+    /// The conversation the keyword reply went into, if any. When it is
+    /// missing, ended or with someone else, the open conversation of
+    /// (sender, customer) is used, else an ended one of its own.
+    pub conversation: Option<ConversationId>,
+    /// The customer's message this answers: a help answer is sent once per
+    /// such message (an opt-out confirmation is once per opt-out anyway).
+    pub in_reply_to: Option<MessageId>,
+    /// Why it is sent.
+    pub reason: SystemReason,
+}
+
+/// Why a system message was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SystemRefused {
+    /// A help answer to a customer who opted out of this sender.
+    #[error("customer opted out")]
+    OptedOut {
+        /// Since when (ms).
+        since_ms: u64,
+    },
+    /// An opt-out confirmation, but the customer is not opted out (any
+    /// more): they opted back in before it was stored.
+    #[error("customer is not opted out")]
+    NotOptedOut,
+}
+
 /// An outbox entry claimed by a bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
@@ -281,6 +337,19 @@ pub trait Store: Send + Sync + 'static {
         new: NewOutbound,
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send;
+
+    /// Stores a message the gateway sends on its own (an opt-out
+    /// confirmation, a help answer) with its outbox entry and
+    /// `message_accepted` event, in the conversation of the keyword reply
+    /// (its owner and state unchanged) or an ended one of its own. A
+    /// confirmation is stored once per opt-out (a redelivered or repeated
+    /// STOP gets `duplicate`), a help answer once per `in_reply_to`; only
+    /// the confirmation may go to an opted-out customer.
+    fn accept_system_send(
+        &self,
+        new: SystemOutbound,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Result<Accepted, SystemRefused>>> + Send;
 
     /// Claims up to `max` outbox items of a carrier, oldest first, leased for
     /// `lease_ms`. A lapsed lease makes an item claimable again, flagged

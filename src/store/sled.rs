@@ -24,7 +24,7 @@ use super::value::{decode, decode_u64, encode};
 use super::{
     Accepted, ExpireReport, InboundMessage, InboundOutcome, NewOutbound, NewTemplate, OptChange,
     OutboxItem, PurgeReport, ReceiptOutcome, RecoverReport, Store, SubmitFailure, SubmitOutcome,
-    TemplateRefused,
+    SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -542,6 +542,135 @@ fn accept_send(
             trees::idempotency_key(&agent, r),
             id(m.id).to_vec(),
         );
+    }
+    tx.event(
+        Some(&conv),
+        EventKind::MessageAccepted {
+            message: m.id,
+            text: m.text.clone(),
+            parts: m.parts,
+            encoding: m.encoding.clone(),
+        },
+        now,
+    )?;
+    Ok(Ok(Accepted {
+        conversation: conv.id,
+        message: m.id,
+        at_ms: now,
+        duplicate: false,
+    }))
+}
+
+fn accept_system_send(
+    tx: &mut Tx<'_>,
+    new: SystemOutbound,
+    now: u64,
+) -> StoreResult<Result<Accepted, SystemRefused>> {
+    let opted = tx.get_u64(T::OptOuts, &trees::opt_out_key(&new.sender, &new.customer))?;
+    // Once per opt-out (its `since` stays while it lasts), once per help request.
+    let key = match (new.reason, opted) {
+        (SystemReason::OptOutConfirmation, Some(since)) => Some(trees::system_ref_key(
+            "optout_confirmation",
+            &new.sender,
+            &new.customer,
+            since,
+        )),
+        (SystemReason::OptOutConfirmation, None) => return Ok(Err(SystemRefused::NotOptedOut)),
+        (SystemReason::Help, Some(since_ms)) => {
+            return Ok(Err(SystemRefused::OptedOut { since_ms }));
+        }
+        (SystemReason::Help, None) => new
+            .in_reply_to
+            .map(|mid| trees::system_ref_key("help", &new.sender, &new.customer, mid)),
+    };
+    if let Some(k) = &key {
+        if let Some(mid) = tx.get_u64(T::Idempotency, k)? {
+            if let Some(m) = tx.msg(mid)? {
+                return Ok(Ok(Accepted {
+                    conversation: m.conversation,
+                    message: m.id,
+                    at_ms: m.created_ms,
+                    duplicate: true,
+                }));
+            }
+        }
+    }
+    let fits = |c: &Conversation| {
+        c.sender == new.sender && c.customer == new.customer && c.state != ConversationState::Ended
+    };
+    let named = match new.conversation {
+        Some(cid) => tx.conv(cid)?.filter(|c| fits(c)),
+        None => None,
+    };
+    let found = match named {
+        Some(c) => Some(c),
+        None => tx
+            .open_conv(&new.sender, &new.customer)?
+            .filter(|c| fits(c)),
+    };
+    let conv = match found {
+        Some(mut c) => {
+            // Owner and state stay: the gateway answering takes nothing over.
+            c.updated_ms = now;
+            tx.put_conv(&c)?;
+            c
+        }
+        None => {
+            // No chat to put it in: one of its own, ended at once, so the
+            // outbox and the transcript have a home and nothing reopens.
+            let c = Conversation {
+                id: tx.next_conversation(),
+                service: new.service.clone(),
+                sender: new.sender.clone(),
+                customer: new.customer.clone(),
+                owner: String::new(),
+                interaction: None,
+                state: ConversationState::Ended,
+                created_ms: now,
+                updated_ms: now,
+                ended_ms: Some(now),
+            };
+            tx.put_conv(&c)?;
+            c
+        }
+    };
+    let parts = new.parts.max(1);
+    let m = Message {
+        id: tx.next_message(),
+        conversation: conv.id,
+        direction: Direction::Out,
+        text: new.text,
+        encoding: new.encoding,
+        parts,
+        status: MessageStatus::Accepted,
+        created_ms: now,
+        updated_ms: now,
+        submitted_ms: None,
+        carrier: Some(new.carrier.clone()),
+        part_ids: vec![None; parts as usize],
+        part_states: vec![PartState::Pending; parts as usize],
+        error: None,
+        client_ref: None,
+        agent: None,
+        possible_duplicate: false,
+        incomplete: false,
+    };
+    tx.put_msg(&m)?;
+    tx.put(
+        T::ConversationMessages,
+        trees::conversation_message_key(conv.id, m.id),
+        Vec::new(),
+    );
+    let entry = OutboxEntry {
+        message: m.id,
+        conversation: conv.id,
+        attempt: 0,
+        lease_until_ms: None,
+        possible_duplicate: false,
+    };
+    tx.put_val(T::Outbox, trees::outbox_key(&new.carrier, m.id), &entry)?;
+    if let Some(k) = key {
+        tx.put(T::Idempotency, k, id(m.id).to_vec());
     }
     tx.event(
         Some(&conv),
@@ -1159,6 +1288,14 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> StoreResult<Result<Accepted, SendRefused>> {
         self.run(|tx| accept_send(tx, new, now_ms)).await
+    }
+
+    async fn accept_system_send(
+        &self,
+        new: SystemOutbound,
+        now_ms: u64,
+    ) -> StoreResult<Result<Accepted, SystemRefused>> {
+        self.run(|tx| accept_system_send(tx, new, now_ms)).await
     }
 
     async fn claim_outbox(

@@ -19,6 +19,7 @@
 //! | `events`              | seq u64                               | [`Event`]                      |
 //! | `cursors`             | consumer name                         | seq u64                        |
 //! | `idempotency`         | lp(agent) ++ client_ref               | message id u64                 |
+//! |                       | lp("\0system") ++ lp(kind) ++ lp(sender) ++ lp(customer) ++ u64 | message id u64 |
 //! | `templates`           | template id u64                       | [`Template`]                   |
 //! | `opt_outs`            | lp(sender) ++ customer                | since ms u64                   |
 //!
@@ -143,6 +144,22 @@ pub(crate) fn carrier_id_key(carrier: &str, normalized: &str) -> Vec<u8> {
 /// Idempotency key: (agent, client_ref).
 pub(crate) fn idempotency_key(agent: &str, client_ref: &str) -> Vec<u8> {
     pair(agent, client_ref)
+}
+
+/// The idempotency "agent" of the gateway's own messages: no agent name
+/// starts with NUL.
+pub(crate) const SYSTEM_AGENT: &str = "\0system";
+
+/// Idempotency key of a system message: (kind, sender, customer, n), where
+/// `n` is the opt-out's `since` or the answered message's id.
+pub(crate) fn system_ref_key(kind: &str, sender: &str, customer: &str, n: u64) -> Vec<u8> {
+    let mut k = Vec::new();
+    lp(&mut k, SYSTEM_AGENT.as_bytes());
+    lp(&mut k, kind.as_bytes());
+    lp(&mut k, sender.as_bytes());
+    lp(&mut k, customer.as_bytes());
+    k.extend_from_slice(&id(n));
+    k
 }
 
 /// Outbox prefix of one carrier.
