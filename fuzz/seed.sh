@@ -2,8 +2,7 @@
 # Seeds fuzz/corpus/ (gitignored) from the checked-in test vectors:
 #   pdu_decode, pdu_frame    every PDU of src/pdu/testdata/smpp34.json
 #                            (pdu_frame also gets all of them back to back)
-#   dlr_text                 every receipt text of /work/shared/vectors/dlr-texts.json
-#                            or its copy under tests/ if present
+#   dlr_text                 every receipt text of src/dlr/testdata/dlr-texts.json
 #   agent_line               the request lines of proto/agent-protocol.md
 #   session_script           a few short scripts (op, arg byte pairs)
 # Existing corpus files are kept; seeds are named by content hash.
@@ -27,13 +26,8 @@ jq -r '.[].hex' "$root/src/pdu/testdata/smpp34.json" | while read -r hex; do
 done
 jq -r '.[].hex' "$root/src/pdu/testdata/smpp34.json" | tr -d '\n' | xxd -r -p | put "$corpus/pdu_frame"
 
-for f in "$root/tests/vectors/dlr-texts.json" /work/shared/vectors/dlr-texts.json; do
-    if [ -f "$f" ]; then
-        jq -r '.cases[].text' "$f" | while IFS= read -r t; do
-            printf '%s' "$t" | put "$corpus/dlr_text"
-        done
-        break
-    fi
+jq -r '.cases[].text' "$root/src/dlr/testdata/dlr-texts.json" | while IFS= read -r t; do
+    printf '%s' "$t" | put "$corpus/dlr_text"
 done
 
 grep '^{"id"' "$root/proto/agent-protocol.md" | while IFS= read -r l; do
