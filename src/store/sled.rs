@@ -502,60 +502,26 @@ fn accept_send(
         }
     };
     let parts = new.parts.max(1);
-    let m = Message {
-        id: tx.next_message(),
-        conversation: conv.id,
-        direction: Direction::Out,
-        text: new.text,
-        encoding: new.encoding,
-        parts,
-        status: MessageStatus::Accepted,
-        created_ms: now,
-        updated_ms: now,
-        submitted_ms: None,
-        carrier: Some(new.carrier.clone()),
-        part_ids: vec![None; parts as usize],
-        part_states: vec![PartState::Pending; parts as usize],
-        error: None,
-        client_ref: new.client_ref.clone(),
-        agent: Some(agent.clone()),
-        possible_duplicate: false,
-        incomplete: false,
-    };
-    tx.put_msg(&m)?;
-    tx.put(
-        T::ConversationMessages,
-        trees::conversation_message_key(conv.id, m.id),
-        Vec::new(),
-    );
-    let entry = OutboxEntry {
-        message: m.id,
-        conversation: conv.id,
-        attempt: 0,
-        lease_until_ms: None,
-        possible_duplicate: false,
-    };
-    tx.put_val(T::Outbox, trees::outbox_key(&new.carrier, m.id), &entry)?;
-    if let Some(r) = &new.client_ref {
-        tx.put(
-            T::Idempotency,
-            trees::idempotency_key(&agent, r),
-            id(m.id).to_vec(),
-        );
-    }
-    tx.event(
-        Some(&conv),
-        EventKind::MessageAccepted {
-            message: m.id,
-            text: m.text.clone(),
-            parts: m.parts,
-            encoding: m.encoding.clone(),
+    let message = put_outbound(
+        tx,
+        &conv,
+        Outbound {
+            text: new.text,
+            encoding: new.encoding,
+            parts,
+            carrier: &new.carrier,
+            client_ref: new.client_ref.clone(),
+            agent: Some(agent.clone()),
+            idempotency: new
+                .client_ref
+                .as_ref()
+                .map(|r| trees::idempotency_key(&agent, r)),
         },
         now,
     )?;
     Ok(Ok(Accepted {
         conversation: conv.id,
-        message: m.id,
+        message,
         at_ms: now,
         duplicate: false,
     }))
@@ -635,23 +601,68 @@ fn accept_system_send(
         }
     };
     let parts = new.parts.max(1);
+    let message = put_outbound(
+        tx,
+        &conv,
+        Outbound {
+            text: new.text,
+            encoding: new.encoding,
+            parts,
+            carrier: &new.carrier,
+            client_ref: None,
+            agent: None,
+            idempotency: key,
+        },
+        now,
+    )?;
+    Ok(Ok(Accepted {
+        conversation: conv.id,
+        message,
+        at_ms: now,
+        duplicate: false,
+    }))
+}
+
+/// What [`put_outbound`] stores.
+struct Outbound<'a> {
+    text: String,
+    encoding: String,
+    parts: u8,
+    carrier: &'a str,
+    client_ref: Option<String>,
+    agent: Option<String>,
+    /// Key under which the message id is remembered, so a repeat is answered
+    /// with the first result (an agent's client_ref, or a system answer's).
+    idempotency: Option<Vec<u8>>,
+}
+
+/// Stores an outbound message in `conv` with its outbox entry, its
+/// idempotency key and its `message_accepted` event: what every send, an
+/// agent's or a system answer, writes in one transaction.
+fn put_outbound(
+    tx: &mut Tx<'_>,
+    conv: &Conversation,
+    o: Outbound<'_>,
+    now: u64,
+) -> StoreResult<MessageId> {
+    let parts = o.parts;
     let m = Message {
         id: tx.next_message(),
         conversation: conv.id,
         direction: Direction::Out,
-        text: new.text,
-        encoding: new.encoding,
+        text: o.text,
+        encoding: o.encoding,
         parts,
         status: MessageStatus::Accepted,
         created_ms: now,
         updated_ms: now,
         submitted_ms: None,
-        carrier: Some(new.carrier.clone()),
+        carrier: Some(o.carrier.to_string()),
         part_ids: vec![None; parts as usize],
         part_states: vec![PartState::Pending; parts as usize],
         error: None,
-        client_ref: None,
-        agent: None,
+        client_ref: o.client_ref,
+        agent: o.agent,
         possible_duplicate: false,
         incomplete: false,
     };
@@ -668,12 +679,12 @@ fn accept_system_send(
         lease_until_ms: None,
         possible_duplicate: false,
     };
-    tx.put_val(T::Outbox, trees::outbox_key(&new.carrier, m.id), &entry)?;
-    if let Some(k) = key {
+    tx.put_val(T::Outbox, trees::outbox_key(o.carrier, m.id), &entry)?;
+    if let Some(k) = o.idempotency {
         tx.put(T::Idempotency, k, id(m.id).to_vec());
     }
     tx.event(
-        Some(&conv),
+        Some(conv),
         EventKind::MessageAccepted {
             message: m.id,
             text: m.text.clone(),
@@ -682,12 +693,7 @@ fn accept_system_send(
         },
         now,
     )?;
-    Ok(Ok(Accepted {
-        conversation: conv.id,
-        message: m.id,
-        at_ms: now,
-        duplicate: false,
-    }))
+    Ok(m.id)
 }
 
 /// Claims up to `max` items; with `in_order`, an item whose conversation has
