@@ -492,16 +492,6 @@ impl Config {
 
 // === helpers the link and daemon use ===
 
-/// command_status values with a default action other than permanent
-/// (CARRIERS §2: Kannel's temporary set plus RestComm's rebind).
-const DEFAULT_STATUS: &[(u32, StatusAction)] = &[
-    (0x0000_0004, StatusAction::Rebind),    // ESME_RINVBNDSTS
-    (0x0000_0008, StatusAction::Temporary), // ESME_RSYSERR
-    (0x0000_0014, StatusAction::Temporary), // ESME_RMSGQFUL
-    (0x0000_0058, StatusAction::Temporary), // ESME_RTHROTTLED
-    (0x0000_0064, StatusAction::Temporary), // ESME_RX_T_APPN
-];
-
 impl CarrierConfig {
     /// The text planner's options for `service`'s messages on this carrier:
     /// what data_coding 0 means, the codings it takes and how it splits, with
@@ -526,10 +516,16 @@ impl CarrierConfig {
         if let Some(a) = self.status.get(&status) {
             return *a;
         }
-        DEFAULT_STATUS
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(StatusAction::Permanent, |(_, a)| *a)
+        // The defaults are the session layer's table (CARRIERS.md), read
+        // in the config's three words: one source for both.
+        use crate::session::status::{Outcome, default_outcome};
+        match default_outcome(status) {
+            Outcome::Rebind => StatusAction::Rebind,
+            Outcome::Permanent { .. } => StatusAction::Permanent,
+            Outcome::Ok | Outcome::Temporary | Outcome::Throttled | Outcome::QueueFull => {
+                StatusAction::Temporary
+            }
+        }
     }
 
     /// Source TON/NPI for a sender of `ty` on this carrier: the carrier's
