@@ -11,8 +11,8 @@ use smppgw::model::{
 };
 use smppgw::store::{
     Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
-    OptChange, ReceiptOutcome, SendRefused, SledStore, Store, SubmitFailure, SubmitOutcome,
-    SystemOutbound, SystemReason, SystemRefused,
+    OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, SubmitFailure,
+    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -318,6 +318,114 @@ async fn receipt_before_response_is_held_then_applied() {
         .await
         .unwrap();
     assert_eq!(again, ReceiptOutcome::Duplicate);
+}
+
+/// A window's responses and a batch of receipts go in one write each and
+/// end as one-by-one calls would: receipts before their response are held,
+/// a batch applies its entries in order (a later entry sees an earlier one).
+#[tokio::test]
+async fn batched_submits_and_receipts_match_one_by_one_calls() {
+    let s = SledStore::temporary().unwrap();
+    let mut ids = Vec::new();
+    for (i, c) in [UK, JP].iter().enumerate() {
+        ids.push(
+            send(&s, out(SUPPORT, c, "alice", "hi"), T0 + i as u64)
+                .await
+                .message,
+        );
+    }
+    s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+    // A receipt for the first message arrives before its response; a second
+    // receipt in the same batch is a duplicate of the first.
+    let early = s
+        .record_receipts(
+            "acme",
+            vec![
+                ReceiptRecord {
+                    candidates: vec!["A1".into()],
+                    update: receipt(ReceiptState::Delivered, None),
+                },
+                ReceiptRecord {
+                    candidates: vec!["A1".into()],
+                    update: receipt(ReceiptState::Delivered, None),
+                },
+            ],
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        early,
+        [(ReceiptOutcome::Held, None), (ReceiptOutcome::Held, None)]
+    );
+    let flushes = s.flush_count();
+    let out = s
+        .record_submits(
+            vec![
+                SubmitRecord {
+                    message: ids[0],
+                    part: 0,
+                    total_parts: 1,
+                    result: Ok("A1".into()),
+                },
+                SubmitRecord {
+                    message: ids[1],
+                    part: 0,
+                    total_parts: 1,
+                    result: Err(SubmitFailure {
+                        status: 0x0b,
+                        permanent: true,
+                    }),
+                },
+                SubmitRecord {
+                    message: 999_999,
+                    part: 0,
+                    total_parts: 1,
+                    result: Ok("ZZ".into()),
+                },
+            ],
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            SubmitOutcome::Done {
+                status: MessageStatus::Delivered,
+                receipts_applied: 1
+            },
+            SubmitOutcome::Failed,
+            SubmitOutcome::Ignored,
+        ]
+    );
+    assert_eq!(
+        s.flush_count(),
+        flushes + 1,
+        "one durable write for the batch"
+    );
+    assert_eq!(
+        kinds_of(&s, ids[0]).await,
+        ["message_accepted", "message_submitted", "message_delivered"]
+    );
+    let late = s
+        .record_receipts(
+            "acme",
+            vec![ReceiptRecord {
+                candidates: vec!["A1".into()],
+                update: receipt(ReceiptState::Delivered, None),
+            }],
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, [(ReceiptOutcome::Duplicate, Some(0))]);
+    assert!(
+        s.claim_outbox("acme", 10, 60_000, T0 + 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -846,6 +846,7 @@ mod tests {
             attempt: 1,
             possible_duplicate: false,
             lease_until_ms: 0,
+            accepted_ms: 0,
         }
     }
 

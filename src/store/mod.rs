@@ -158,6 +158,8 @@ pub struct OutboxItem {
     pub possible_duplicate: bool,
     /// The lease ends here (ms): after it, another claim may take the item.
     pub lease_until_ms: u64,
+    /// When the message was accepted (ms), for the accept→response metric.
+    pub accepted_ms: u64,
 }
 
 /// A `submit_sm_resp` with an error status.
@@ -167,6 +169,28 @@ pub struct SubmitFailure {
     pub status: u32,
     /// Retrying will not help: the message fails.
     pub permanent: bool,
+}
+
+/// One `submit_sm_resp` to record (see [`Store::record_submit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitRecord {
+    /// The message.
+    pub message: MessageId,
+    /// Part, 0-based.
+    pub part: u8,
+    /// Parts the message went out in.
+    pub total_parts: u8,
+    /// The normalised carrier id, or the failure.
+    pub result: Result<String, SubmitFailure>,
+}
+
+/// One receipt to apply (see [`Store::record_receipt_any`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// Candidate forms of the carrier's id, normal form first.
+    pub candidates: Vec<String>,
+    /// What the receipt says.
+    pub update: ReceiptUpdate,
 }
 
 /// What `record_submit` did.
@@ -395,6 +419,26 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<SubmitOutcome>> + Send;
 
+    /// Records several `submit_sm_resp`s at once, in order, with one durable
+    /// write where the backend can: what a bind does with a window's worth of
+    /// responses. Outcomes in the order of `batch`.
+    fn record_submits(
+        &self,
+        batch: Vec<SubmitRecord>,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Vec<SubmitOutcome>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(batch.len());
+            for r in batch {
+                out.push(
+                    self.record_submit(r.message, r.part, r.total_parts, r.result, now_ms)
+                        .await?,
+                );
+            }
+            Ok(out)
+        }
+    }
+
     /// Applies a receipt by (carrier, normalised id), or holds it until the
     /// submit response lands.
     fn record_receipt(
@@ -416,6 +460,28 @@ pub trait Store: Send + Sync + 'static {
         update: ReceiptUpdate,
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<(ReceiptOutcome, Option<usize>)>> + Send;
+
+    /// Applies several receipts of one carrier at once, in order, with one
+    /// durable write where the backend can (see [`Store::record_receipt_any`]).
+    /// Outcomes in the order of `batch`.
+    fn record_receipts(
+        &self,
+        carrier: &str,
+        batch: Vec<ReceiptRecord>,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Vec<(ReceiptOutcome, Option<usize>)>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(batch.len());
+            for r in batch {
+                let refs: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
+                out.push(
+                    self.record_receipt_any(carrier, &refs, r.update, now_ms)
+                        .await?,
+                );
+            }
+            Ok(out)
+        }
+    }
 
     /// Submitted messages without a final receipt after `receipt_timeout_ms`
     /// become `unknown` (`message_failed`, state `no_receipt`); held receipts

@@ -23,8 +23,8 @@ use super::trees::{self, T, id};
 use super::value::{decode, decode_u64, encode};
 use super::{
     Accepted, ExpireReport, InboundMessage, InboundOutcome, NewOutbound, NewTemplate, OptChange,
-    OutboxItem, PurgeReport, ReceiptOutcome, RecoverReport, Store, SubmitFailure, SubmitOutcome,
-    SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
+    OutboxItem, PurgeReport, ReceiptOutcome, ReceiptRecord, RecoverReport, Store, SubmitFailure,
+    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -81,6 +81,12 @@ struct HeldReceipt {
 
 /// Events removed per trim transaction, so one call never builds a huge batch.
 const TRIM_CHUNK: usize = 10_000;
+
+/// Outbox entries one claim looks at before it stops. Leased entries and
+/// messages of busy conversations are skipped, so without a bound one claim
+/// could read a whole backlog held behind a few long conversations; with it,
+/// a claim costs at most this many reads and the rest waits for the next one.
+const CLAIM_SCAN_LIMIT: usize = 4_096;
 
 // === impl SledStore ===
 
@@ -713,7 +719,11 @@ fn claim_outbox(
     // later messages wait, so a second bind cannot overtake the first (keys
     // are in message, i.e. accept, order).
     let mut busy = std::collections::HashSet::new();
-    for kv in tx.tree(T::Outbox).scan_prefix(&prefix) {
+    for kv in tx
+        .tree(T::Outbox)
+        .scan_prefix(&prefix)
+        .take(CLAIM_SCAN_LIMIT.max(max))
+    {
         if found.len() >= max {
             break;
         }
@@ -764,6 +774,7 @@ fn claim_outbox(
             attempt: entry.attempt,
             possible_duplicate: entry.possible_duplicate,
             lease_until_ms,
+            accepted_ms: m.created_ms,
         });
     }
     Ok(out)
@@ -1344,6 +1355,44 @@ impl Store for SledStore {
     ) -> StoreResult<SubmitOutcome> {
         self.run(|tx| record_submit(tx, message, part, total_parts, result, now_ms))
             .await
+    }
+
+    async fn record_submits(
+        &self,
+        batch: Vec<SubmitRecord>,
+        now_ms: u64,
+    ) -> StoreResult<Vec<SubmitOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|tx| {
+            batch
+                .into_iter()
+                .map(|r| record_submit(tx, r.message, r.part, r.total_parts, r.result, now_ms))
+                .collect()
+        })
+        .await
+    }
+
+    async fn record_receipts(
+        &self,
+        carrier: &str,
+        batch: Vec<ReceiptRecord>,
+        now_ms: u64,
+    ) -> StoreResult<Vec<(ReceiptOutcome, Option<usize>)>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|tx| {
+            batch
+                .into_iter()
+                .map(|r| {
+                    let refs: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
+                    record_receipt(tx, carrier, &refs, r.update, now_ms)
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn record_receipt(
