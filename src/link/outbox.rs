@@ -39,7 +39,7 @@ use crate::pdu::{Pdu, SmBody, Tlv, TlvTag, Tlvs};
 use crate::session::driver::{Command, HandleError, SessionHandle};
 use crate::session::machine::{Blocked, DeliverToken, Event, SubmitRequest};
 use crate::session::status::Outcome;
-use crate::store::{OutboxItem, Store, SubmitFailure, SubmitOutcome};
+use crate::store::{OutboxItem, Store, StoreResult, SubmitFailure, SubmitOutcome, SubmitRecord};
 use crate::text::{self, PlanError, PlanOptions};
 
 use super::inbound;
@@ -196,6 +196,9 @@ struct Msg {
     /// A part went out whose outcome is accepted or unknown: handing it
     /// back must flag a possible duplicate.
     touched: bool,
+    /// Parts answered whose store record has not returned yet: the message
+    /// is neither handed back nor forgotten until it has.
+    unrecorded: usize,
 }
 
 impl Msg {
@@ -265,6 +268,7 @@ impl Pump {
             stopped: false,
             give_back: false,
             touched: false,
+            unrecorded: 0,
         });
     }
 
@@ -283,16 +287,10 @@ impl Pump {
                 }
             }
         }
-        for (idx, m) in self.msgs.iter().enumerate() {
-            if m.stopped {
-                continue;
-            }
-            let earlier_same_conversation = self
-                .msgs
-                .iter()
-                .take(idx)
-                .any(|e| e.item.conversation == m.item.conversation);
-            if earlier_same_conversation {
+        // Conversations with an earlier message still here (in claim order).
+        let mut earlier = std::collections::HashSet::new();
+        for m in &self.msgs {
+            if !earlier.insert(m.item.conversation) || m.stopped {
                 continue;
             }
             if let Some(i) = m.parts.iter().position(|p| p.slot == Slot::Unsent) {
@@ -329,13 +327,22 @@ impl Pump {
         Some((id, part, m.total(), Some(&m.item)))
     }
 
-    /// The part was answered OK.
+    /// The part was answered OK; its record goes to the store next
+    /// ([`Pump::recorded`] once it has).
     pub(crate) fn answered(&mut self, id: MessageId, part: usize) {
         if let Some(m) = self.msg_mut(id) {
             m.touched = true;
+            m.unrecorded += 1;
             if let Some(p) = m.parts.get_mut(part) {
                 p.slot = Slot::Done;
             }
+        }
+    }
+
+    /// The store returned for one answered part (recorded or failed).
+    pub(crate) fn recorded(&mut self, id: MessageId) {
+        if let Some(m) = self.msg_mut(id) {
+            m.unrecorded = m.unrecorded.saturating_sub(1);
         }
     }
 
@@ -414,7 +421,7 @@ impl Pump {
         let mut out = Vec::new();
         let mut gone = Vec::new();
         for m in &self.msgs {
-            if m.stopped && m.in_flight() == 0 {
+            if m.stopped && m.in_flight() == 0 && m.unrecorded == 0 {
                 gone.push(m.item.message);
                 if m.give_back {
                     out.push(if m.touched {
@@ -480,7 +487,39 @@ fn lease_ms(c: &CarrierConfig) -> u64 {
     d.as_millis() as u64
 }
 
+/// Store work of the loop that runs beside it (spawned, so a slow flush
+/// never stops responses being read or parts being submitted).
+type Pending<T> = Option<tokio::task::JoinHandle<T>>;
+
+/// Waits for a spawned store call, or forever when there is none.
+async fn join<T>(h: &mut Pending<T>) -> Result<T, tokio::task::JoinError> {
+    match h {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One answered part waiting for (or in) a `record_submits` batch.
+#[derive(Debug)]
+struct Answer {
+    /// The part was accepted (the pump waits for the record); `false`: a
+    /// permanent refusal, already stopped in the pump.
+    accepted: bool,
+    accepted_ms: u64,
+    record: SubmitRecord,
+}
+
+/// Events taken per wake-up before the loop submits and records again.
+const EVENT_BATCH: usize = 512;
+
 /// Runs a bound session until it ends; returns why it ended.
+///
+/// Store calls never block the loop: one claim and one batch of response
+/// records run at a time as spawned tasks, and everything answered while a
+/// batch is being written goes into the next one. So a bind records a
+/// window's worth of responses per durable write, claims ahead while its
+/// window is busy (the pump holds up to two windows of messages), and keeps
+/// reading responses and receipts meanwhile.
 pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHandle) -> String {
     let (cmds, mut events, task) = handle.into_parts();
     let kind = ctx.slot.kind;
@@ -506,8 +545,13 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     let mut poll = tokio::time::interval(ctx.opts.poll_interval.max(Duration::from_millis(1)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let window = ctx.carrier.window.max(1) as usize;
+    let capacity = window * 2;
     let retry_delay = ctx.opts.part_retry_delay;
     let max_tries = ctx.opts.max_part_retries;
+
+    let mut claiming: Pending<StoreResult<Vec<OutboxItem>>> = None;
+    let mut recording: Pending<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>)> = None;
+    let mut answers: Vec<Answer> = Vec::new();
 
     let mut blocked = false;
     let mut idle = false;
@@ -517,55 +561,16 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     let mut rebind = false;
 
     loop {
-        // 1. Claim work while there is room.
-        if tx_enabled && !draining && !idle && pump.len() < window {
-            let now_ms = clock::wall_ms();
-            match ctx
-                .store
-                .claim_outbox_in_order(
-                    &carrier,
-                    window - pump.len(),
-                    lease_ms(&ctx.carrier),
-                    now_ms,
-                )
-                .await
-            {
-                Ok(items) => {
-                    idle = items.is_empty();
-                    for item in items {
-                        let service = ctx.cfg.service(&item.service);
-                        let first = pump.tags(usize::from(item.parts.max(1)) + 16);
-                        let reference = item.message as u16;
-                        match build_submits(&item, service, &ctx.carrier, reference, first) {
-                            Ok(reqs) if !reqs.is_empty() => pump.push(item, reqs),
-                            Ok(_) | Err(_) => {
-                                tracing::warn!(carrier = %carrier, message = item.message, "stored text cannot be planned; message failed");
-                                let failure = SubmitFailure {
-                                    status: LOCAL_PLAN_FAILURE,
-                                    permanent: true,
-                                };
-                                if let Err(e) = ctx
-                                    .store
-                                    .record_submit(
-                                        item.message,
-                                        0,
-                                        item.parts.max(1),
-                                        Err(failure),
-                                        now_ms,
-                                    )
-                                    .await
-                                {
-                                    tracing::error!(error = %e, "store failed recording a plan failure");
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(carrier = %carrier, error = %e, "outbox claim failed");
-                    idle = true;
-                }
-            }
+        // 1. Claim work while there is room (one claim at a time).
+        if tx_enabled && !draining && !idle && claiming.is_none() && pump.len() < capacity {
+            let store = ctx.store.clone();
+            let (max, lease) = (capacity - pump.len(), lease_ms(&ctx.carrier));
+            let name = carrier.clone();
+            claiming = Some(tokio::spawn(async move {
+                store
+                    .claim_outbox_in_order(&name, max, lease, clock::wall_ms())
+                    .await
+            }));
         }
 
         // 2. Submit what may go.
@@ -593,7 +598,12 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         }
         ctx.slot.set_window(pump.in_flight());
 
-        // 3. Hand back what is finished with on this bind.
+        // 3. Record what was answered (one batch at a time).
+        if recording.is_none() && !answers.is_empty() {
+            recording = Some(spawn_record(&ctx.store, std::mem::take(&mut answers)));
+        }
+
+        // 4. Hand back what is finished with on this bind.
         for h in pump.settle() {
             hand_back(&*ctx.store, h).await;
         }
@@ -605,29 +615,47 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
             let _ = cmds.send(Command::Unbind).await;
         }
 
-        // 4. Wait for something to happen.
+        // 5. Wait for something to happen.
         let retry_at = pump.next_retry();
         let sleep_until = retry_at.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             tokio::time::Instant::from_std,
         );
+        // Store completions first: they are rare (one per flush) and a
+        // steady stream of events must not hide them.
         tokio::select! {
             biased;
+            r = join(&mut recording) => {
+                recording = None;
+                let before = pump.len();
+                settle_records(&carrier, &mut pump, r);
+                // A finished message may free the next one of its
+                // conversation (the store holds it back while leased).
+                if pump.len() < before {
+                    idle = false;
+                }
+            }
+            r = join(&mut claiming) => {
+                claiming = None;
+                idle = take_claim(&ctx, &mut pump, &mut answers, r);
+            }
             ev = events.recv() => match ev {
                 None => break,
                 Some(ev) => {
-                    let before = pump.len();
-                    let outcome = handle_event(&ctx, &mut pump, &in_tx, worker.is_some(), ev, retry_delay, max_tries).await;
-                    // A finished message may free the next one of its
-                    // conversation (the store holds it back while leased).
-                    if pump.len() < before {
-                        idle = false;
-                    }
-                    match outcome {
-                        Step::Continue => {}
-                        Step::WindowOpen => blocked = false,
-                        Step::Rebind => rebind = true,
-                        Step::Closed(reason) => end_reason = Some(reason),
+                    let mut next = Some(ev);
+                    let mut taken = 0;
+                    while let Some(ev) = next.take() {
+                        let step = handle_event(&ctx, &mut pump, &mut answers, &in_tx, worker.is_some(), ev, retry_delay, max_tries).await;
+                        match step {
+                            Step::Continue => {}
+                            Step::WindowOpen => blocked = false,
+                            Step::Rebind => rebind = true,
+                            Step::Closed(reason) => end_reason = Some(reason),
+                        }
+                        taken += 1;
+                        if taken < EVENT_BATCH {
+                            next = events.try_recv().ok();
+                        }
                     }
                 }
             },
@@ -650,8 +678,24 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         }
     }
 
-    // The session is over: what is still in flight has an unknown outcome.
+    // The session is over. What was claimed goes back untouched; what was
+    // answered is recorded before anything is handed back (else an accepted
+    // part would be sent again); what is still in flight has an unknown
+    // outcome.
     let end = task.await.ok();
+    if claiming.is_some() {
+        let r = join(&mut claiming).await;
+        take_claim(&ctx, &mut pump, &mut answers, r);
+    }
+    if recording.is_some() {
+        let r = join(&mut recording).await;
+        settle_records(&carrier, &mut pump, r);
+    }
+    if !answers.is_empty() {
+        let mut last = Some(spawn_record(&ctx.store, std::mem::take(&mut answers)));
+        let r = join(&mut last).await;
+        settle_records(&carrier, &mut pump, r);
+    }
     for h in pump.abandon_all() {
         hand_back(&*ctx.store, h).await;
     }
@@ -666,6 +710,108 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         Some(t) => format!("{reason}: {t}"),
         None => reason,
     }
+}
+
+/// Writes a batch of answers in one store call, beside the loop.
+fn spawn_record<S: Store>(
+    store: &Arc<S>,
+    batch: Vec<Answer>,
+) -> tokio::task::JoinHandle<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>)> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let records = batch.iter().map(|a| a.record.clone()).collect();
+        let r = store.record_submits(records, clock::wall_ms()).await;
+        (batch, r)
+    })
+}
+
+/// Applies what the store said about a batch of answers to the pump.
+fn settle_records(
+    carrier: &str,
+    pump: &mut Pump,
+    r: Result<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>), tokio::task::JoinError>,
+) {
+    let (batch, outcomes) = match r {
+        Ok(v) => v,
+        Err(e) => {
+            // The task panicked or was cancelled: its answers are lost to
+            // this bind; their leases lapse and they go again, flagged.
+            tracing::error!(carrier, error = %e, "submit record task failed");
+            return;
+        }
+    };
+    let outcomes = match outcomes {
+        Ok(o) => o.into_iter().map(Some).collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::error!(carrier, answers = batch.len(), error = %e, "store failed recording submit responses; their leases will lapse");
+            vec![None; batch.len()]
+        }
+    };
+    let now_ms = clock::wall_ms();
+    for (a, outcome) in batch.into_iter().zip(outcomes) {
+        let (id, part) = (a.record.message, usize::from(a.record.part));
+        if !a.accepted {
+            continue;
+        }
+        pump.recorded(id);
+        match outcome {
+            Some(SubmitOutcome::Done { .. }) => {
+                pump.finish(id);
+                let d = Duration::from_millis(now_ms.saturating_sub(a.accepted_ms));
+                crate::metrics::accept_to_submit_resp(carrier, d);
+            }
+            Some(SubmitOutcome::Pending { .. } | SubmitOutcome::Retry) => {}
+            Some(SubmitOutcome::Failed | SubmitOutcome::Ignored) | None => {
+                pump.stop(id, part, false)
+            }
+        }
+    }
+}
+
+/// Plans claimed items into the pump; returns whether the outbox was empty.
+fn take_claim<S: Store>(
+    ctx: &SessionCtx<S>,
+    pump: &mut Pump,
+    answers: &mut Vec<Answer>,
+    r: Result<StoreResult<Vec<OutboxItem>>, tokio::task::JoinError>,
+) -> bool {
+    let items = match r {
+        Ok(Ok(items)) => items,
+        Ok(Err(e)) => {
+            tracing::error!(carrier = %ctx.carrier.name, error = %e, "outbox claim failed");
+            return true;
+        }
+        Err(e) => {
+            tracing::error!(carrier = %ctx.carrier.name, error = %e, "outbox claim task failed");
+            return true;
+        }
+    };
+    let idle = items.is_empty();
+    for item in items {
+        let service = ctx.cfg.service(&item.service);
+        let first = pump.tags(usize::from(item.parts.max(1)) + 16);
+        let reference = item.message as u16;
+        match build_submits(&item, service, &ctx.carrier, reference, first) {
+            Ok(reqs) if !reqs.is_empty() => pump.push(item, reqs),
+            Ok(_) | Err(_) => {
+                tracing::warn!(carrier = %ctx.carrier.name, message = item.message, "stored text cannot be planned; message failed");
+                answers.push(Answer {
+                    accepted: false,
+                    accepted_ms: item.accepted_ms,
+                    record: SubmitRecord {
+                        message: item.message,
+                        part: 0,
+                        total_parts: item.parts.max(1),
+                        result: Err(SubmitFailure {
+                            status: LOCAL_PLAN_FAILURE,
+                            permanent: true,
+                        }),
+                    },
+                });
+            }
+        }
+    }
+    idle
 }
 
 async fn hand_back<S: Store>(store: &S, h: Handback) {
@@ -686,9 +832,11 @@ enum Step {
     Closed(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_event<S: Store>(
     ctx: &SessionCtx<S>,
     pump: &mut Pump,
+    answers: &mut Vec<Answer>,
     in_tx: &mpsc::Sender<(DeliverToken, Bytes)>,
     receiving: bool,
     ev: Event,
@@ -705,37 +853,25 @@ async fn handle_event<S: Store>(
             ..
         } => {
             crate::metrics::submit_response(carrier, status.0);
-            let Some((id, part, total, _)) = pump.lookup(tag) else {
+            let Some((id, part, total, item)) = pump.lookup(tag) else {
                 tracing::debug!(carrier, tag, "response for a message no longer here");
                 return Step::Continue;
             };
-            let now_ms = clock::wall_ms();
+            let accepted_ms = item.map_or(0, |i| i.accepted_ms);
             if status.0 == 0 {
                 pump.answered(id, part);
                 let raw = message_id.unwrap_or_default();
                 let norm = crate::dlr::normalize_id(&raw, ctx.carrier.id_format);
-                match ctx
-                    .store
-                    .record_submit(id, part as u8, total, Ok(norm), now_ms)
-                    .await
-                {
-                    Ok(SubmitOutcome::Done { .. }) => {
-                        pump.finish(id);
-                        if let Ok(Some(m)) = ctx.store.message(id).await {
-                            let d = Duration::from_millis(now_ms.saturating_sub(m.created_ms));
-                            crate::metrics::accept_to_submit_resp(carrier, d);
-                        }
-                    }
-                    Ok(SubmitOutcome::Pending { .. }) => {}
-                    Ok(SubmitOutcome::Failed | SubmitOutcome::Ignored) => {
-                        pump.stop(id, part, false)
-                    }
-                    Ok(SubmitOutcome::Retry) => {}
-                    Err(e) => {
-                        tracing::error!(carrier, message = id, error = %e, "store failed recording a submit response");
-                        pump.stop(id, part, false);
-                    }
-                }
+                answers.push(Answer {
+                    accepted: true,
+                    accepted_ms,
+                    record: SubmitRecord {
+                        message: id,
+                        part: part as u8,
+                        total_parts: total,
+                        result: Ok(norm),
+                    },
+                });
                 return Step::Continue;
             }
             let now = clock::now();
@@ -761,17 +897,19 @@ async fn handle_event<S: Store>(
                 }
                 StatusAction::Permanent => {
                     pump.stop(id, part, false);
-                    let failure = SubmitFailure {
-                        status: status.0,
-                        permanent: true,
-                    };
-                    if let Err(e) = ctx
-                        .store
-                        .record_submit(id, part as u8, total, Err(failure), now_ms)
-                        .await
-                    {
-                        tracing::error!(carrier, message = id, error = %e, "store failed recording a refusal");
-                    }
+                    answers.push(Answer {
+                        accepted: false,
+                        accepted_ms,
+                        record: SubmitRecord {
+                            message: id,
+                            part: part as u8,
+                            total_parts: total,
+                            result: Err(SubmitFailure {
+                                status: status.0,
+                                permanent: true,
+                            }),
+                        },
+                    });
                     Step::Continue
                 }
             }
