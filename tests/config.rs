@@ -104,6 +104,9 @@ fn defaults_fill_every_optional_key() {
     assert_eq!((c.dest_ton, c.dest_npi), (1, 1));
     assert_eq!(cfg.agent.mode, 0o660);
     assert_eq!(cfg.daemon.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(cfg.store.cache_mb, 64);
+    assert_eq!(cfg.store.options().cache_bytes, 64 << 20);
+    assert_eq!(cfg.store.options().flush_every, None);
     let s = &cfg.services[0];
     assert_eq!(s.numbers, NumberPolicy::Mobile);
     assert_eq!(s.inbound, Inbound::Ignore);
@@ -116,6 +119,9 @@ fn defaults_fill_every_optional_key() {
 fn every_error_is_reported_at_once_with_its_key_path() {
     let err = errors(
         r#"
+[store]
+cache_mb = 2
+
 [agent]
 mode = "rw-rw----"
 
@@ -145,6 +151,7 @@ default_country = "XX"
     );
     let text = err.to_string();
     for (path, needle) in [
+        ("store.cache_mb", "between 8 and 65536, got 2"),
         ("agent.mode", "octal"),
         ("log.format", "got \"xml\""),
         ("carrier[0].port", "between 1 and 65535, got 70000"),
@@ -155,8 +162,8 @@ default_country = "XX"
     ] {
         assert!(err.has(path, needle), "missing {path}: {needle} in\n{text}");
     }
-    assert_eq!(err.errors.len(), 7, "{text}");
-    assert_eq!(text.lines().count(), 7);
+    assert_eq!(err.errors.len(), 8, "{text}");
+    assert_eq!(text.lines().count(), 8);
     assert!(text.contains("carrier[0].window: must be between 1 and 1000, got 0"));
 }
 

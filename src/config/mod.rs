@@ -212,6 +212,19 @@ pub struct StoreConfig {
     /// How long events stay in the event log. Default 7 days.
     #[serde(rename = "event_log_max_age_days", serialize_with = "ser_days")]
     pub event_log_max_age: Duration,
+    /// sled's page cache in MiB (what the store keeps in memory beyond the
+    /// process's own needs). Default 64.
+    pub cache_mb: u64,
+}
+
+impl StoreConfig {
+    /// The store's open settings.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_bytes: self.cache_mb << 20,
+            flush_every: self.flush_every,
+        }
+    }
 }
 
 /// `[agent]`.

@@ -45,6 +45,8 @@ pub(crate) struct RawStore {
     pub(crate) retention_days: Option<i64>,
     /// Days an event stays in the event log.
     pub(crate) event_log_max_age_days: Option<i64>,
+    /// sled's page cache in MiB.
+    pub(crate) cache_mb: Option<i64>,
 }
 
 /// `[agent]`.

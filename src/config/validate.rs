@@ -209,6 +209,7 @@ fn check_store(e: &mut Errors, s: &RawStore, base: &Path) -> StoreConfig {
             ) as u64
                 * 86_400,
         ),
+        cache_mb: e.int("store.cache_mb", s.cache_mb, 64, 8, 65_536) as u64,
     }
 }
 

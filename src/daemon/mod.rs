@@ -99,9 +99,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         crate::metrics::install(Some(listen))?;
     }
     crate::metrics::describe_all();
-    let store = SledStore::open(&cfg.store.path).map_err(|source| DaemonError::Store {
-        path: cfg.store.path.clone(),
-        source,
+    let store = SledStore::open_with(&cfg.store.path, cfg.store.options()).map_err(|source| {
+        DaemonError::Store {
+            path: cfg.store.path.clone(),
+            source,
+        }
     })?;
     let store = Arc::new(store);
     let report = store

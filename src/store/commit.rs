@@ -14,6 +14,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -34,6 +35,9 @@ pub(crate) struct GroupCommit {
     flushes: AtomicU64,
     /// Last durable event seq, for live followers.
     seq_tx: watch::Sender<Seq>,
+    /// Least time between flushes (`store.flush_every_ms`), and when the
+    /// last one started.
+    interval: Mutex<(Option<Duration>, Option<std::time::Instant>)>,
 }
 
 impl GroupCommit {
@@ -46,7 +50,14 @@ impl GroupCommit {
             flush_lock: tokio::sync::Mutex::new(()),
             flushes: AtomicU64::new(0),
             seq_tx,
+            interval: Mutex::new((None, None)),
         }
+    }
+
+    /// Spaces flushes by at least `every` (more writes share each one, at
+    /// the cost of that much latency).
+    pub(crate) fn set_interval(&self, every: Option<Duration>) {
+        self.interval.lock().unwrap_or_else(|p| p.into_inner()).0 = every;
     }
 
     /// Records an applied write whose events end at `last_seq`; call under
@@ -70,6 +81,11 @@ impl GroupCommit {
         if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
+        let (every, last) = *self.interval.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(every), Some(last)) = (every, last) {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(last + every)).await;
+        }
+        self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
         let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
         self.db.flush_async().await?;
         self.flushed.fetch_max(generation, Ordering::AcqRel);

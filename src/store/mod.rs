@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use self::error::{StoreError, StoreResult};
-pub use self::sled::SledStore;
+pub use self::sled::{SledStore, StoreOptions};
 pub use crate::conversation::rules::{ChatRefused, InboundPolicy, SendRefused};
 use crate::model::{
     Conversation, ConversationId, Event, EventKind, Message, MessageId, MessageStatus, OptOut,

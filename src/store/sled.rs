@@ -35,6 +35,25 @@ use crate::model::{
     aggregate_status,
 };
 
+/// Settings of a [`SledStore`] opened by the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes (sled's own default is 1 GiB).
+    pub cache_bytes: u64,
+    /// Least time between two flushes; `None`: a commit group flushes as
+    /// soon as the previous flush returned.
+    pub flush_every: Option<std::time::Duration>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            flush_every: None,
+        }
+    }
+}
+
 /// The sled-backed store. Cheap to clone (shared handle).
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -96,7 +115,23 @@ impl SledStore {
     /// # Errors
     /// The engine cannot open the path (locked by another process, I/O).
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
-        Self::with_config(sled::Config::new().path(path))
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path` with the daemon's settings:
+    /// sled's cache bounded to `opts.cache_bytes`, flushes spaced by
+    /// `opts.flush_every`.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, opts: StoreOptions) -> StoreResult<Self> {
+        let store = Self::with_config(
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(opts.cache_bytes),
+        )?;
+        store.inner.commit.set_interval(opts.flush_every);
+        Ok(store)
     }
 
     /// A store that lives in a temporary directory removed on drop (tests).
