@@ -1150,8 +1150,30 @@ mod tests {
         assert_eq!(p.len(), 1, "part 1 still in flight");
         p.answered(1, 1);
         assert!(p.settle().is_empty());
+        assert_eq!(p.len(), 1, "part 1's record is not back from the store");
+        p.recorded(1);
+        assert!(p.settle().is_empty());
         assert_eq!(p.len(), 0);
         assert!(p.next(now).is_none());
+    }
+
+    /// Regression: with records written beside the loop, a drain (shutdown
+    /// or rebind) between a part's OK response and its record handed the
+    /// message back to the outbox, and another bind would send it again.
+    #[test]
+    fn answered_message_is_not_handed_back_before_its_record() {
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1)]);
+        p.sent(1, 0);
+        p.answered(1, 0);
+        p.drain();
+        assert!(p.settle().is_empty());
+        assert_eq!(p.len(), 1);
+        // The record failed while draining: it goes back flagged as a
+        // possible duplicate (it did reach the SMSC), never as unsent.
+        p.recorded(1);
+        p.stop(1, 0, false);
+        assert_eq!(p.settle(), vec![Handback::Unanswered(1)]);
     }
 
     #[test]
