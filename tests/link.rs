@@ -90,24 +90,12 @@ impl Env {
         let service = self.cfg.service("support").unwrap();
         let carrier = self.cfg.carrier("sim").unwrap();
         let count = smppgw::text::count(text, &plan_options(carrier, Some(service)));
+        let mut new = outbound(owner, customer, text);
+        new.encoding = count.encoding.as_str().into();
+        new.parts = count.parts as u8;
         let a = self
             .store
-            .accept_send(
-                NewOutbound {
-                    service: "support".into(),
-                    sender: SUPPORT.into(),
-                    customer: customer.into(),
-                    owner: owner.into(),
-                    interaction: None,
-                    text: text.into(),
-                    encoding: count.encoding.as_str().into(),
-                    parts: count.parts as u8,
-                    carrier: "sim".into(),
-                    client_ref: None,
-                    conversation: None,
-                },
-                clock::wall_ms(),
-            )
+            .accept_send(new, clock::wall_ms())
             .await
             .unwrap()
             .unwrap();
@@ -147,6 +135,24 @@ impl Env {
             .await
             .expect("links stop within the grace period");
         self.cancel.cancel();
+    }
+}
+
+/// A one-part GSM send of `support` over `sim`, as the agent server
+/// stores it.
+fn outbound(owner: &str, customer: &str, text: &str) -> NewOutbound {
+    NewOutbound {
+        service: "support".into(),
+        sender: SUPPORT.into(),
+        customer: customer.into(),
+        owner: owner.into(),
+        interaction: None,
+        text: text.into(),
+        encoding: "gsm7".into(),
+        parts: 1,
+        carrier: "sim".into(),
+        client_ref: None,
+        conversation: None,
     }
 }
 
@@ -579,11 +585,13 @@ async fn reply_to_an_unknown_number_is_acknowledged_not_filed() {
 mod receive_path {
     use super::*;
     use bytes::BytesMut;
-    use smppgw::link::inbound::{Delivered, handle_deliver, sweep_reassembly};
+    use smppgw::link::inbound::{
+        Delivered, answer, handle_deliver, handle_deliveries, sweep_reassembly,
+    };
     use smppgw::pdu::{CommandStatus, Pdu, SmBody, Tlv, TlvTag, Tlvs};
     use smppgw::store::{InboundOutcome, ReceiptOutcome};
 
-    fn deliver(esm: u8, from: &str, to: &str, sm: &[u8], tlvs: &[Tlv<'_>]) -> Vec<u8> {
+    pub(super) fn deliver(esm: u8, from: &str, to: &str, sm: &[u8], tlvs: &[Tlv<'_>]) -> Vec<u8> {
         let body = SmBody {
             source_addr_ton: 1,
             source_addr_npi: 1,
@@ -601,8 +609,51 @@ mod receive_path {
         buf.to_vec()
     }
 
-    fn config(dir: &std::path::Path) -> Config {
+    pub(super) fn config(dir: &std::path::Path) -> Config {
         config::demo(dir, "127.0.0.1:2775".parse().unwrap(), None).unwrap()
+    }
+
+    /// A delivered-receipt deliver_sm for the carrier's message `id`.
+    pub(super) fn receipt(id: &str) -> Vec<u8> {
+        let id = format!("{id}\0");
+        deliver(
+            0x04,
+            "447911123456",
+            SUPPORT,
+            b"",
+            &[
+                Tlv::new(TlvTag::RECEIPTED_MESSAGE_ID, id.as_bytes()),
+                Tlv::new(TlvTag::MESSAGE_STATE, &[2]),
+            ],
+        )
+    }
+
+    /// `n` messages to distinct customers, accepted, claimed and answered
+    /// by the carrier with ids `"5000"`, `"5001"`, ... (the carrier's
+    /// form; returned with the message ids).
+    pub(super) async fn submitted<S: Store>(
+        store: &S,
+        cfg: &Config,
+        n: usize,
+    ) -> Vec<(MessageId, String)> {
+        let carrier = cfg.carrier("sim").unwrap();
+        for i in 0..n {
+            let new = outbound("alice", &format!("+4479111{i:05}"), &format!("message {i}"));
+            store.accept_send(new, 1_000).await.unwrap().unwrap();
+        }
+        let claimed = store.claim_outbox("sim", n, 60_000, 1_000).await.unwrap();
+        assert_eq!(claimed.len(), n);
+        let mut out = Vec::new();
+        for (i, item) in claimed.iter().enumerate() {
+            let raw = (5000 + i).to_string();
+            let id = smppgw::dlr::normalize_id(&raw, carrier.id_format);
+            store
+                .record_submit(item.message, 0, 1, Ok(id), 1_000)
+                .await
+                .unwrap();
+            out.push((item.message, raw));
+        }
+        out
     }
 
     #[tokio::test]
@@ -711,6 +762,107 @@ mod receive_path {
         let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
         assert_eq!(msgs[0].text, "hello world");
         assert_eq!(store.reassembly_keys().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn burst_of_receipts_is_stored_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let carrier = cfg.carrier("sim").unwrap();
+        const N: usize = 40;
+        let sent = submitted(&store, &cfg, N).await;
+        let frames: Vec<Vec<u8>> = sent.iter().map(|(_, id)| receipt(id)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let before = store.flush_count();
+        let settled = handle_deliveries(&store, &cfg, carrier, &refs, 2_000).await;
+        let flushes = store.flush_count() - before;
+        assert!(
+            (1..=2).contains(&flushes),
+            "{N} receipts took {flushes} flushes"
+        );
+        assert_eq!(settled.len(), N);
+        for ((message, _), s) in sent.iter().zip(&settled) {
+            assert_eq!(answer(s), CommandStatus::ROK);
+            assert_eq!(
+                s,
+                &Ok(Delivered::Receipt {
+                    outcome: ReceiptOutcome::Applied {
+                        message: *message,
+                        status: MessageStatus::Delivered
+                    },
+                    fallback: Some(0)
+                })
+            );
+            let m = store.message(*message).await.unwrap().unwrap();
+            assert_eq!(m.status, MessageStatus::Delivered);
+        }
+    }
+
+    #[tokio::test]
+    async fn mixed_batch_answers_each_frame_and_files_texts_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let carrier = cfg.carrier("sim").unwrap();
+        let sent = submitted(&store, &cfg, 1).await;
+        let part = |seq: u8, text: &[u8]| {
+            let mut sm = smppgw::text::udh::udh8(0x21, 2, seq).to_vec();
+            sm.extend_from_slice(text);
+            deliver(0x40, "447911123456", SUPPORT, &sm, &[])
+        };
+        // A frame whose command_length lies.
+        let mut garbage = receipt("77");
+        garbage[3] = garbage[3].wrapping_add(5);
+        let garbage_status = Pdu::parse(&garbage).unwrap_err().status();
+        assert_ne!(garbage_status, CommandStatus::ROK);
+        // A receipt without id or state.
+        let unmatchable = deliver(0x04, "447911123456", SUPPORT, b"", &[]);
+        let frames = [
+            part(1, b"hello "),
+            receipt(&sent[0].1),
+            garbage,
+            part(2, b"world"),
+            unmatchable,
+        ];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let settled = handle_deliveries(&store, &cfg, carrier, &refs, 2_000).await;
+        let statuses: Vec<CommandStatus> = settled.iter().map(answer).collect();
+        assert_eq!(
+            statuses,
+            [
+                CommandStatus::ROK,
+                CommandStatus::ROK,
+                garbage_status,
+                CommandStatus::ROK,
+                CommandStatus::ROK
+            ]
+        );
+        assert_eq!(settled[0], Ok(Delivered::PartStored { have: 1, total: 2 }));
+        assert!(matches!(
+            settled[1],
+            Ok(Delivered::Receipt {
+                outcome: ReceiptOutcome::Applied { .. },
+                ..
+            })
+        ));
+        assert_eq!(settled[2], Ok(Delivered::Rejected(garbage_status)));
+        assert!(matches!(settled[3], Ok(Delivered::Reply(_))));
+        assert_eq!(settled[4], Ok(Delivered::UnmatchableReceipt));
+        assert_eq!(
+            store.message(sent[0].0).await.unwrap().unwrap().status,
+            MessageStatus::Delivered
+        );
+        // The customer's reply, reassembled from parts around the receipt.
+        let convs = store.conversations(None, true).await.unwrap();
+        let conv = convs.iter().find(|c| c.customer == UK).unwrap();
+        let (_, msgs) = store.transcript(conv.id).await.unwrap().unwrap();
+        assert!(
+            msgs.iter()
+                .any(|m| m.text == "hello world" && !m.incomplete),
+            "{msgs:?}"
+        );
+        assert!(store.reassembly_keys().await.unwrap().is_empty());
     }
 }
 
@@ -956,11 +1108,27 @@ mod store_failure {
     use std::sync::atomic::{AtomicU32, Ordering};
     use tokio::sync::watch;
 
-    /// The real sled store with a fault injected: `record_inbound` fails
-    /// the first `fail_inbound` times.
+    /// The real sled store with faults injected: `record_inbound` fails
+    /// the first `fail_inbound` times, the batch write `record_receipts`
+    /// the first `fail_receipts` times (`record_receipt_any` never fails,
+    /// so a refusal proves the batch path ran).
     struct Flaky {
         inner: Arc<SledStore>,
         fail_inbound: AtomicU32,
+        fail_receipts: AtomicU32,
+    }
+
+    fn injected() -> StoreError {
+        StoreError::Corrupt {
+            tree: "test",
+            detail: "injected failure".into(),
+        }
+    }
+
+    /// Takes one of the failures left in `n`.
+    fn take(n: &AtomicU32) -> bool {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     impl Store for Flaky {
@@ -1046,6 +1214,24 @@ mod store_failure {
                 .record_receipt_any(carrier, candidates, update, now_ms)
         }
 
+        fn record_receipts(
+            &self,
+            carrier: &str,
+            batch: Vec<ReceiptRecord>,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Vec<(ReceiptOutcome, Option<usize>)>>> + Send
+        {
+            let fail = take(&self.fail_receipts);
+            let inner = self.inner.clone();
+            let carrier = carrier.to_owned();
+            async move {
+                if fail {
+                    return Err(injected());
+                }
+                inner.record_receipts(&carrier, batch, now_ms).await
+            }
+        }
+
         fn expire_pending(
             &self,
             now_ms: u64,
@@ -1062,17 +1248,11 @@ mod store_failure {
             policy: InboundPolicy,
             now_ms: u64,
         ) -> impl Future<Output = StoreResult<InboundOutcome>> + Send {
-            let fail = self
-                .fail_inbound
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
+            let fail = take(&self.fail_inbound);
             let inner = self.inner.clone();
             async move {
                 if fail {
-                    return Err(StoreError::Corrupt {
-                        tree: "test",
-                        detail: "injected failure".into(),
-                    });
+                    return Err(injected());
                 }
                 inner.record_inbound(msg, policy, now_ms).await
             }
@@ -1266,23 +1446,8 @@ mod store_failure {
 
     #[tokio::test]
     async fn reply_the_store_failed_on_is_refused_then_redelivered_and_filed_once() {
-        let cancel = CancellationToken::new();
-        let sim = sim::start(sim_config(), cancel.child_token())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
-        shorten(&mut cfg);
-        let store = Arc::new(Flaky {
-            inner: Arc::new(SledStore::open(dir.path().join("store")).unwrap()),
-            fail_inbound: AtomicU32::new(1),
-        });
-        let links = Links::start_with(
-            store.clone(),
-            Arc::new(cfg),
-            cancel.child_token(),
-            options(),
-        );
+        let env = FlakyEnv::start(1, 0).await;
+        let (sim, store) = (&env.sim, &env.store);
         sim.inject("819012345678", SUPPORT, "is anyone there?")
             .unwrap();
         let filed = wait(|| async {
@@ -1301,9 +1466,126 @@ mod store_failure {
         assert_eq!(convs.len(), 1);
         let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
         assert_eq!(msgs.len(), 1);
-        tokio::time::timeout(Duration::from_secs(10), links.shutdown())
+        env.stop().await;
+    }
+
+    fn flaky(dir: &std::path::Path, fail_inbound: u32, fail_receipts: u32) -> Flaky {
+        Flaky {
+            inner: Arc::new(SledStore::open(dir.join("store")).unwrap()),
+            fail_inbound: AtomicU32::new(fail_inbound),
+            fail_receipts: AtomicU32::new(fail_receipts),
+        }
+    }
+
+    /// The simulator and `Links` over a [`Flaky`] store.
+    struct FlakyEnv {
+        _dir: tempfile::TempDir,
+        sim: SimHandle,
+        store: Arc<Flaky>,
+        links: Links,
+        cancel: CancellationToken,
+    }
+
+    impl FlakyEnv {
+        async fn start(fail_inbound: u32, fail_receipts: u32) -> FlakyEnv {
+            let cancel = CancellationToken::new();
+            let sim = sim::start(sim_config(), cancel.child_token())
+                .await
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
+            shorten(&mut cfg);
+            let store = Arc::new(flaky(dir.path(), fail_inbound, fail_receipts));
+            let links = Links::start_with(
+                store.clone(),
+                Arc::new(cfg),
+                cancel.child_token(),
+                options(),
+            );
+            FlakyEnv {
+                _dir: dir,
+                sim,
+                store,
+                links,
+                cancel,
+            }
+        }
+
+        async fn stop(self) {
+            tokio::time::timeout(Duration::from_secs(10), self.links.shutdown())
+                .await
+                .unwrap();
+            self.cancel.cancel();
+        }
+    }
+
+    #[tokio::test]
+    async fn every_receipt_of_a_batch_the_store_failed_on_is_refused() {
+        use super::receive_path::{config, deliver, receipt, submitted};
+        use smppgw::link::inbound::{Delivered, answer, handle_deliveries};
+        use smppgw::pdu::CommandStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = flaky(dir.path(), 0, 1);
+        let carrier = cfg.carrier("sim").unwrap();
+        let sent = submitted(&store, &cfg, 3).await;
+        let mo = deliver(0, "819012345678", SUPPORT, b"still waiting", &[]);
+        let frames = [
+            receipt(&sent[0].1),
+            mo,
+            receipt(&sent[1].1),
+            receipt(&sent[2].1),
+        ];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let settled = handle_deliveries(&store, &cfg, carrier, &refs, 2_000).await;
+        let statuses: Vec<CommandStatus> = settled.iter().map(answer).collect();
+        assert_eq!(
+            statuses,
+            [
+                CommandStatus::RX_T_APPN,
+                CommandStatus::ROK,
+                CommandStatus::RX_T_APPN,
+                CommandStatus::RX_T_APPN
+            ]
+        );
+        assert!(matches!(settled[1], Ok(Delivered::Reply(_))));
+        for (m, _) in &sent {
+            let status = store.message(*m).await.unwrap().unwrap().status;
+            assert_ne!(status, MessageStatus::Delivered);
+        }
+        let convs = store.conversations(None, true).await.unwrap();
+        assert!(convs.iter().any(|c| c.customer == JP), "{convs:?}");
+        // The SMSC delivers the refused receipts again: stored this time.
+        let again: Vec<&[u8]> = [0, 2, 3].iter().map(|&i| refs[i]).collect();
+        let settled = handle_deliveries(&store, &cfg, carrier, &again, 3_000).await;
+        assert!(settled.iter().all(|s| answer(s) == CommandStatus::ROK));
+        for (m, _) in &sent {
+            let status = store.message(*m).await.unwrap().unwrap().status;
+            assert_eq!(status, MessageStatus::Delivered);
+        }
+    }
+
+    #[tokio::test]
+    async fn receipt_the_store_failed_on_is_refused_then_redelivered_and_applied() {
+        let env = FlakyEnv::start(0, 1).await;
+        let (sim, store) = (&env.sim, &env.store);
+        let a = store
+            .accept_send(
+                outbound("alice", UK, "your parcel is here"),
+                clock::wall_ms(),
+            )
             .await
+            .unwrap()
             .unwrap();
-        cancel.cancel();
+        env.links.wake();
+        let delivered = wait(|| async {
+            store.message(a.message).await.unwrap().unwrap().status == MessageStatus::Delivered
+        })
+        .await;
+        assert!(delivered, "{:?}", store.message(a.message).await.unwrap());
+        assert_eq!(store.fail_receipts.load(Ordering::SeqCst), 0);
+        let s = sim.stats();
+        assert!(s.deliveries_refused >= 1 && s.redelivered >= 1, "{s:?}");
+        env.stop().await;
     }
 }

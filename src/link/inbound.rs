@@ -1,10 +1,13 @@
 //! The receive path: every `deliver_sm` / `data_sm` of a receiving bind is
-//! a delivery receipt (→ `record_receipt_any`) or a customer's text (→
+//! a delivery receipt (→ `record_receipts`) or a customer's text (→
 //! decoded, numbers normalised, matched to its service, multi-part parts
-//! persisted until complete, then `record_inbound`). The PDU is answered
-//! only after the store call returned: `ESME_ROK` once stored,
-//! `ESME_RX_T_APPN` when the store failed (the SMSC retries), never an ack
-//! for something not stored.
+//! persisted until complete, then `record_inbound`). The bind's worker
+//! takes every frame already queued as one batch: texts are filed one by
+//! one in arrival order, the batch's receipts in one store write. A PDU is
+//! answered only after the store call returned: `ESME_ROK` once stored,
+//! `ESME_RX_T_APPN` when the store failed (the SMSC retries; a failed
+//! receipt write refuses every receipt of the batch), never an ack for
+//! something not stored.
 //!
 //! Also the periodic sweeps: multi-part replies past the reassembly timeout
 //! are filed with what arrived (marked incomplete), and overdue receipts
@@ -32,12 +35,12 @@ use crate::dlr::{self, DeliveryState, IdFormat};
 use crate::metrics::ReplyOutcome;
 use crate::model::{ReceiptState, ReceiptUpdate};
 use crate::optout::{self, Keyword};
-use crate::pdu::{CommandStatus, Pdu, TlvTag};
+use crate::pdu::{CommandStatus, Pdu, TlvTag, Tlvs};
 use crate::session::driver::Command;
 use crate::session::machine::DeliverToken;
 use crate::store::{
-    ExpireReport, InboundMessage, InboundOutcome, InboundPolicy, OptChange, ReceiptOutcome, Store,
-    StoreResult, SystemOutbound, SystemReason,
+    ExpireReport, InboundMessage, InboundOutcome, InboundPolicy, OptChange, ReceiptOutcome,
+    ReceiptRecord, Store, StoreResult, SystemOutbound, SystemReason,
 };
 use crate::text;
 
@@ -393,6 +396,116 @@ async fn answer_keyword<S: Store>(
     Ok(())
 }
 
+// === classification ===
+
+/// What one incoming frame is, read without touching the store.
+enum Classified<'a> {
+    /// A receipt with an id and a state: to store.
+    Receipt(ReceiptRecord),
+    /// A receipt without an id or state: acknowledged unmatched.
+    Unmatchable,
+    /// Not a deliver_sm/data_sm (or unreadable): answered with this status.
+    Rejected(CommandStatus),
+    /// A customer's text (or one part of it).
+    Text(TextFrame<'a>),
+}
+
+/// The fields of a deliver_sm/data_sm the text path reads, borrowed from
+/// the frame.
+struct TextFrame<'a> {
+    esm: u8,
+    ton: u8,
+    npi: u8,
+    src: &'a [u8],
+    dest: &'a [u8],
+    dcs: u8,
+    body: &'a [u8],
+    tlvs: Tlvs<'a>,
+}
+
+/// Reads one deliver_sm/data_sm frame (header included) from `carrier`:
+/// the one place a frame becomes a receipt, a text or a refusal. Counts
+/// receipts (`receipt` metric, lenient readings) as it reads them.
+fn classify<'a>(carrier: &CarrierConfig, frame: &'a [u8]) -> Classified<'a> {
+    let decoded = match Pdu::parse(frame) {
+        Ok(d) => d,
+        Err(e) => return Classified::Rejected(e.status()),
+    };
+    let t = match decoded.pdu {
+        Pdu::DeliverSm(b) => TextFrame {
+            esm: b.esm_class,
+            ton: b.source_addr_ton,
+            npi: b.source_addr_npi,
+            src: b.source_addr,
+            dest: b.destination_addr,
+            dcs: b.data_coding,
+            body: b.short_message,
+            tlvs: b.tlvs,
+        },
+        Pdu::DataSm(b) => TextFrame {
+            esm: b.esm_class,
+            ton: b.source_addr_ton,
+            npi: b.source_addr_npi,
+            src: b.source_addr,
+            dest: b.destination_addr,
+            dcs: b.data_coding,
+            body: &[],
+            tlvs: b.tlvs,
+        },
+        _ => return Classified::Rejected(CommandStatus::RINVCMDID),
+    };
+    let t = if t.body.is_empty() {
+        TextFrame {
+            body: t.tlvs.get(TlvTag::MESSAGE_PAYLOAD).unwrap_or(&[]),
+            ..t
+        }
+    } else {
+        t
+    };
+    let receipted = t.tlvs.get(TlvTag::RECEIPTED_MESSAGE_ID);
+    if !dlr::is_receipt(t.esm) && receipted.is_none() {
+        return Classified::Text(t);
+    }
+    if !dlr::is_receipt(t.esm) {
+        crate::metrics::codec_leniency("receipt_by_tlv", 1);
+    }
+    let state = t.tlvs.get_uint(TlvTag::MESSAGE_STATE).map(|v| v as u8);
+    let Some(r) = dlr::from_parts(
+        receipted,
+        state,
+        t.tlvs.get(TlvTag::NETWORK_ERROR_CODE),
+        t.body,
+    ) else {
+        tracing::warn!(carrier = %carrier.name, "receipt without id or state acknowledged unmatched");
+        crate::metrics::receipt(&carrier.name, "unknown");
+        return Classified::Unmatchable;
+    };
+    if r.unknown_stat {
+        tracing::warn!(carrier = %carrier.name, stat = %r.stat, "receipt with an unknown stat word counted as failed");
+    }
+    let rs = receipt_state(r.state);
+    crate::metrics::receipt(&carrier.name, receipt_label(rs));
+    Classified::Receipt(ReceiptRecord {
+        candidates: id_candidates(&r.id, carrier.id_format),
+        update: ReceiptUpdate {
+            state: rs,
+            error: r.err.as_ref().map(|e| format!("err:{e}")),
+            is_final: r.state.outcome(carrier.acceptd_final).is_final(),
+        },
+    })
+}
+
+/// What a stored receipt became (logs a match through a fallback id).
+fn receipt_stored(
+    carrier: &CarrierConfig,
+    (outcome, fallback): (ReceiptOutcome, Option<usize>),
+) -> Delivered {
+    if fallback.is_some_and(|i| i > 0) {
+        tracing::debug!(carrier = %carrier.name, via = ?fallback, "receipt matched through another id base");
+    }
+    Delivered::Receipt { outcome, fallback }
+}
+
 /// Handles one incoming deliver_sm/data_sm frame (header included) from
 /// `carrier`. Returns only after what it carried is durable.
 ///
@@ -405,74 +518,133 @@ pub async fn handle_deliver<S: Store>(
     frame: &[u8],
     now_ms: u64,
 ) -> StoreResult<Delivered> {
-    let decoded = match Pdu::parse(frame) {
-        Ok(d) => d,
-        Err(e) => return Ok(Delivered::Rejected(e.status())),
-    };
-    let (esm, ton, npi, src, dest, dcs, sm, tlvs) = match decoded.pdu {
-        Pdu::DeliverSm(b) => (
-            b.esm_class,
-            b.source_addr_ton,
-            b.source_addr_npi,
-            b.source_addr,
-            b.destination_addr,
-            b.data_coding,
-            b.short_message,
-            b.tlvs,
-        ),
-        Pdu::DataSm(b) => (
-            b.esm_class,
-            b.source_addr_ton,
-            b.source_addr_npi,
-            b.source_addr,
-            b.destination_addr,
-            b.data_coding,
-            &[][..],
-            b.tlvs,
-        ),
-        _ => return Ok(Delivered::Rejected(CommandStatus::RINVCMDID)),
-    };
-    let body: &[u8] = if sm.is_empty() {
-        tlvs.get(TlvTag::MESSAGE_PAYLOAD).unwrap_or(&[])
-    } else {
-        sm
-    };
-    let receipted = tlvs.get(TlvTag::RECEIPTED_MESSAGE_ID);
-
-    // --- a receipt ---
-    if dlr::is_receipt(esm) || receipted.is_some() {
-        if !dlr::is_receipt(esm) {
-            crate::metrics::codec_leniency("receipt_by_tlv", 1);
+    match classify(carrier, frame) {
+        Classified::Receipt(r) => {
+            let refs: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
+            let stored = store
+                .record_receipt_any(&carrier.name, &refs, r.update, now_ms)
+                .await?;
+            Ok(receipt_stored(carrier, stored))
         }
-        let state = tlvs.get_uint(TlvTag::MESSAGE_STATE).map(|v| v as u8);
-        let Some(r) = dlr::from_parts(receipted, state, tlvs.get(TlvTag::NETWORK_ERROR_CODE), body)
-        else {
-            tracing::warn!(carrier = %carrier.name, "receipt without id or state acknowledged unmatched");
-            crate::metrics::receipt(&carrier.name, "unknown");
-            return Ok(Delivered::UnmatchableReceipt);
-        };
-        if r.unknown_stat {
-            tracing::warn!(carrier = %carrier.name, stat = %r.stat, "receipt with an unknown stat word counted as failed");
-        }
-        let rs = receipt_state(r.state);
-        let update = ReceiptUpdate {
-            state: rs,
-            error: r.err.as_ref().map(|e| format!("err:{e}")),
-            is_final: r.state.outcome(carrier.acceptd_final).is_final(),
-        };
-        crate::metrics::receipt(&carrier.name, receipt_label(rs));
-        let cands = id_candidates(&r.id, carrier.id_format);
-        let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
-        let (outcome, fallback) = store
-            .record_receipt_any(&carrier.name, &refs, update, now_ms)
-            .await?;
-        if fallback.is_some_and(|i| i > 0) {
-            tracing::debug!(carrier = %carrier.name, via = ?fallback, "receipt matched through another id base");
-        }
-        return Ok(Delivered::Receipt { outcome, fallback });
+        Classified::Unmatchable => Ok(Delivered::UnmatchableReceipt),
+        Classified::Rejected(s) => Ok(Delivered::Rejected(s)),
+        Classified::Text(t) => handle_text(store, cfg, carrier, t, now_ms).await,
     }
+}
 
-    // --- a customer's text ---
+/// A frame of a batch the store failed on: it is answered
+/// `ESME_RX_T_APPN` so the SMSC delivers it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotStored;
+
+/// The answer to one frame of [`handle_deliveries`]: `ESME_ROK` once
+/// stored, the refusal's status, `ESME_RX_T_APPN` when the store failed.
+pub fn answer(settled: &Result<Delivered, NotStored>) -> CommandStatus {
+    match settled {
+        Ok(Delivered::Rejected(s)) => *s,
+        Ok(_) => CommandStatus::ROK,
+        Err(NotStored) => CommandStatus::RX_T_APPN,
+    }
+}
+
+/// Handles a batch of deliver_sm/data_sm frames from `carrier` that
+/// arrived together. Texts are filed one by one in arrival order as
+/// [`handle_deliver`] does; every receipt of the batch is stored with ONE
+/// [`Store::record_receipts`] call (one durable write), beside the texts.
+/// Returns one result per frame, in order, only after what it carried is
+/// durable: a failed receipt write fails every receipt of the batch
+/// ([`NotStored`]), never acknowledging one that is not stored.
+pub async fn handle_deliveries<S: Store>(
+    store: &S,
+    cfg: &Config,
+    carrier: &CarrierConfig,
+    frames: &[&[u8]],
+    now_ms: u64,
+) -> Vec<Result<Delivered, NotStored>> {
+    let mut out: Vec<Option<Result<Delivered, NotStored>>> = vec![None; frames.len()];
+    let mut receipts = Vec::new();
+    let mut receipt_at = Vec::new();
+    let mut texts = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        match classify(carrier, f) {
+            Classified::Receipt(r) => {
+                receipts.push(r);
+                receipt_at.push(i);
+            }
+            Classified::Unmatchable => out[i] = Some(Ok(Delivered::UnmatchableReceipt)),
+            Classified::Rejected(s) => out[i] = Some(Ok(Delivered::Rejected(s))),
+            Classified::Text(t) => texts.push((i, t)),
+        }
+    }
+    let store_receipts = async {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        store.record_receipts(&carrier.name, receipts, now_ms).await
+    };
+    let file_texts = async {
+        let mut filed = Vec::with_capacity(texts.len());
+        for (i, t) in texts {
+            let r = handle_text(store, cfg, carrier, t, now_ms).await;
+            filed.push((i, r));
+        }
+        filed
+    };
+    let (stored, filed) = tokio::join!(store_receipts, file_texts);
+    for (i, r) in filed {
+        out[i] = Some(r.map_err(|e| {
+            tracing::error!(carrier = %carrier.name, error = %e, "store failed; deliver_sm answered ESME_RX_T_APPN");
+            NotStored
+        }));
+    }
+    match stored {
+        Ok(outcomes) => {
+            if outcomes.len() != receipt_at.len() {
+                tracing::error!(carrier = %carrier.name, sent = receipt_at.len(), answered = outcomes.len(), "store answered a receipt batch short; the unanswered are refused");
+            }
+            let mut outcomes = outcomes.into_iter();
+            for &i in &receipt_at {
+                out[i] = Some(
+                    outcomes
+                        .next()
+                        .map(|o| receipt_stored(carrier, o))
+                        .ok_or(NotStored),
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(carrier = %carrier.name, error = %e, receipts = receipt_at.len(), "store failed; the batch's receipts answered ESME_RX_T_APPN");
+            for &i in &receipt_at {
+                out[i] = Some(Err(NotStored));
+            }
+        }
+    }
+    // Every slot is filled above; an empty one is refused, never acked.
+    out.into_iter()
+        .map(|o| o.unwrap_or(Err(NotStored)))
+        .collect()
+}
+
+/// The text path of one frame: decoded, numbers normalised, matched to its
+/// service, a part stored until the text is whole, then filed.
+async fn handle_text<S: Store>(
+    store: &S,
+    cfg: &Config,
+    carrier: &CarrierConfig,
+    frame: TextFrame<'_>,
+    now_ms: u64,
+) -> StoreResult<Delivered> {
+    let TextFrame {
+        esm,
+        ton,
+        npi,
+        src,
+        dest,
+        dcs,
+        body,
+        tlvs,
+    } = frame;
+
     let d0 = carrier.data_coding0;
     let udhi = esm & 0x40 != 0;
     let sar = (
@@ -556,7 +728,13 @@ pub async fn handle_deliver<S: Store>(
     }
 }
 
-/// The receive worker of one session: stores, then answers.
+/// Most frames the worker stores together (see [`handle_deliveries`]); the
+/// bind's bounded queue (`LinkOptions::inbound_queue`) usually holds fewer.
+pub const MAX_BATCH: usize = 256;
+
+/// The receive worker of one session: takes what is queued (up to
+/// [`MAX_BATCH`]), stores it (receipts in one write), then answers every
+/// frame.
 pub(crate) async fn worker<S: Store>(
     store: Arc<S>,
     config: tokio::sync::watch::Receiver<Arc<Config>>,
@@ -564,23 +742,28 @@ pub(crate) async fn worker<S: Store>(
     mut rx: mpsc::Receiver<(DeliverToken, Bytes)>,
     cmds: mpsc::Sender<Command>,
 ) {
-    while let Some((token, frame)) = rx.recv().await {
+    let mut batch: Vec<(DeliverToken, Bytes)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
         // The latest config: a SIGHUP's services, keywords and receive
-        // settings apply from the next PDU on.
+        // settings apply from the next batch on.
         let cfg = config.borrow().clone();
         let now_carrier = cfg.carrier(&carrier.name).unwrap_or(&carrier);
-        let status = match handle_deliver(&*store, &cfg, now_carrier, &frame, clock::wall_ms())
-            .await
-        {
-            Ok(Delivered::Rejected(s)) => s,
-            Ok(_) => CommandStatus::ROK,
-            Err(e) => {
-                tracing::error!(carrier = %carrier.name, error = %e, "store failed; deliver_sm answered ESME_RX_T_APPN");
-                CommandStatus::RX_T_APPN
+        let frames: Vec<&[u8]> = batch.iter().map(|(_, f)| &f[..]).collect();
+        let settled =
+            handle_deliveries(&*store, &cfg, now_carrier, &frames, clock::wall_ms()).await;
+        drop(frames);
+        for ((token, _), s) in batch.drain(..).zip(&settled) {
+            let status = answer(s);
+            if cmds.send(Command::Respond { token, status }).await.is_err() {
+                tracing::debug!(carrier = %carrier.name, "session gone before the answer; the SMSC will redeliver");
             }
-        };
-        if cmds.send(Command::Respond { token, status }).await.is_err() {
-            tracing::debug!(carrier = %carrier.name, "session gone before the answer; the SMSC will redeliver");
         }
     }
 }
