@@ -47,7 +47,8 @@ pub struct LinkOptions {
     /// Temporary refusals of one part before the message is put back in
     /// the outbox for later. Default 3.
     pub max_part_retries: u32,
-    /// deliver_sm waiting for the store, per bind. Default 64.
+    /// deliver_sm waiting for the store, per bind (also the most one store
+    /// batch takes). Default 256.
     pub inbound_queue: usize,
 }
 
@@ -61,7 +62,7 @@ impl Default for LinkOptions {
             held_receipt_max_age: Duration::from_secs(3600),
             part_retry_delay: Duration::from_secs(1),
             max_part_retries: 3,
-            inbound_queue: 64,
+            inbound_queue: 256,
         }
     }
 }
