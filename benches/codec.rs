@@ -98,6 +98,17 @@ fn encode(c: &mut Criterion) {
             &bytes[..],
             "rusmpp re-encodes {name} differently"
         );
+        check.clear();
+        d.pdu.encode(
+            d.header.command_status,
+            d.header.sequence_number,
+            &mut check,
+        );
+        assert_eq!(
+            &check[..],
+            &bytes[..],
+            "smppgw re-encodes {name} differently"
+        );
         g.finish();
     }
 }

@@ -1,11 +1,9 @@
 //! bind_transmitter / bind_receiver / bind_transceiver (SMPP 3.4 4.1),
 //! their responses, and outbind (4.1.7).
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::DecodeError;
 use super::tlv::Tlvs;
-use super::types::{Reader, put_cstr};
+use super::types::{Body, Out, Reader, cstr_len};
 
 /// Body of the three bind requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,15 +40,23 @@ impl<'a> Bind<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.system_id);
-        put_cstr(dst, self.password);
-        put_cstr(dst, self.system_type);
-        dst.put_u8(self.interface_version);
-        dst.put_u8(self.addr_ton);
-        dst.put_u8(self.addr_npi);
-        put_cstr(dst, self.address_range);
+impl Body for Bind<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.system_id)
+            + cstr_len(self.password)
+            + cstr_len(self.system_type)
+            + 3
+            + cstr_len(self.address_range)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.system_id);
+        w.cstr(self.password);
+        w.cstr(self.system_type);
+        w.fixed([self.interface_version, self.addr_ton, self.addr_npi]);
+        w.cstr(self.address_range);
     }
 }
 
@@ -70,11 +76,18 @@ impl<'a> BindResp<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
+impl Body for BindResp<'_> {
+    fn wire_len(&self) -> usize {
+        self.system_id
+            .map_or(0, |id| cstr_len(id) + self.tlvs.encoded_len())
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
         if let Some(id) = self.system_id {
-            put_cstr(dst, id);
-            self.tlvs.put(dst);
+            w.cstr(id);
+            self.tlvs.write(w);
         }
     }
 }
@@ -97,9 +110,15 @@ impl<'a> Outbind<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.system_id);
-        put_cstr(dst, self.password);
+impl Body for Outbind<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.system_id) + cstr_len(self.password)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.system_id);
+        w.cstr(self.password);
     }
 }

@@ -1,10 +1,8 @@
 //! data_sm (SMPP 3.4 4.7): a message whose payload travels in TLVs.
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::DecodeError;
 use super::tlv::Tlvs;
-use super::types::{Reader, put_cstr};
+use super::types::{Body, Out, Reader, cstr_len};
 
 /// Body of data_sm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,14 +47,26 @@ impl<'a> DataSm<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.service_type);
-        dst.put_slice(&[self.source_addr_ton, self.source_addr_npi]);
-        put_cstr(dst, self.source_addr);
-        dst.put_slice(&[self.dest_addr_ton, self.dest_addr_npi]);
-        put_cstr(dst, self.destination_addr);
-        dst.put_slice(&[self.esm_class, self.registered_delivery, self.data_coding]);
-        self.tlvs.put(dst);
+impl Body for DataSm<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.service_type)
+            + 2
+            + cstr_len(self.source_addr)
+            + 2
+            + cstr_len(self.destination_addr)
+            + 3
+            + self.tlvs.encoded_len()
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.service_type);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        w.fixed([self.dest_addr_ton, self.dest_addr_npi]);
+        w.cstr(self.destination_addr);
+        w.fixed([self.esm_class, self.registered_delivery, self.data_coding]);
+        self.tlvs.write(w);
     }
 }

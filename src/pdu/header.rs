@@ -1,8 +1,6 @@
 //! The 16-octet PDU header and the open wire newtypes `CommandId` and
 //! `CommandStatus`: unknown values survive decode and encode unchanged.
 
-use bytes::BufMut;
-
 /// Defines named consts on an open newtype plus `name()` / `from_name()`.
 macro_rules! wire_consts {
     ($ty:ident : $int:ty { $( $name:ident = $val:expr, $s:literal; )* }) => {
@@ -165,12 +163,15 @@ impl Header {
         })
     }
 
-    /// Writes the header as is (the caller owns `command_length`).
-    pub(crate) fn put(&self, dst: &mut impl BufMut) {
-        dst.put_u32(self.command_length);
-        dst.put_u32(self.command_id.0);
-        dst.put_u32(self.command_status.0);
-        dst.put_u32(self.sequence_number);
+    /// The header on the wire, as is (the caller owns `command_length`).
+    #[inline(always)]
+    pub(crate) fn to_bytes(self) -> [u8; Header::LEN] {
+        let mut b = [0; Header::LEN];
+        b[..4].copy_from_slice(&self.command_length.to_be_bytes());
+        b[4..8].copy_from_slice(&self.command_id.0.to_be_bytes());
+        b[8..12].copy_from_slice(&self.command_status.0.to_be_bytes());
+        b[12..].copy_from_slice(&self.sequence_number.to_be_bytes());
+        b
     }
 }
 

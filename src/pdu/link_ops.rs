@@ -2,11 +2,9 @@
 //! (enquire_link, unbind, generic_nack and their responses) are unit
 //! variants of [`super::Pdu`].
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::DecodeError;
 use super::tlv::Tlvs;
-use super::types::{Reader, put_cstr};
+use super::types::{Body, Out, Reader, cstr_len};
 
 /// Body of alert_notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,12 +37,18 @@ impl<'a> AlertNotification<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        dst.put_slice(&[self.source_addr_ton, self.source_addr_npi]);
-        put_cstr(dst, self.source_addr);
-        dst.put_slice(&[self.esme_addr_ton, self.esme_addr_npi]);
-        put_cstr(dst, self.esme_addr);
-        self.tlvs.put(dst);
+impl Body for AlertNotification<'_> {
+    fn wire_len(&self) -> usize {
+        2 + cstr_len(self.source_addr) + 2 + cstr_len(self.esme_addr) + self.tlvs.encoded_len()
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        w.fixed([self.esme_addr_ton, self.esme_addr_npi]);
+        w.cstr(self.esme_addr);
+        self.tlvs.write(w);
     }
 }

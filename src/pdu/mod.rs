@@ -56,7 +56,7 @@ pub use submit::{
 };
 pub use tlv::{Tlv, TlvKind, TlvTag, Tlvs};
 
-use types::Reader;
+use types::{Body, Out, Reader};
 
 /// One SMPP PDU body, borrowing its strings from the frame (decode) or from
 /// the caller (encode).
@@ -325,41 +325,37 @@ impl<'a> Pdu<'a> {
     /// Appends the whole PDU (header included) to `dst`. `command_length`
     /// and the other length fields are derived.
     pub fn encode(&self, command_status: CommandStatus, sequence_number: u32, dst: &mut BytesMut) {
-        let start = dst.len();
-        Header {
-            command_length: 0,
-            command_id: self.command_id(),
-            command_status,
-            sequence_number,
-        }
-        .put(dst);
+        let id = self.command_id();
+        let (s, n) = (command_status, sequence_number);
         match self {
-            Pdu::BindReceiver(b) | Pdu::BindTransmitter(b) | Pdu::BindTransceiver(b) => b.put(dst),
+            Pdu::BindReceiver(b) | Pdu::BindTransmitter(b) | Pdu::BindTransceiver(b) => {
+                emit(id, s, n, b, dst)
+            }
             Pdu::BindReceiverResp(b)
             | Pdu::BindTransmitterResp(b)
-            | Pdu::BindTransceiverResp(b) => b.put(dst),
-            Pdu::Outbind(b) => b.put(dst),
+            | Pdu::BindTransceiverResp(b) => emit(id, s, n, b, dst),
+            Pdu::Outbind(b) => emit(id, s, n, b, dst),
             Pdu::Unbind
             | Pdu::UnbindResp
             | Pdu::EnquireLink
             | Pdu::EnquireLinkResp
             | Pdu::GenericNack
             | Pdu::CancelSmResp
-            | Pdu::ReplaceSmResp => {}
-            Pdu::SubmitSm(b) | Pdu::DeliverSm(b) => b.put(dst),
-            Pdu::SubmitSmResp(b) | Pdu::DeliverSmResp(b) | Pdu::DataSmResp(b) => b.put(dst),
-            Pdu::SubmitMulti(b) => b.put(dst),
-            Pdu::SubmitMultiResp(b) => b.put(dst),
-            Pdu::DataSm(b) => b.put(dst),
-            Pdu::QuerySm(b) => b.put(dst),
-            Pdu::QuerySmResp(b) => b.put(dst),
-            Pdu::CancelSm(b) => b.put(dst),
-            Pdu::ReplaceSm(b) => b.put(dst),
-            Pdu::AlertNotification(b) => b.put(dst),
-            Pdu::Other { body, .. } => dst.put_slice(body),
+            | Pdu::ReplaceSmResp => emit(id, s, n, &(), dst),
+            Pdu::SubmitSm(b) | Pdu::DeliverSm(b) => emit(id, s, n, b, dst),
+            Pdu::SubmitSmResp(b) | Pdu::DeliverSmResp(b) | Pdu::DataSmResp(b) => {
+                emit(id, s, n, b, dst)
+            }
+            Pdu::SubmitMulti(b) => emit(id, s, n, b, dst),
+            Pdu::SubmitMultiResp(b) => emit(id, s, n, b, dst),
+            Pdu::DataSm(b) => emit(id, s, n, b, dst),
+            Pdu::QuerySm(b) => emit(id, s, n, b, dst),
+            Pdu::QuerySmResp(b) => emit(id, s, n, b, dst),
+            Pdu::CancelSm(b) => emit(id, s, n, b, dst),
+            Pdu::ReplaceSm(b) => emit(id, s, n, b, dst),
+            Pdu::AlertNotification(b) => emit(id, s, n, b, dst),
+            Pdu::Other { body, .. } => emit(id, s, n, *body, dst),
         }
-        let len = (dst.len() - start) as u32;
-        dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
     /// The TLVs of PDUs that carry them.
@@ -377,6 +373,34 @@ impl<'a> Pdu<'a> {
             _ => None,
         }
     }
+}
+
+/// Writes one PDU: the size is computed first, so the output grows once
+/// (zeroed, which also writes every C-octet string's NUL) and the header
+/// goes out with its final `command_length`, never patched.
+#[inline(always)]
+fn emit<B: Body + ?Sized>(
+    command_id: CommandId,
+    command_status: CommandStatus,
+    sequence_number: u32,
+    body: &B,
+    dst: &mut BytesMut,
+) {
+    let total = Header::LEN + body.wire_len();
+    let start = dst.len();
+    dst.put_bytes(0, total);
+    let mut w = Out::new(&mut dst[start..]);
+    w.fixed(
+        Header {
+            command_length: total as u32,
+            command_id,
+            command_status,
+            sequence_number,
+        }
+        .to_bytes(),
+    );
+    body.write(&mut w);
+    debug_assert_eq!(w.written(), total, "{command_id:?}: size computed wrong");
 }
 
 /// Entry points for the fuzz targets (`fuzz/`): decoding must never panic

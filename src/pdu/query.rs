@@ -2,10 +2,8 @@
 //! whose mandatory `message_state` is a plain field here, distinct from the
 //! `message_state` TLV of deliver_sm (node-smpp PR#160).
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::DecodeError;
-use super::types::{Reader, put_cstr, put_short_message};
+use super::types::{Body, Out, Reader, cstr_len, short_message_len};
 
 /// Body of query_sm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,11 +29,17 @@ impl<'a> QuerySm<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.message_id);
-        dst.put_slice(&[self.source_addr_ton, self.source_addr_npi]);
-        put_cstr(dst, self.source_addr);
+impl Body for QuerySm<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.message_id) + 2 + cstr_len(self.source_addr)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.message_id);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
     }
 }
 
@@ -64,12 +68,19 @@ impl<'a> QuerySmResp<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
+impl Body for QuerySmResp<'_> {
+    fn wire_len(&self) -> usize {
+        self.message_id
+            .map_or(0, |id| cstr_len(id) + cstr_len(self.final_date) + 2)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
         if let Some(id) = self.message_id {
-            put_cstr(dst, id);
-            put_cstr(dst, self.final_date);
-            dst.put_slice(&[self.message_state, self.error_code]);
+            w.cstr(id);
+            w.cstr(self.final_date);
+            w.fixed([self.message_state, self.error_code]);
         }
     }
 }
@@ -110,14 +121,25 @@ impl<'a> CancelSm<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.service_type);
-        put_cstr(dst, self.message_id);
-        dst.put_slice(&[self.source_addr_ton, self.source_addr_npi]);
-        put_cstr(dst, self.source_addr);
-        dst.put_slice(&[self.dest_addr_ton, self.dest_addr_npi]);
-        put_cstr(dst, self.destination_addr);
+impl Body for CancelSm<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.service_type)
+            + cstr_len(self.message_id)
+            + 2
+            + cstr_len(self.source_addr)
+            + 2
+            + cstr_len(self.destination_addr)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.service_type);
+        w.cstr(self.message_id);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        w.fixed([self.dest_addr_ton, self.dest_addr_npi]);
+        w.cstr(self.destination_addr);
     }
 }
 
@@ -160,14 +182,26 @@ impl<'a> ReplaceSm<'a> {
         r.finish()?;
         Ok(b)
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.message_id);
-        dst.put_slice(&[self.source_addr_ton, self.source_addr_npi]);
-        put_cstr(dst, self.source_addr);
-        put_cstr(dst, self.schedule_delivery_time);
-        put_cstr(dst, self.validity_period);
-        dst.put_slice(&[self.registered_delivery, self.sm_default_msg_id]);
-        put_short_message(dst, self.short_message);
+impl Body for ReplaceSm<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.message_id)
+            + 2
+            + cstr_len(self.source_addr)
+            + cstr_len(self.schedule_delivery_time)
+            + cstr_len(self.validity_period)
+            + 2
+            + short_message_len(self.short_message)
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.message_id);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        w.cstr(self.schedule_delivery_time);
+        w.cstr(self.validity_period);
+        w.fixed([self.registered_delivery, self.sm_default_msg_id]);
+        w.short_message(self.short_message);
     }
 }

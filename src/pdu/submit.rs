@@ -1,12 +1,10 @@
 //! submit_sm and deliver_sm (same body, SMPP 3.4 4.4 and 4.6), submit_multi
 //! (4.5) and the responses that carry a `message_id`.
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::{DecodeError, DecodeErrorKind};
 use super::header::CommandStatus;
 use super::tlv::Tlvs;
-use super::types::{Reader, put_cstr, put_short_message};
+use super::types::{Body, Out, Reader, cstr_len, short_message_len};
 
 /// Body of submit_sm and deliver_sm. `sm_length` is derived from
 /// `short_message` on encode and cannot be set.
@@ -78,26 +76,42 @@ impl<'a> SmBody<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.service_type);
-        dst.put_u8(self.source_addr_ton);
-        dst.put_u8(self.source_addr_npi);
-        put_cstr(dst, self.source_addr);
-        dst.put_u8(self.dest_addr_ton);
-        dst.put_u8(self.dest_addr_npi);
-        put_cstr(dst, self.destination_addr);
-        dst.put_slice(&[self.esm_class, self.protocol_id, self.priority_flag]);
-        put_cstr(dst, self.schedule_delivery_time);
-        put_cstr(dst, self.validity_period);
-        dst.put_slice(&[
+impl Body for SmBody<'_> {
+    #[inline]
+    fn wire_len(&self) -> usize {
+        cstr_len(self.service_type)
+            + 2
+            + cstr_len(self.source_addr)
+            + 2
+            + cstr_len(self.destination_addr)
+            + 3
+            + cstr_len(self.schedule_delivery_time)
+            + cstr_len(self.validity_period)
+            + 4
+            + short_message_len(self.short_message)
+            + self.tlvs.encoded_len()
+    }
+
+    #[inline]
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.service_type);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        w.fixed([self.dest_addr_ton, self.dest_addr_npi]);
+        w.cstr(self.destination_addr);
+        w.fixed([self.esm_class, self.protocol_id, self.priority_flag]);
+        w.cstr(self.schedule_delivery_time);
+        w.cstr(self.validity_period);
+        w.fixed([
             self.registered_delivery,
             self.replace_if_present_flag,
             self.data_coding,
             self.sm_default_msg_id,
         ]);
-        put_short_message(dst, self.short_message);
-        self.tlvs.put(dst);
+        w.short_message(self.short_message);
+        self.tlvs.write(w);
     }
 }
 
@@ -125,11 +139,20 @@ impl<'a> MessageIdResp<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
+impl Body for MessageIdResp<'_> {
+    #[inline]
+    fn wire_len(&self) -> usize {
+        self.message_id
+            .map_or(0, |id| cstr_len(id) + self.tlvs.encoded_len())
+    }
+
+    #[inline]
+    fn write(&self, w: &mut Out<'_>) {
         if let Some(id) = self.message_id {
-            put_cstr(dst, id);
-            self.tlvs.put(dst);
+            w.cstr(id);
+            self.tlvs.write(w);
         }
     }
 }
@@ -164,19 +187,28 @@ impl<'a> DestAddress<'a> {
         }
     }
 
-    fn put(&self, dst: &mut BytesMut) {
+    fn wire_len(&self) -> usize {
+        match *self {
+            DestAddress::Sme {
+                destination_addr, ..
+            } => 3 + cstr_len(destination_addr),
+            DestAddress::DistributionList(name) => 1 + cstr_len(name),
+        }
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
         match *self {
             DestAddress::Sme {
                 dest_addr_ton,
                 dest_addr_npi,
                 destination_addr,
             } => {
-                dst.put_slice(&[1, dest_addr_ton, dest_addr_npi]);
-                put_cstr(dst, destination_addr);
+                w.fixed([1, dest_addr_ton, dest_addr_npi]);
+                w.cstr(destination_addr);
             }
             DestAddress::DistributionList(name) => {
-                dst.put_u8(2);
-                put_cstr(dst, name);
+                w.fixed([2]);
+                w.cstr(name);
             }
         }
     }
@@ -209,17 +241,23 @@ pub trait ListItem<'a>: Sized + Copy {
     /// Reads one item.
     #[doc(hidden)]
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError>;
+    /// Octets one item takes on the wire.
+    #[doc(hidden)]
+    fn wire_len(&self) -> usize;
     /// Writes one item.
     #[doc(hidden)]
-    fn write(&self, dst: &mut BytesMut);
+    fn write(&self, w: &mut Out<'_>);
 }
 
 impl<'a> ListItem<'a> for DestAddress<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         DestAddress::parse(r)
     }
-    fn write(&self, dst: &mut BytesMut) {
-        self.put(dst)
+    fn wire_len(&self) -> usize {
+        DestAddress::wire_len(self)
+    }
+    fn write(&self, w: &mut Out<'_>) {
+        DestAddress::write(self, w)
     }
 }
 
@@ -266,11 +304,20 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         })
     }
 
-    fn put(&self, dst: &mut BytesMut) {
-        dst.put_u8(self.len().min(255) as u8);
+    /// Octets the count and the items take on the wire.
+    fn wire_len(&self) -> usize {
+        1 + match *self {
+            List::Raw { raw, .. } => raw.len(),
+            List::Items(items) => items.iter().take(255).map(T::wire_len).sum(),
+        }
+    }
+
+    /// Writes the count (at most 255) and the items.
+    fn write(&self, w: &mut Out<'_>) {
+        w.fixed([self.len().min(255) as u8]);
         match *self {
-            List::Raw { raw, .. } => dst.put_slice(raw),
-            List::Items(items) => items.iter().take(255).for_each(|i| i.write(dst)),
+            List::Raw { raw, .. } => w.octets(raw),
+            List::Items(items) => items.iter().take(255).for_each(|i| i.write(w)),
         }
     }
 }
@@ -353,24 +400,38 @@ impl<'a> SubmitMulti<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
-        put_cstr(dst, self.service_type);
-        dst.put_u8(self.source_addr_ton);
-        dst.put_u8(self.source_addr_npi);
-        put_cstr(dst, self.source_addr);
-        self.dest_addresses.put(dst);
-        dst.put_slice(&[self.esm_class, self.protocol_id, self.priority_flag]);
-        put_cstr(dst, self.schedule_delivery_time);
-        put_cstr(dst, self.validity_period);
-        dst.put_slice(&[
+impl Body for SubmitMulti<'_> {
+    fn wire_len(&self) -> usize {
+        cstr_len(self.service_type)
+            + 2
+            + cstr_len(self.source_addr)
+            + self.dest_addresses.wire_len()
+            + 3
+            + cstr_len(self.schedule_delivery_time)
+            + cstr_len(self.validity_period)
+            + 4
+            + short_message_len(self.short_message)
+            + self.tlvs.encoded_len()
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
+        w.cstr(self.service_type);
+        w.fixed([self.source_addr_ton, self.source_addr_npi]);
+        w.cstr(self.source_addr);
+        self.dest_addresses.write(w);
+        w.fixed([self.esm_class, self.protocol_id, self.priority_flag]);
+        w.cstr(self.schedule_delivery_time);
+        w.cstr(self.validity_period);
+        w.fixed([
             self.registered_delivery,
             self.replace_if_present_flag,
             self.data_coding,
             self.sm_default_msg_id,
         ]);
-        put_short_message(dst, self.short_message);
-        self.tlvs.put(dst);
+        w.short_message(self.short_message);
+        self.tlvs.write(w);
     }
 }
 
@@ -396,10 +457,13 @@ impl<'a> ListItem<'a> for UnsuccessSme<'a> {
             error_status_code: CommandStatus(r.u32("error_status_code")?),
         })
     }
-    fn write(&self, dst: &mut BytesMut) {
-        dst.put_slice(&[self.dest_addr_ton, self.dest_addr_npi]);
-        put_cstr(dst, self.destination_addr);
-        dst.put_u32(self.error_status_code.0);
+    fn wire_len(&self) -> usize {
+        2 + cstr_len(self.destination_addr) + 4
+    }
+    fn write(&self, w: &mut Out<'_>) {
+        w.fixed([self.dest_addr_ton, self.dest_addr_npi]);
+        w.cstr(self.destination_addr);
+        w.fixed(self.error_status_code.0.to_be_bytes());
     }
 }
 
@@ -424,12 +488,20 @@ impl<'a> SubmitMultiResp<'a> {
             tlvs: r.tlvs()?,
         })
     }
+}
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
+impl Body for SubmitMultiResp<'_> {
+    fn wire_len(&self) -> usize {
+        self.message_id.map_or(0, |id| {
+            cstr_len(id) + self.unsuccess_smes.wire_len() + self.tlvs.encoded_len()
+        })
+    }
+
+    fn write(&self, w: &mut Out<'_>) {
         if let Some(id) = self.message_id {
-            put_cstr(dst, id);
-            self.unsuccess_smes.put(dst);
-            self.tlvs.put(dst);
+            w.cstr(id);
+            self.unsuccess_smes.write(w);
+            self.tlvs.write(w);
         }
     }
 }

@@ -2,11 +2,10 @@
 //! [`Tlvs`], a validated borrowed TLV section iterated lazily. Unknown and
 //! vendor tags are kept byte for byte.
 
-use bytes::{BufMut, BytesMut};
-
 use super::error::{DecodeError, DecodeErrorKind};
 use super::header::wire_consts;
 use super::quirks::{Quirk, Quirks};
+use super::types::Out;
 
 /// A TLV tag (SMPP 3.4 section 5.3.2). Open: any u16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,16 +194,25 @@ impl<'a> Tlv<'a> {
         }
     }
 
-    fn encoded_len(&self) -> usize {
-        4 + self.value.len()
+    /// The value octets written: a value longer than `u16::MAX` cannot be
+    /// expressed and is cut.
+    #[inline(always)]
+    fn wire_value(&self) -> &'a [u8] {
+        &self.value[..self.value.len().min(u16::MAX as usize)]
     }
 
-    fn put(&self, dst: &mut BytesMut) {
-        dst.put_u16(self.tag.0);
-        // A value longer than u16::MAX cannot be expressed; it is cut.
-        let len = self.value.len().min(u16::MAX as usize);
-        dst.put_u16(len as u16);
-        dst.put_slice(&self.value[..len]);
+    #[inline(always)]
+    fn encoded_len(&self) -> usize {
+        4 + self.wire_value().len()
+    }
+
+    #[inline(always)]
+    fn write(&self, w: &mut Out<'_>) {
+        let value = self.wire_value();
+        let [t0, t1] = self.tag.0.to_be_bytes();
+        let [l0, l1] = (value.len() as u16).to_be_bytes();
+        w.fixed([t0, t1, l0, l1]);
+        w.octets(value);
     }
 }
 
@@ -282,6 +290,7 @@ impl<'a> Tlvs<'a> {
     }
 
     /// Octets the section takes on the wire.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         match self.0 {
             Repr::Raw(raw) => raw.len(),
@@ -289,10 +298,11 @@ impl<'a> Tlvs<'a> {
         }
     }
 
-    pub(crate) fn put(&self, dst: &mut BytesMut) {
+    #[inline(always)]
+    pub(crate) fn write(&self, w: &mut Out<'_>) {
         match self.0 {
-            Repr::Raw(raw) => dst.put_slice(raw),
-            Repr::List(list) => list.iter().for_each(|t| t.put(dst)),
+            Repr::Raw(raw) => w.octets(raw),
+            Repr::List(list) => list.iter().for_each(|t| t.write(w)),
         }
     }
 }
@@ -409,8 +419,11 @@ mod tests {
                 .get_cstr(TlvTag::RECEIPTED_MESSAGE_ID),
             Some(&b"77"[..])
         );
-        let mut out = BytesMut::new();
-        Tlvs::from_list(&list).put(&mut out);
+        let tlvs = Tlvs::from_list(&list);
+        let mut out = vec![0; tlvs.encoded_len()];
+        let mut w = Out::new(&mut out);
+        tlvs.write(&mut w);
+        assert_eq!(w.written(), raw.len());
         assert_eq!(&out[..], &raw[..]);
     }
 

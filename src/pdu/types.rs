@@ -2,7 +2,6 @@
 //! strings with the spec's size limits (checked once, here), octet strings.
 //! Reading is complete-input (nom `complete` parsers over the exact body).
 
-use bytes::{BufMut, BytesMut};
 use nom::number::complete::{be_u8, be_u32};
 
 use super::error::{DecodeError, DecodeErrorKind as K};
@@ -179,18 +178,147 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Writes a C-octet string: the octets then a NUL.
-pub(crate) fn put_cstr(dst: &mut BytesMut, s: &[u8]) {
-    dst.put_slice(s);
-    dst.put_u8(0);
+/// The wire size of a C-octet string: its octets and the NUL.
+#[inline(always)]
+pub(crate) fn cstr_len(s: &[u8]) -> usize {
+    s.len() + 1
 }
 
-/// Writes `sm_length` then `short_message`, derived from the slice; octets
-/// past 255 cannot be expressed and are not written (use `message_payload`).
-pub(crate) fn put_short_message(dst: &mut BytesMut, sm: &[u8]) {
-    let n = sm.len().min(255);
-    dst.put_u8(n as u8);
-    dst.put_slice(&sm[..n]);
+/// The `short_message` octets that are written: past 255 they cannot be
+/// expressed in `sm_length` and are dropped (use `message_payload`).
+#[inline(always)]
+fn sm_octets(sm: &[u8]) -> &[u8] {
+    &sm[..sm.len().min(255)]
+}
+
+/// The wire size of `sm_length` plus `short_message`.
+#[inline(always)]
+pub(crate) fn short_message_len(sm: &[u8]) -> usize {
+    1 + sm_octets(sm).len()
+}
+
+/// A PDU body whose wire size is known before it is written, so that
+/// [`super::Pdu::encode`] sizes the output once and writes the header with
+/// its final `command_length`.
+pub(crate) trait Body {
+    /// Octets [`Body::write`] writes.
+    fn wire_len(&self) -> usize;
+    /// Writes the body; exactly [`Body::wire_len`] octets.
+    fn write(&self, w: &mut Out<'_>);
+}
+
+/// Body-less PDUs.
+impl Body for () {
+    #[inline(always)]
+    fn wire_len(&self) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn write(&self, _: &mut Out<'_>) {}
+}
+
+/// A raw body (unknown command ids), kept byte for byte.
+impl Body for [u8] {
+    #[inline(always)]
+    fn wire_len(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn write(&self, w: &mut Out<'_>) {
+        w.octets(self)
+    }
+}
+
+/// Writer of one PDU into a zeroed slice of exactly its computed size: a
+/// C-octet string's NUL is the zero already there, fixed runs are stored in
+/// place, and strings of up to 64 octets are copied with two fixed-size
+/// moves instead of a call to `memcpy` (the bulk of the encode time
+/// otherwise, as most fields are a few octets long). A write past the end
+/// (a size computed wrong, i.e. a bug caught by the debug assertion in
+/// `Pdu::encode`) is dropped rather than a panic.
+#[derive(Debug)]
+pub struct Out<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl<'b> Out<'b> {
+    /// A writer at the start of `buf`, which must be zeroed.
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Octets written (or skipped over) so far.
+    pub(crate) fn written(&self) -> usize {
+        self.pos
+    }
+
+    /// A fixed run of octets.
+    #[inline(always)]
+    pub(crate) fn fixed<const N: usize>(&mut self, a: [u8; N]) {
+        if let Some(d) = self.buf.get_mut(self.pos..self.pos + N) {
+            d.copy_from_slice(&a);
+        }
+        self.pos += N;
+    }
+
+    /// Octets as they are.
+    #[inline(always)]
+    pub(crate) fn octets(&mut self, s: &[u8]) {
+        let end = self.pos + s.len();
+        if let Some(d) = self.buf.get_mut(self.pos..end) {
+            copy(d, s);
+        }
+        self.pos = end;
+    }
+
+    /// A C-octet string: the octets, then the NUL (already zero).
+    #[inline(always)]
+    pub(crate) fn cstr(&mut self, s: &[u8]) {
+        self.octets(s);
+        self.pos += 1;
+    }
+
+    /// `sm_length` then `short_message`, derived from the slice (see
+    /// [`short_message_len`]).
+    #[inline(always)]
+    pub(crate) fn short_message(&mut self, sm: &[u8]) {
+        let sm = sm_octets(sm);
+        self.fixed([sm.len() as u8]);
+        self.octets(sm);
+    }
+}
+
+/// `d.copy_from_slice(s)` for slices of equal length; lengths up to 64 take
+/// two overlapping fixed-size moves (inlined), longer ones `memcpy`.
+#[inline(always)]
+fn copy(d: &mut [u8], s: &[u8]) {
+    let n = s.len();
+    if d.len() != n {
+        return;
+    }
+    match n {
+        0 => {}
+        1..=3 => {
+            d[0] = s[0];
+            d[n / 2] = s[n / 2];
+            d[n - 1] = s[n - 1];
+        }
+        4..=7 => pair::<4>(d, s),
+        8..=16 => pair::<8>(d, s),
+        17..=32 => pair::<16>(d, s),
+        33..=64 => pair::<32>(d, s),
+        _ => d.copy_from_slice(s),
+    }
+}
+
+/// Copies the first and the last `N` octets (`N <= len <= 2N`): together
+/// they cover the whole slice.
+#[inline(always)]
+fn pair<const N: usize>(d: &mut [u8], s: &[u8]) {
+    let n = s.len();
+    d[..N].copy_from_slice(&s[..N]);
+    d[n - N..].copy_from_slice(&s[n - N..]);
 }
 
 #[cfg(test)]
@@ -211,6 +339,35 @@ mod tests {
         let mut r = Reader::new(b"averylongpass\0", true);
         assert_eq!(r.cstr("password", 9).unwrap(), b"averylongpass");
         assert!(r.quirks.contains(Quirk::OverSpecLength));
+    }
+
+    #[test]
+    fn out_copies_every_length_and_keeps_nuls() {
+        let src: Vec<u8> = (1..=200).collect();
+        for n in 0..=src.len() {
+            let s = &src[..n];
+            let mut buf = vec![0; 2 + cstr_len(s) + 1];
+            let mut w = Out::new(&mut buf);
+            w.fixed([0xAA, 0xBB]);
+            w.cstr(s);
+            w.fixed([0xCC]);
+            assert_eq!(w.written(), buf.len(), "length {n}");
+            let mut want = vec![0xAA, 0xBB];
+            want.extend_from_slice(s);
+            want.extend_from_slice(&[0, 0xCC]);
+            assert_eq!(buf, want, "length {n}");
+        }
+    }
+
+    #[test]
+    fn out_drops_writes_past_the_end_without_panicking() {
+        let mut buf = [0; 3];
+        let mut w = Out::new(&mut buf);
+        w.octets(b"ab");
+        w.octets(b"cd");
+        w.fixed([9, 9]);
+        assert_eq!(w.written(), 6);
+        assert_eq!(buf, [b'a', b'b', 0]);
     }
 
     #[test]
