@@ -337,9 +337,23 @@ async fn child(path: PathBuf, list: bool) {
     if list {
         let store = Arc::new(store);
         let t = clock::now();
-        let open_convs = store.conversations(None, false).await.expect("list").len();
+        // Paged as the agent op does, so the peak stays one page's worth.
+        let mut open_convs = 0usize;
+        let mut after = None;
+        loop {
+            let page = store
+                .conversations(None, false, after, 1000)
+                .await
+                .expect("list");
+            open_convs += page.conversations.len();
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
         v["list_ms"] = (t.elapsed().as_secs_f64() * 1e3).into();
         v["open_conversations"] = open_convs.into();
+        v["vm_hwm_kib_after_list"] = rss_kib().0.into();
         // Some traffic on top: replies to existing conversations.
         let s = store.clone();
         concurrently(16, 1000, move |i| {

@@ -734,3 +734,73 @@ async fn stop_is_confirmed_once_and_help_is_answered_only_where_configured() {
     .await;
     assert_eq!(code, "opted_out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_listed_a_page_at_a_time_and_a_bad_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _config, daemon) = setup(dir.path()).await;
+    let client = daemon.client().await;
+    let mut sent = Vec::new();
+    for (i, agent) in ["alice", "bob", "alice", "carol", "alice"]
+        .iter()
+        .enumerate()
+    {
+        let to = format!("+4479111234{i:02}");
+        let s = send(&client, agent, &to, "Hello from Acme").await;
+        sent.push((s["conversation"].as_u64().unwrap(), *agent));
+    }
+    sent.sort();
+    // Every page, following `next` until null.
+    async fn pages(client: &Client, owner: Option<&str>, limit: u64) -> Vec<Vec<u64>> {
+        let (mut out, mut after) = (Vec::new(), Value::Null);
+        loop {
+            let mut req = json!({"op": "conversations", "limit": limit});
+            if let Some(o) = owner {
+                req["owner"] = json!(o);
+            }
+            if !after.is_null() {
+                req["after"] = after.clone();
+            }
+            let r = ok(client, req).await;
+            let ids: Vec<u64> = r["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_u64().unwrap())
+                .collect();
+            out.push(ids);
+            after = r["next"].clone();
+            if after.is_null() {
+                return out;
+            }
+            assert!(out.len() <= 10, "next never ends: {out:?}");
+        }
+    }
+    let all: Vec<u64> = sent.iter().map(|(id, _)| *id).collect();
+    let alices: Vec<u64> = sent
+        .iter()
+        .filter(|(_, a)| *a == "alice")
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        pages(&client, None, 2).await,
+        [all[0..2].to_vec(), all[2..4].to_vec(), all[4..].to_vec()]
+    );
+    assert_eq!(
+        pages(&client, Some("alice"), 1).await,
+        alices.iter().map(|id| vec![*id]).collect::<Vec<_>>()
+    );
+    // Without paging fields: the whole (small) list, and `next` null.
+    let r = ok(&client, json!({"op": "conversations"})).await;
+    assert_eq!(r["conversations"].as_array().unwrap().len(), all.len());
+    assert_eq!(r["next"], Value::Null);
+    for bad in [json!(0), json!(5001), json!(-1), json!("2")] {
+        let (code, message) = refused(&client, json!({"op": "conversations", "limit": bad})).await;
+        assert_eq!(code, "bad_request", "limit {bad}: {message}");
+        if bad.is_u64() {
+            assert!(message.contains("`limit` must be 1 to 5000"), "{message}");
+        }
+    }
+    let r = ok(&client, json!({"op": "conversations", "limit": 5000})).await;
+    assert_eq!(r["conversations"].as_array().unwrap().len(), all.len());
+}

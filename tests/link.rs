@@ -370,7 +370,12 @@ async fn first_contact_under_new_chat_requests_a_chat() {
     })
     .await;
     assert!(ok, "{:?}", env.events().await);
-    let convs = env.store.conversations(None, true).await.unwrap();
+    let convs = env
+        .store
+        .conversations(None, true, None, usize::MAX)
+        .await
+        .unwrap()
+        .conversations;
     assert_eq!(convs.len(), 1);
     assert_eq!(convs[0].customer, JP);
     env.stop().await;
@@ -520,9 +525,10 @@ async fn mo_with_national_number_is_normalised() {
     env.sim.inject_mo(&mo).unwrap();
     let ok = wait(|| async {
         env.store
-            .conversations(None, true)
+            .conversations(None, true, None, usize::MAX)
             .await
             .unwrap()
+            .conversations
             .iter()
             .any(|c| c.customer == UK)
     })
@@ -572,9 +578,10 @@ async fn reply_to_an_unknown_number_is_acknowledged_not_filed() {
     assert!(acked, "{:?}", env.sim.stats());
     assert!(
         env.store
-            .conversations(None, true)
+            .conversations(None, true, None, usize::MAX)
             .await
             .unwrap()
+            .conversations
             .is_empty()
     );
     env.stop().await;
@@ -710,7 +717,11 @@ mod receive_path {
             1
         );
         assert!(store.reassembly_keys().await.unwrap().is_empty());
-        let convs = store.conversations(None, true).await.unwrap();
+        let convs = store
+            .conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations;
         assert_eq!(convs.len(), 1);
         let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
         assert_eq!(msgs[0].text, "first part only ");
@@ -756,7 +767,11 @@ mod receive_path {
             last,
             Some(Delivered::Reply(InboundOutcome::ChatRequested { .. }))
         ));
-        let convs = store.conversations(None, true).await.unwrap();
+        let convs = store
+            .conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations;
         assert_eq!(convs.len(), 1);
         assert_eq!(convs[0].customer, UK);
         let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
@@ -854,7 +869,11 @@ mod receive_path {
             MessageStatus::Delivered
         );
         // The customer's reply, reassembled from parts around the receipt.
-        let convs = store.conversations(None, true).await.unwrap();
+        let convs = store
+            .conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations;
         let conv = convs.iter().find(|c| c.customer == UK).unwrap();
         let (_, msgs) = store.transcript(conv.id).await.unwrap().unwrap();
         assert!(
@@ -1330,8 +1349,11 @@ mod store_failure {
             &self,
             owner: Option<&str>,
             include_requested: bool,
-        ) -> impl Future<Output = StoreResult<Vec<Conversation>>> + Send {
-            self.inner.conversations(owner, include_requested)
+            after: Option<ConversationId>,
+            limit: usize,
+        ) -> impl Future<Output = StoreResult<ConversationPage>> + Send {
+            self.inner
+                .conversations(owner, include_requested, after, limit)
         }
 
         fn append_event(
@@ -1462,7 +1484,11 @@ mod store_failure {
         assert!(filed);
         let s = sim.stats();
         assert!(s.deliveries_refused >= 1 && s.redelivered >= 1, "{s:?}");
-        let convs = store.conversations(None, true).await.unwrap();
+        let convs = store
+            .conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations;
         assert_eq!(convs.len(), 1);
         let (_, msgs) = store.transcript(convs[0].id).await.unwrap().unwrap();
         assert_eq!(msgs.len(), 1);
@@ -1553,7 +1579,11 @@ mod store_failure {
             let status = store.message(*m).await.unwrap().unwrap().status;
             assert_ne!(status, MessageStatus::Delivered);
         }
-        let convs = store.conversations(None, true).await.unwrap();
+        let convs = store
+            .conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations;
         assert!(convs.iter().any(|c| c.customer == JP), "{convs:?}");
         // The SMSC delivers the refused receipts again: stored this time.
         let again: Vec<&[u8]> = [0, 2, 3].iter().map(|&i| refs[i]).collect();

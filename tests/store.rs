@@ -171,7 +171,13 @@ async fn reply_after_end_is_ignored_under_ignore_policy() {
     assert_eq!(r, InboundOutcome::Ignored);
     let (_, msgs) = s.transcript(a.conversation).await.unwrap().unwrap();
     assert_eq!(msgs.len(), 1);
-    assert!(s.conversations(None, true).await.unwrap().is_empty());
+    assert!(
+        s.conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations
+            .is_empty()
+    );
     // Naming the ended conversation is refused; a fresh send opens a new one.
     let mut n = out(SUPPORT, UK, "alice", "again");
     n.conversation = Some(a.conversation);
@@ -216,8 +222,21 @@ async fn reply_after_end_requests_a_chat_under_new_chat_policy() {
         .await
         .unwrap();
     assert!(matches!(r2, InboundOutcome::Matched { conversation: c2, .. } if c2 == conversation));
-    assert!(s.conversations(None, false).await.unwrap().is_empty());
-    assert_eq!(s.conversations(None, true).await.unwrap().len(), 1);
+    assert!(
+        s.conversations(None, false, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations
+            .is_empty()
+    );
+    assert_eq!(
+        s.conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations
+            .len(),
+        1
+    );
     // Accepting it: open, owned by bob.
     let c = s
         .assign(conversation, "bob", T0 + 4)
@@ -256,17 +275,133 @@ async fn handed_over_conversation_sends_replies_to_the_new_owner() {
     let last = all_events(&s).await.pop().unwrap();
     assert_eq!(last.owner.as_deref(), Some("bob"));
     assert!(matches!(last.kind, EventKind::MessageReceived { .. }));
-    assert_eq!(s.conversations(Some("bob"), false).await.unwrap().len(), 1);
-    assert!(
-        s.conversations(Some("alice"), false)
+    assert_eq!(
+        s.conversations(Some("bob"), false, None, usize::MAX)
             .await
             .unwrap()
+            .conversations
+            .len(),
+        1
+    );
+    assert!(
+        s.conversations(Some("alice"), false, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations
             .is_empty()
     );
     assert_eq!(
         s.assign(999, "bob", T0).await.unwrap(),
         Err(ChatRefused::NotFound)
     );
+}
+
+// === conversation paging ===
+
+/// Every page of `conversations` from the start, following `next`: the ids
+/// listed and the number of pages.
+async fn all_pages(
+    s: &SledStore,
+    owner: Option<&str>,
+    include_requested: bool,
+    limit: usize,
+) -> (Vec<u64>, usize) {
+    let (mut ids, mut pages, mut after) = (Vec::new(), 0, None);
+    loop {
+        let page = s
+            .conversations(owner, include_requested, after, limit)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.conversations.len() <= limit.max(1));
+        for c in &page.conversations {
+            assert!(after.is_none_or(|a| c.id > a), "{} after {after:?}", c.id);
+            ids.push(c.id);
+        }
+        match page.next {
+            Some(n) => {
+                assert!(after.is_none_or(|a| n > a), "next {n} does not advance");
+                after = Some(n);
+            }
+            None => return (ids, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn conversation_pages_list_each_one_once_in_id_order_by_owner_and_state() {
+    use ConversationState::{Ended, Open, Requested};
+    let s = SledStore::temporary().unwrap();
+    // What the calls below leave: id -> (owner, state).
+    let mut model: BTreeMap<u64, (String, ConversationState)> = BTreeMap::new();
+    for i in 0..30u64 {
+        let customer = format!("+4479111234{i:02}");
+        let owner = ["alice", "bob", "carol"][(i % 3) as usize];
+        let a = send(&s, out(SUPPORT, &customer, owner, "hi"), T0 + i).await;
+        model.insert(a.conversation, (owner.into(), Open));
+        if i % 4 == 0 {
+            s.end_chat(a.conversation, owner, T0 + 100 + i)
+                .await
+                .unwrap()
+                .unwrap();
+            model.insert(a.conversation, (owner.into(), Ended));
+        }
+        if i % 8 == 0 {
+            // The customer texts again after the end: a chat request.
+            let r = s
+                .record_inbound(
+                    inbound(SUPPORT, &customer, "hello?"),
+                    InboundPolicy::NewChat,
+                    T0 + 200 + i,
+                )
+                .await
+                .unwrap();
+            let InboundOutcome::ChatRequested { conversation, .. } = r else {
+                panic!("expected a chat request, got {r:?}");
+            };
+            model.insert(conversation, (String::new(), Requested));
+        }
+    }
+    let everything: Vec<u64> = model.keys().copied().collect();
+    for owner in [None, Some("alice"), Some("nobody")] {
+        for include_requested in [false, true] {
+            let want: Vec<u64> = model
+                .iter()
+                .filter(|(_, (o, st))| match st {
+                    Open => owner.is_none_or(|w| w == o),
+                    Requested => include_requested,
+                    Ended => false,
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for limit in [0, 1, 4, 1000] {
+                let (got, pages) = all_pages(&s, owner, include_requested, limit).await;
+                assert_eq!(
+                    got, want,
+                    "owner {owner:?}, requested {include_requested}, limit {limit}"
+                );
+                // Full pages while more are left, and no empty page at the end.
+                assert_eq!(pages, want.len().div_ceil(limit.max(1)).max(1));
+            }
+            assert!(want.len() < everything.len(), "the filter kept everything");
+        }
+    }
+    // The filters did cut something in each direction.
+    let (alice, _) = all_pages(&s, Some("alice"), false, 1000).await;
+    let (all_open, _) = all_pages(&s, None, false, 1000).await;
+    let (with_requests, _) = all_pages(&s, None, true, 1000).await;
+    assert!(!alice.is_empty() && alice.len() < all_open.len());
+    assert!(all_open.len() < with_requests.len());
+    // After the last id: an empty page, nothing further.
+    let last = *everything.last().unwrap();
+    let page = s.conversations(None, true, Some(last), 10).await.unwrap();
+    assert!(page.conversations.is_empty());
+    assert_eq!(page.next, None);
+    let page = s
+        .conversations(None, true, Some(u64::MAX), 10)
+        .await
+        .unwrap();
+    assert_eq!((page.conversations.len(), page.next), (0, None));
 }
 
 // === receipts ===
@@ -1118,7 +1253,11 @@ async fn help_answer_is_stored_once_per_request_without_a_conversation_too() {
     assert_eq!(c.state, ConversationState::Ended);
     assert_eq!(c.owner, "");
     assert!(
-        s.conversations(None, true).await.unwrap().is_empty(),
+        s.conversations(None, true, None, usize::MAX)
+            .await
+            .unwrap()
+            .conversations
+            .is_empty(),
         "nothing opened"
     );
     // A later agent send opens a conversation of its own as usual.
@@ -1567,7 +1706,12 @@ async fn run_model(ops: Vec<Op>) {
     }
     let seqs: Vec<u64> = all_events(&s).await.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=m.events).collect::<Vec<_>>());
-    let open_count = s.conversations(None, true).await.unwrap().len();
+    let open_count = s
+        .conversations(None, true, None, usize::MAX)
+        .await
+        .unwrap()
+        .conversations
+        .len();
     assert_eq!(open_count, m.open.len());
 }
 

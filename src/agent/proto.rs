@@ -36,6 +36,12 @@ pub const OPS: &[&str] = &[
     "opt_outs",
 ];
 
+/// The page size of `conversations` when the request names none.
+pub const CONVERSATIONS_DEFAULT_LIMIT: usize = 500;
+
+/// The largest page size `conversations` accepts.
+pub const CONVERSATIONS_MAX_LIMIT: usize = 5000;
+
 // === Request ===
 
 /// One parsed request: the caller's `id` (any JSON scalar, echoed back) and
@@ -106,6 +112,13 @@ pub enum Op {
         /// Also list conversations in state `requested` (any owner).
         #[serde(default)]
         include_requested: bool,
+        /// List those with a greater id (the previous page's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        /// The page size, 1 to [`CONVERSATIONS_MAX_LIMIT`]; absent:
+        /// [`CONVERSATIONS_DEFAULT_LIMIT`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
     },
     /// Hand a conversation to an agent (also: accept a chat request).
     Assign {
@@ -460,6 +473,24 @@ pub fn parse_request(line: &str) -> Result<Request, Rejected> {
     }
 }
 
+/// The page size of a `conversations` request: the default when absent.
+///
+/// # Errors
+/// `bad_request` when `limit` is outside 1..=[`CONVERSATIONS_MAX_LIMIT`].
+pub fn conversations_limit(limit: Option<u64>) -> Result<usize, AgentError> {
+    match limit {
+        None => Ok(CONVERSATIONS_DEFAULT_LIMIT),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=CONVERSATIONS_MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                AgentError::bad_request(format!(
+                    "`limit` must be 1 to {CONVERSATIONS_MAX_LIMIT}, got {n}"
+                ))
+            }),
+    }
+}
+
 // === Responses ===
 
 /// The success line (without newline): `{"id": .., "ok": true, "result": ..}`.
@@ -599,6 +630,44 @@ mod tests {
         let r = parse_request(r#"{"id":5,"op":"count","service":"s"}"#).unwrap_err();
         assert_eq!(r.error.code, ErrorCode::BadRequest);
         assert!(r.error.message.contains("text"), "{}", r.error.message);
+    }
+
+    #[test]
+    fn conversations_paging_fields_are_read() {
+        let req = parse_request(r#"{"id":1,"op":"conversations","after":41,"limit":2}"#).unwrap();
+        assert_eq!(
+            req.op,
+            Op::Conversations {
+                owner: None,
+                service: None,
+                include_requested: false,
+                after: Some(41),
+                limit: Some(2),
+            }
+        );
+        assert_eq!(
+            code_of(r#"{"id":5,"op":"conversations","limit":-1}"#),
+            (Some(json!(5)), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"id":5,"op":"conversations","after":"3"}"#),
+            (Some(json!(5)), ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn conversations_limit_defaults_and_rejects_out_of_range() {
+        assert_eq!(conversations_limit(None), Ok(CONVERSATIONS_DEFAULT_LIMIT));
+        assert_eq!(conversations_limit(Some(1)), Ok(1));
+        assert_eq!(
+            conversations_limit(Some(CONVERSATIONS_MAX_LIMIT as u64)),
+            Ok(CONVERSATIONS_MAX_LIMIT)
+        );
+        for bad in [0, CONVERSATIONS_MAX_LIMIT as u64 + 1, u64::MAX] {
+            let e = conversations_limit(Some(bad)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("limit"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::agent::proto::{AgentError, ErrorCode, Op, SendOp};
+use crate::agent::proto::{AgentError, ErrorCode, Op, SendOp, conversations_limit};
 use crate::agent::server::{Handler, PeerInfo};
 use crate::clock;
 use crate::config::{Config, SenderType, ServiceConfig};
@@ -517,17 +517,26 @@ impl<S: Store> Gateway<S> {
                 owner,
                 service: svc_filter,
                 include_requested,
+                after,
+                limit,
             } => {
-                let list = self
+                let limit = conversations_limit(limit)?;
+                let page = self
                     .store
-                    .conversations(owner.as_deref(), include_requested)
+                    .conversations(owner.as_deref(), include_requested, after, limit)
                     .await
                     .map_err(internal)?;
-                Ok(json!({"conversations": list
-                    .iter()
-                    .filter(|c| svc_filter.as_deref().is_none_or(|s| s == c.service))
-                    .map(conversation_json)
-                    .collect::<Vec<_>>()}))
+                // The service filter applies within the page: a page may come
+                // back short (even empty) with `next` set.
+                Ok(json!({
+                    "conversations": page
+                        .conversations
+                        .iter()
+                        .filter(|c| svc_filter.as_deref().is_none_or(|s| s == c.service))
+                        .map(conversation_json)
+                        .collect::<Vec<_>>(),
+                    "next": page.next,
+                }))
             }
             Op::Assign {
                 conversation,

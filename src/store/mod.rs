@@ -337,6 +337,27 @@ pub struct RecoverReport {
     pub last_seq: Seq,
 }
 
+/// The least number of conversation entries one [`Store::conversations`] call
+/// may read (it reads at most `max(limit, CONVERSATION_SCAN_MIN)`), so a page
+/// of one owner's conversations does not read unboundedly many others.
+pub const CONVERSATION_SCAN_MIN: usize = 8192;
+
+/// One page of [`Store::conversations`].
+///
+/// A page can be short, even empty, while `next` is set: the call stops after
+/// reading a bounded number of entries (see [`CONVERSATION_SCAN_MIN`]), and
+/// entries of other owners, ended ones and (unless asked for) requested ones
+/// are read but not listed. Callers continue with `after = next` until `next`
+/// is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationPage {
+    /// The listed conversations, ids ascending.
+    pub conversations: Vec<Conversation>,
+    /// Where the next page starts (pass it as `after`); `None` when nothing
+    /// listable is left after this page.
+    pub next: Option<ConversationId>,
+}
+
 /// What `purge_ended` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
@@ -554,12 +575,20 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
     ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send;
 
-    /// Open conversations (of `owner`, or all), plus requested ones if asked.
+    /// One page of the open conversations (of `owner`, or all), plus the
+    /// requested ones (of any owner) if asked: at most `limit` of those with
+    /// id > `after` (from the first when `None`), ids ascending; a `limit`
+    /// of 0 is taken as 1. Reads at most `max(limit, CONVERSATION_SCAN_MIN)`
+    /// entries, so a page may be short or empty with
+    /// [`ConversationPage::next`] set; follow `next` until it is `None` to
+    /// list them all.
     fn conversations(
         &self,
         owner: Option<&str>,
         include_requested: bool,
-    ) -> impl Future<Output = StoreResult<Vec<Conversation>>> + Send;
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<ConversationPage>> + Send;
 
     /// Appends an event that belongs to no conversation (`link_up`, `link_down`).
     fn append_event(

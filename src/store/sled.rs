@@ -9,6 +9,7 @@
 //! to the trees; `events_after` only shows events already flushed.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -22,9 +23,10 @@ use super::error::{StoreError, StoreResult};
 use super::trees::{self, T, id};
 use super::value::{decode, decode_u64, encode};
 use super::{
-    Accepted, ExpireReport, InboundMessage, InboundOutcome, NewOutbound, NewTemplate, OptChange,
-    OutboxItem, PurgeReport, ReceiptOutcome, ReceiptRecord, RecoverReport, Store, SubmitFailure,
-    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
+    Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
+    InboundOutcome, NewOutbound, NewTemplate, OptChange, OutboxItem, PurgeReport, ReceiptOutcome,
+    ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome, SubmitRecord,
+    SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -1331,6 +1333,49 @@ fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
     Ok(n)
 }
 
+/// One page out of `entries` (conversations, ids ascending): up to `limit`
+/// (≥ 1) of those `keep` accepts, reading at most `budget` entries (plus one
+/// raw look-ahead). `next` is the last listed id when a further kept entry
+/// was seen, the last read id when the budget ran out first, and `None` when
+/// the entries ended.
+fn take_page<E>(
+    entries: impl Iterator<Item = Result<Conversation, E>>,
+    keep: impl Fn(&Conversation) -> bool,
+    limit: usize,
+    budget: usize,
+) -> Result<ConversationPage, E> {
+    let mut out: Vec<Conversation> = Vec::new();
+    let mut last_read = None;
+    for (read, c) in entries.enumerate() {
+        if read == budget {
+            // Out of budget with more to read: what was read and not listed
+            // is behind `next`.
+            return Ok(ConversationPage {
+                conversations: out,
+                next: last_read,
+            });
+        }
+        let c = c?;
+        last_read = Some(c.id);
+        if !keep(&c) {
+            continue;
+        }
+        if out.len() >= limit {
+            // A full page, and one more to come.
+            let next = out.last().map(|c| c.id);
+            return Ok(ConversationPage {
+                conversations: out,
+                next,
+            });
+        }
+        out.push(c);
+    }
+    Ok(ConversationPage {
+        conversations: out,
+        next: None,
+    })
+}
+
 // === impl Store ===
 
 impl Store for SledStore {
@@ -1572,25 +1617,25 @@ impl Store for SledStore {
         &self,
         owner: Option<&str>,
         include_requested: bool,
-    ) -> StoreResult<Vec<Conversation>> {
-        let mut out = Vec::new();
-        for kv in self.tree(T::Open).iter() {
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> StoreResult<ConversationPage> {
+        let tree = self.tree(T::Conversations);
+        let entries = match after {
+            Some(a) => tree.range((Bound::Excluded(id(a)), Bound::Unbounded)),
+            None => tree.iter(),
+        };
+        let entries = entries.map(|kv| {
             let (_, v) = kv?;
-            let cid = decode_u64(T::Open.name(), &v)?;
-            let Some(c) = self.read_val::<Conversation>(T::Conversations, &id(cid))? else {
-                continue;
-            };
-            let keep = match c.state {
-                ConversationState::Open => owner.is_none_or(|o| o == c.owner),
-                ConversationState::Requested => include_requested,
-                ConversationState::Ended => false,
-            };
-            if keep {
-                out.push(c);
-            }
-        }
-        out.sort_by_key(|c| c.id);
-        Ok(out)
+            decode::<Conversation>(T::Conversations.name(), &v)
+        });
+        let keep = |c: &Conversation| match c.state {
+            ConversationState::Open => owner.is_none_or(|o| o == c.owner),
+            ConversationState::Requested => include_requested,
+            ConversationState::Ended => false,
+        };
+        let limit = limit.max(1);
+        take_page(entries, keep, limit, limit.max(CONVERSATION_SCAN_MIN))
     }
 
     async fn append_event(&self, kind: EventKind, now_ms: u64) -> StoreResult<Seq> {
@@ -1890,5 +1935,81 @@ mod tests {
             both.iter().map(|i| i.message).collect::<Vec<_>>(),
             [x1.message, x2.message]
         );
+    }
+
+    fn conv(id: ConversationId, owner: &str) -> Conversation {
+        Conversation {
+            id,
+            service: "support".into(),
+            sender: "447400123456".into(),
+            customer: "+447911123456".into(),
+            owner: owner.into(),
+            interaction: None,
+            state: ConversationState::Open,
+            created_ms: 0,
+            updated_ms: 0,
+            ended_ms: None,
+        }
+    }
+
+    #[test]
+    fn take_page_lists_each_kept_conversation_once_within_its_budget() {
+        // alice owns every third conversation; bob the rest.
+        let all: Vec<Conversation> = (1..=40)
+            .map(|i| conv(i, if i % 3 == 0 { "alice" } else { "bob" }))
+            .collect();
+        let (limit, budget) = (2, 5);
+        let mut listed = Vec::new();
+        let mut after = 0;
+        let mut short_pages = 0;
+        for _ in 0..100 {
+            let read = std::cell::Cell::new(0usize);
+            let entries = all.iter().filter(|c| c.id > after).map(|c| {
+                read.set(read.get() + 1);
+                Ok::<_, StoreError>(c.clone())
+            });
+            let page = take_page(entries, |c| c.owner == "alice", limit, budget).unwrap();
+            // At most the budget, plus the one look-ahead.
+            assert!(read.get() <= budget + 1, "read {}", read.get());
+            assert!(page.conversations.len() <= limit);
+            if page.conversations.len() < limit && page.next.is_some() {
+                short_pages += 1;
+            }
+            listed.extend(page.conversations.iter().map(|c| c.id));
+            match page.next {
+                Some(n) => {
+                    assert!(n > after);
+                    after = n;
+                }
+                None => break,
+            }
+        }
+        let want: Vec<u64> = (1..=40).filter(|i| i % 3 == 0).collect();
+        assert_eq!(listed, want);
+        assert!(short_pages > 0, "the budget never cut a page short");
+    }
+
+    #[test]
+    fn take_page_ends_with_no_next_when_the_last_page_is_exactly_full() {
+        let all = [conv(1, "alice"), conv(2, "alice"), conv(3, "bob")];
+        let entries = all.iter().cloned().map(Ok::<_, StoreError>);
+        let page = take_page(entries, |c| c.owner == "alice", 2, 10).unwrap();
+        assert_eq!(page.conversations.len(), 2);
+        assert_eq!(page.next, None);
+        let entries = all.iter().cloned().map(Ok::<_, StoreError>);
+        let page = take_page(entries, |_| true, 2, 10).unwrap();
+        assert_eq!(page.next, Some(2));
+    }
+
+    #[test]
+    fn take_page_passes_a_read_error_on() {
+        let entries = [
+            Ok(conv(1, "alice")),
+            Err(StoreError::Corrupt {
+                tree: "conversations",
+                detail: "bad".into(),
+            }),
+        ];
+        assert!(take_page(entries.into_iter(), |_| true, 5, 10).is_err());
     }
 }

@@ -581,16 +581,26 @@
   async function loadAll() {
     if (!state.agent) return;
     const agent = state.agent;
-    let r;
+    // The daemon answers a page at a time: follow `next` until null.
+    const convs = [];
     try {
-      r = await api("conversations", { owner: agent, include_requested: true });
+      let after = null;
+      for (let pages = 0; pages < 1000; pages++) {
+        const req = { owner: agent, include_requested: true, limit: 500 };
+        if (after !== null) req.after = after;
+        const r = await api("conversations", req);
+        if (state.agent !== agent) return;
+        for (const c of r.conversations || []) convs.push(c);
+        if (r.next === null || r.next === undefined) break;
+        after = r.next;
+      }
     } catch (e) {
       showError($("error"), e);
       return;
     }
     if (state.agent !== agent) return;
     showError($("error"), null);
-    for (const c of r.conversations || []) {
+    for (const c of convs) {
       if (c.state === "requested") {
         if (state.requests.has(c.id)) continue;
         let text = "";
