@@ -155,6 +155,12 @@ enum Cmd {
         /// Only this agent's.
         #[arg(long)]
         owner: Option<String>,
+        /// Start after this conversation id (the `next` of the previous page).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Page size (1..=5000; the daemon's default is 500).
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Hand a conversation to another agent.
     Assign {
@@ -452,10 +458,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Transcript { target, id } => {
             one_request(&target, json!({"op": "transcript", "conversation": id}))
         }
-        Cmd::Conversations { target, owner } => {
+        Cmd::Conversations {
+            target,
+            owner,
+            after,
+            limit,
+        } => {
             let mut req = json!({"op": "conversations", "include_requested": true});
             if let Some(o) = owner {
                 req["owner"] = json!(o);
+            }
+            if let Some(a) = after {
+                req["after"] = json!(a);
+            }
+            if let Some(l) = limit {
+                req["limit"] = json!(l);
             }
             one_request(&target, req)
         }

@@ -330,6 +330,21 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     assert_eq!(transcript["messages"][0]["status"], "delivered");
     let convs = cli_json(&s, &["conversations", "--owner", "alice"]);
     assert_eq!(convs["conversations"][0]["id"], sent["conversation"]);
+    assert_eq!(convs["next"], serde_json::Value::Null);
+    // Paging flags go through: nothing after the only conversation.
+    let page = cli_json(
+        &s,
+        &[
+            "conversations",
+            "--owner",
+            "alice",
+            "--after",
+            &conv,
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(page["conversations"], serde_json::json!([]));
     let assigned = cli_json(&s, &["assign", &conv, "--to", "bob"]);
     assert_eq!(assigned["owner"], "bob");
     let number = cli_json(
