@@ -436,6 +436,8 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
         "smppgw_submit_responses_total",
         "smppgw_receipts_total",
         "smppgw_agent_requests_total",
+        "smppgw_agent_connections",
+        "smppgw_outbox_depth",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
@@ -446,6 +448,9 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
         "{metrics}"
     );
     assert!(!metrics.contains(r#"service="nope""#), "{metrics}");
+    // Only what was recorded is exported (descriptions alone are not), so
+    // the names above prove the gauges are set.
+    assert!(!metrics.contains("smppgw_submit_to_receipt_seconds"), "{metrics}");
     let health = http_get(port, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 

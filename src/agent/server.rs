@@ -10,11 +10,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
+
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -203,6 +205,7 @@ impl Server {
             shutdown_drain: config.shutdown_drain,
         };
         let slots = Arc::new(Semaphore::new(config.max_connections));
+        let open = Arc::new(AtomicUsize::new(0));
         let tracker = TaskTracker::new();
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -266,8 +269,11 @@ impl Server {
             tracing::debug!(uid = peer.uid, pid = ?peer.pid, "agent connection");
             let handler = handler.clone();
             let cancel = cancel.clone();
+            let open = open.clone();
+            crate::metrics::agent_connections(open.fetch_add(1, Ordering::Relaxed) + 1);
             tracker.spawn(async move {
                 conn::serve(stream, peer, handler, limits, cancel).await;
+                crate::metrics::agent_connections(open.fetch_sub(1, Ordering::Relaxed) - 1);
                 drop(permit);
             });
         }

@@ -198,6 +198,7 @@ async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: Cancellatio
         }
         rounds += 1;
         let now = clock::wall_ms();
+        gauges(&store).await;
         // Overdue receipts are the links' sweep (`LinkOptions::expire_interval`).
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         // Once a minute, skipping the tick at start.
@@ -220,6 +221,21 @@ async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: Cancellatio
                 Ok(_) => {}
                 Err(e) => tracing::error!("purging ended conversations: {e}"),
             }
+        }
+    }
+}
+
+/// The store's gauges: outbox depth, and each known consumer's lag behind
+/// the durable head of the event log.
+async fn gauges(store: &SledStore) {
+    match store.outbox_depth() {
+        Ok(n) => crate::metrics::outbox_depth(n),
+        Err(e) => tracing::warn!("counting the outbox: {e}"),
+    }
+    let head = *store.subscribe().borrow();
+    for consumer in crate::metrics::CONSUMERS {
+        if let Ok(Some(at)) = store.cursor(consumer).await {
+            crate::metrics::event_log_lag(consumer, head.saturating_sub(at));
         }
     }
 }

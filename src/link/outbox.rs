@@ -877,10 +877,12 @@ async fn handle_event<S: Store>(
             let now = clock::now();
             match outcome {
                 Outcome::Throttled => {
+                    crate::metrics::throttled(carrier);
                     pump.retry(id, part, now, false, max_tries);
                     return Step::Continue;
                 }
                 Outcome::QueueFull => {
+                    crate::metrics::throttled(carrier);
                     pump.retry(id, part, now, true, max_tries);
                     return Step::Continue;
                 }

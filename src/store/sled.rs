@@ -183,6 +183,20 @@ impl SledStore {
         })
     }
 
+    /// Messages waiting in the outbox (leased ones included). Counts the
+    /// tree: for a periodic gauge, not a hot path.
+    ///
+    /// # Errors
+    /// The engine failed reading.
+    pub fn outbox_depth(&self) -> StoreResult<u64> {
+        let mut n = 0;
+        for k in self.tree(T::Outbox).iter().keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Flushes done so far (group commit makes this far fewer than writes).
     pub fn flush_count(&self) -> u64 {
         self.inner.commit.flushes()
