@@ -450,7 +450,10 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     assert!(!metrics.contains(r#"service="nope""#), "{metrics}");
     // Only what was recorded is exported (descriptions alone are not), so
     // the names above prove the gauges are set.
-    assert!(!metrics.contains("smppgw_submit_to_receipt_seconds"), "{metrics}");
+    assert!(
+        !metrics.contains("smppgw_submit_to_receipt_seconds"),
+        "{metrics}"
+    );
     let health = http_get(port, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
@@ -572,4 +575,51 @@ async fn run_notifies_systemd_ready_and_stopping_on_sigint_and_refuses_a_bad_con
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("carrier[0].window"), "{stderr}");
+}
+
+/// The README's first command (`smppgw demo`), walked once: the simulator,
+/// the daemon on a fresh store and the walkthrough run to the end and the
+/// process exits 0, having shown a message delivered and the customer's
+/// reply in the transcript.
+#[test]
+fn demo_walks_one_conversation_to_delivered_and_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["demo", "--once", "--console", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smppgw demo");
+    let deadline = smppgw::clock::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if smppgw::clock::now() > deadline {
+            child.kill().ok();
+            panic!("demo --once did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "demo failed: {err}\n{out}");
+    assert!(out.contains("\"event\": \"message_delivered\""), "{out}");
+    // The transcript printed last holds the delivered send and the reply.
+    let transcript = out.rfind("\"messages\"").map(|i| &out[i..]).unwrap_or("");
+    assert!(transcript.contains("\"status\": \"delivered\""), "{out}");
+    assert!(transcript.contains("\"direction\": \"in\""), "{out}");
 }
