@@ -31,7 +31,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, n: usize) {
         self.rest = &self.rest[n..];
         self.offset += n;
@@ -55,7 +55,7 @@ impl<'a> Reader<'a> {
         self.rest.is_empty()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         let (rest, v) = be_u8(self.rest).map_err(|_: NomErr<'a>| self.end(field))?;
         self.rest = rest;
@@ -63,7 +63,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         let (rest, v) = be_u32(self.rest).map_err(|_: NomErr<'a>| self.end(field))?;
         self.rest = rest;
@@ -71,7 +71,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
         let v = self.rest.get(..n).ok_or_else(|| self.end(field))?;
         self.advance(n);
@@ -80,7 +80,7 @@ impl<'a> Reader<'a> {
 
     /// A C-octet string of at most `max` octets including its NUL; returns it
     /// without the NUL.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cstr(
         &mut self,
         field: &'static str,
@@ -92,7 +92,7 @@ impl<'a> Reader<'a> {
     /// Like [`Self::cstr`] for the last C-octet string before the end or the
     /// TLVs: a missing NUL at the very end of the body is accepted and
     /// reported as [`Quirk::MissingFinalNul`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cstr_last(
         &mut self,
         field: &'static str,
@@ -101,7 +101,7 @@ impl<'a> Reader<'a> {
         self.cstr_with(field, max, true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn cstr_with(
         &mut self,
         field: &'static str,
