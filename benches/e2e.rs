@@ -24,6 +24,9 @@
 //! Every figure is printed as one `RESULT {json}` line with the machine
 //! load (`/proc/loadavg`) at the time.
 
+mod common;
+use common::concurrently;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,34 +114,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// Runs `total` calls of `op(i)` on `tasks` concurrent tasks; returns the elapsed time.
-async fn concurrently<F, Fut>(tasks: usize, total: u64, op: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicU64::new(0));
-    let start = clock::now();
-    let mut handles = Vec::with_capacity(tasks);
-    for _ in 0..tasks {
-        let (op, next) = (op.clone(), next.clone());
-        handles.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                op(i).await;
-            }
-        }));
-    }
-    for h in handles {
-        h.await.expect("task");
-    }
-    start.elapsed()
 }
 
 // === --store-scale ===
