@@ -1,10 +1,14 @@
 //! Decode and encode of typical PDUs (submit_sm, deliver_sm receipt and MO,
 //! enquire_link), smppgw's borrowed codec side by side with `rusmpp` 0.4 on
-//! the same bytes. Decode = framing + body parse from a `BytesMut`; encode =
-//! writing a whole PDU into a reused buffer.
+//! the same bytes. Decode = framing + body parse, measured two ways:
+//! `decode/*` gives each PDU a fresh `BytesMut` of its own (a worst case: the
+//! first frame split of a buffer allocates its shared header), and
+//! `decode_stream/*` reads a buffer of [`STREAM`] back-to-back PDUs, as a
+//! socket read of a busy bind does (figures per PDU). Encode = writing a whole
+//! PDU into a reused buffer.
 
 use bytes::BytesMut;
-use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use smppgw::pdu::{Pdu, SmppCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -67,6 +71,50 @@ fn decode(c: &mut Criterion) {
     }
 }
 
+/// PDUs per buffer in `decode_stream/*`.
+const STREAM: usize = 64;
+
+fn decode_stream(c: &mut Criterion) {
+    for (label, name) in CASES {
+        let one = vector(name);
+        let bytes = one.repeat(STREAM);
+        let mut g = c.benchmark_group(format!("decode_stream/{label}"));
+        g.throughput(Throughput::Elements(STREAM as u64));
+        g.bench_function("smppgw", |b| {
+            let mut codec = SmppCodec::new(65536);
+            b.iter_batched_ref(
+                || BytesMut::from(&bytes[..]),
+                |buf| {
+                    let mut n = 0;
+                    while let Some(f) = codec.decode(buf).unwrap() {
+                        let d = f.parse().unwrap();
+                        black_box(d.pdu.command_id());
+                        n += 1;
+                    }
+                    assert_eq!(n, STREAM);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("rusmpp", |b| {
+            let mut codec = rusmpp::tokio_codec::CommandCodec::new();
+            b.iter_batched_ref(
+                || BytesMut::from(&bytes[..]),
+                |buf| {
+                    let mut n = 0;
+                    while let Some(cmd) = codec.decode(buf).unwrap() {
+                        black_box(cmd.id());
+                        n += 1;
+                    }
+                    assert_eq!(n, STREAM);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+    }
+}
+
 fn encode(c: &mut Criterion) {
     for (label, name) in CASES {
         let bytes = vector(name);
@@ -113,5 +161,5 @@ fn encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode, encode);
+criterion_group!(benches, decode, decode_stream, encode);
 criterion_main!(benches);
