@@ -72,6 +72,17 @@ fn rss_kib() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// Bytes this process has caused to be written to storage so far
+/// (`write_bytes` of /proc/self/io): the durable store's disk traffic.
+fn disk_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -545,10 +556,11 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (a0, s0, t0) = (
+    let (a0, s0, t0, w0) = (
         accepted.load(Ordering::Relaxed),
         rig.sim.stats(),
         clock::now(),
+        disk_written(),
     );
     let mut samples = Vec::new();
     while clock::now() + Duration::from_millis(200) < deadline {
@@ -556,10 +568,11 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
         let st = rig.sim.stats();
         samples.push((st.accepted, st.throttled, st.receipts_acked));
     }
-    let (a1, s1, el) = (
+    let (a1, s1, el, w1) = (
         accepted.load(Ordering::Relaxed),
         rig.sim.stats(),
         t0.elapsed().as_secs_f64(),
+        disk_written(),
     );
     for t in tasks {
         t.await.expect("sender");
@@ -587,6 +600,7 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
             "preloaded_conversations": preload,
             "vm_hwm_kib": hwm, "vm_rss_kib": rss,
             "flushes": rig.store.flush_count(),
+            "disk_bytes_per_accepted": (w1 - w0) / (a1 - a0).max(1),
         }),
     );
     rig.stop.cancel();

@@ -18,7 +18,7 @@ pub enum StoreError {
     },
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(#[from] rmp_serde::encode::Error),
 }
 
 /// Result with a fail-stop [`StoreError`].

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::commit::GroupCommit;
 use super::error::{StoreError, StoreResult};
 use super::trees::{self, T, id};
-use super::value::{decode, decode_u64, encode};
+use super::value::{compact, decode, decode_u64, encode};
 use super::{
     Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
     InboundOutcome, NewOutbound, NewTemplate, OptChange, OutboxItem, PurgeReport, ReceiptOutcome,
@@ -402,6 +402,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// As [`Tx::put_val`], positionally (see [`compact`]): for the values
+    /// rewritten with every message.
+    fn put_compact<V: Serialize>(&mut self, t: T, k: impl Into<Vec<u8>>, v: &V) -> StoreResult<()> {
+        let bytes = compact(v)?;
+        self.put(t, k, bytes);
+        Ok(())
+    }
+
     fn del(&mut self, t: T, k: impl Into<Vec<u8>>) {
         self.writes.insert((t, k.into()), None);
     }
@@ -411,7 +419,7 @@ impl Tx<'_> {
     }
 
     fn put_conv(&mut self, c: &Conversation) -> StoreResult<()> {
-        self.put_val(T::Conversations, id(c.id), c)
+        self.put_compact(T::Conversations, id(c.id), c)
     }
 
     fn msg(&self, mid: MessageId) -> StoreResult<Option<Message>> {
@@ -419,7 +427,7 @@ impl Tx<'_> {
     }
 
     fn put_msg(&mut self, m: &Message) -> StoreResult<()> {
-        self.put_val(T::Messages, id(m.id), m)
+        self.put_compact(T::Messages, id(m.id), m)
     }
 
     fn open_conv(&self, sender: &str, customer: &str) -> StoreResult<Option<Conversation>> {
@@ -736,7 +744,7 @@ fn put_outbound(
         lease_until_ms: None,
         possible_duplicate: false,
     };
-    tx.put_val(T::Outbox, trees::outbox_key(o.carrier, m.id), &entry)?;
+    tx.put_compact(T::Outbox, trees::outbox_key(o.carrier, m.id), &entry)?;
     if let Some(k) = o.idempotency {
         tx.put(T::Idempotency, k, id(m.id).to_vec());
     }
@@ -811,7 +819,7 @@ fn claim_outbox(
         entry.attempt = entry.attempt.saturating_add(1);
         let lease_until_ms = now.saturating_add(lease_ms);
         entry.lease_until_ms = Some(lease_until_ms);
-        tx.put_val(T::Outbox, k, &entry)?;
+        tx.put_compact(T::Outbox, k, &entry)?;
         out.push(OutboxItem {
             message: m.id,
             conversation: c.id,
@@ -847,7 +855,7 @@ fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<
             tx.put_msg(&m)?;
         }
     }
-    tx.put_val(T::Outbox, key, &entry)?;
+    tx.put_compact(T::Outbox, key, &entry)?;
     Ok(true)
 }
 
@@ -1308,7 +1316,7 @@ fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
             m.possible_duplicate = true;
             tx.put_msg(&m)?;
         }
-        tx.put_val(T::Outbox, k, &entry)?;
+        tx.put_compact(T::Outbox, k, &entry)?;
         report.released_leases += 1;
     }
     report.awaiting_receipts = tx.tree(T::AwaitingReceipts).len();
