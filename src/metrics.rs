@@ -41,7 +41,8 @@ pub const SUBMITS: &str = "smppgw_submits_total";
 pub const SUBMIT_RESPONSES: &str = "smppgw_submit_responses_total";
 /// Counter by carrier: submits with no response before the timeout.
 pub const RESPONSE_TIMEOUTS: &str = "smppgw_response_timeouts_total";
-/// Counter by carrier: throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL).
+/// Counter by carrier: throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL),
+/// one per submit_sm_resp (counted by [`submit_response`]).
 pub const THROTTLED: &str = "smppgw_throttled_total";
 /// Counter by carrier, state: delivery receipts by message state.
 pub const RECEIPTS: &str = "smppgw_receipts_total";
@@ -65,7 +66,8 @@ pub const AGENT_REQUESTS: &str = "smppgw_agent_requests_total";
 pub const AGENT_CONNECTIONS: &str = "smppgw_agent_connections";
 /// Histogram by carrier: accepted → submit_sm_resp.
 pub const ACCEPT_TO_SUBMIT_RESP: &str = "smppgw_accept_to_submit_resp_seconds";
-/// Histogram by carrier: submit_sm_resp → final receipt.
+/// Histogram by carrier: submit_sm_resp (every part answered OK) → final
+/// receipt, one observation per final receipt applied to a message.
 pub const SUBMIT_TO_RECEIPT: &str = "smppgw_submit_to_receipt_seconds";
 
 /// Every name with its kind, unit and help text; `describe_all` and the
@@ -409,7 +411,8 @@ pub fn accept_to_submit_resp(carrier: &str, d: Duration) {
     histogram!(ACCEPT_TO_SUBMIT_RESP, "carrier" => carrier.to_string()).record(d.as_secs_f64());
 }
 
-/// Time from the submit_sm_resp to the final receipt.
+/// Time from the submission (every part's submit_sm_resp OK) to a final
+/// receipt the store applied; the receive path calls it once per receipt.
 pub fn submit_to_receipt(carrier: &str, d: Duration) {
     histogram!(SUBMIT_TO_RECEIPT, "carrier" => carrier.to_string()).record(d.as_secs_f64());
 }

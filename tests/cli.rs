@@ -451,7 +451,7 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     // Only what was recorded is exported (descriptions alone are not), so
     // the names above prove the gauges are set.
     assert!(
-        !metrics.contains("smppgw_submit_to_receipt_seconds"),
+        !metrics.contains("smppgw_response_timeouts_total"),
         "{metrics}"
     );
     let health = http_get(port, "/health");

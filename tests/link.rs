@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smppgw::clock;
@@ -885,6 +886,129 @@ mod receive_path {
     }
 }
 
+// === local address ===
+
+/// A loopback address other than 127.0.0.1 (Linux routes all of 127/8 to lo).
+const LOCAL_ALT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A TCP relay on 127.0.0.1 in front of the simulator that records the
+/// source address of every connection it accepts (what a carrier's IP
+/// allow-list sees).
+struct Proxy {
+    addr: SocketAddr,
+    sources: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sources = Arc::new(Mutex::new(Vec::new()));
+        let seen = sources.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, peer)) = listener.accept().await {
+                seen.lock().unwrap().push(peer.ip());
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { addr, sources }
+    }
+
+    /// Distinct source addresses seen so far.
+    fn sources(&self) -> Vec<IpAddr> {
+        let mut v = self.sources.lock().unwrap().clone();
+        v.dedup();
+        v
+    }
+}
+
+/// A plain carrier reached through a [`Proxy`], with `local_address` set
+/// to `local`.
+async fn setup_from(local: Option<IpAddr>) -> (Env, Proxy) {
+    let cancel = CancellationToken::new();
+    let sim = sim::start(sim_config(), cancel.child_token())
+        .await
+        .unwrap();
+    let proxy = Proxy::start(sim.local_addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config::demo(dir.path(), proxy.addr, None).unwrap();
+    shorten(&mut cfg);
+    cfg.carriers[0].local_address = local;
+    let cfg = Arc::new(cfg);
+    let store = Arc::new(SledStore::open(dir.path().join("store")).unwrap());
+    let links = Links::start_with(store.clone(), cfg.clone(), cancel.child_token(), options());
+    let env = Env {
+        _dir: dir,
+        store,
+        cfg,
+        sim,
+        links,
+        cancel,
+    };
+    (env, proxy)
+}
+
+#[tokio::test]
+async fn carrier_connects_from_its_local_address() {
+    let (env, proxy) = setup_from(Some(LOCAL_ALT)).await;
+    let id = env.send(UK, "from 127.0.0.2").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    assert_eq!(proxy.sources(), [LOCAL_ALT]);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn carrier_without_local_address_connects_from_the_default_source() {
+    let (env, proxy) = setup_from(None).await;
+    let id = env.send(UK, "from wherever").await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    assert_eq!(proxy.sources(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    env.stop().await;
+}
+
+/// `local` cannot be used: the bind backs off and retries, says why with
+/// the address, and nothing reaches the carrier.
+async fn unusable_local_address_backs_off_and_retries(local: IpAddr, why: &str) {
+    let (env, proxy) = setup_from(Some(local)).await;
+    let retried = wait(|| async { env.links.status().carriers[0].binds[0].attempts >= 3 }).await;
+    let s = env.links.status();
+    assert!(retried, "{s:?}");
+    let bind = &s.carriers[0].binds[0];
+    let error = bind.last_error.as_deref().unwrap_or("");
+    assert!(error.contains(&local.to_string()), "{error}");
+    assert!(error.contains(why), "{error}");
+    assert!(proxy.sources().is_empty());
+    assert_eq!(env.sim.stats().connections, 0);
+    let down: Vec<_> = env
+        .events()
+        .await
+        .into_iter()
+        .filter(
+            |e| matches!(e, EventKind::LinkDown { reason: Some(r), .. } if r == "local_address"),
+        )
+        .collect();
+    assert_eq!(down.len(), 1, "one link_down for the repeated failure");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn local_address_not_on_this_host_backs_off_and_retries() {
+    // 192.0.2.0/24 (TEST-NET-1) is never configured on a test host.
+    let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    unusable_local_address_backs_off_and_retries(local, "address").await;
+}
+
+#[tokio::test]
+async fn local_address_of_the_other_family_backs_off_and_retries() {
+    // The carrier host is 127.0.0.1: no IPv6 peer to connect to from ::1.
+    unusable_local_address_backs_off_and_retries(IpAddr::V6(Ipv6Addr::LOCALHOST), "same family")
+        .await;
+}
+
 // === TLS ===
 
 mod tls_link {
@@ -915,6 +1039,15 @@ mod tls_link {
     }
 
     async fn tls_env(server_name: &str) -> (Env, tempfile::TempDir) {
+        tls_env_from(server_name, None).await.0
+    }
+
+    /// [`tls_env`], connecting from `local` through a [`super::Proxy`] that
+    /// records the source address of every connection.
+    async fn tls_env_from(
+        server_name: &str,
+        local: Option<IpAddr>,
+    ) -> ((Env, tempfile::TempDir), Proxy) {
         let pem_dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = pki();
         let p = |n: &str, v: &str| {
@@ -931,10 +1064,11 @@ mod tls_link {
         };
         let cancel = CancellationToken::new();
         let sim = sim::start(cfg, cancel.child_token()).await.unwrap();
-        let tls_addr = sim.tls_addr().unwrap();
+        let proxy = Proxy::start(sim.tls_addr().unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut c = config::demo(dir.path(), tls_addr, None).unwrap();
+        let mut c = config::demo(dir.path(), proxy.addr, None).unwrap();
         shorten(&mut c);
+        c.carriers[0].local_address = local;
         c.carriers[0].tls = Some(config::TlsConfig {
             ca: Some(ca),
             client_cert: None,
@@ -945,15 +1079,18 @@ mod tls_link {
         let store = Arc::new(SledStore::open(dir.path().join("store")).unwrap());
         let links = Links::start_with(store.clone(), cfg.clone(), cancel.child_token(), options());
         (
-            Env {
-                _dir: dir,
-                store,
-                cfg,
-                sim,
-                links,
-                cancel,
-            },
-            pem_dir,
+            (
+                Env {
+                    _dir: dir,
+                    store,
+                    cfg,
+                    sim,
+                    links,
+                    cancel,
+                },
+                pem_dir,
+            ),
+            proxy,
         )
     }
 
@@ -962,6 +1099,15 @@ mod tls_link {
         let (env, _pem) = tls_env("localhost").await;
         let id = env.send(UK, "over TLS").await;
         env.wait_status(id, MessageStatus::Delivered).await;
+        env.stop().await;
+    }
+
+    #[tokio::test]
+    async fn tls_carrier_connects_from_its_local_address() {
+        let ((env, _pem), proxy) = tls_env_from("localhost", Some(LOCAL_ALT)).await;
+        let id = env.send(UK, "over TLS from 127.0.0.2").await;
+        env.wait_status(id, MessageStatus::Delivered).await;
+        assert_eq!(proxy.sources(), [LOCAL_ALT]);
         env.stop().await;
     }
 

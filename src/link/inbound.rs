@@ -506,6 +506,33 @@ fn receipt_stored(
     Delivered::Receipt { outcome, fallback }
 }
 
+/// Records [`crate::metrics::submit_to_receipt`] for a final receipt the
+/// store applied: from the message's submission (every part answered OK,
+/// `Message::submitted_ms`) to `now_ms`. A receipt held or duplicate, or a
+/// message not yet submitted, records nothing; a failed read only logs.
+async fn observe_final_receipt<S: Store>(
+    store: &S,
+    carrier: &CarrierConfig,
+    outcome: &ReceiptOutcome,
+    now_ms: u64,
+) {
+    let ReceiptOutcome::Applied { message, .. } = *outcome else {
+        return;
+    };
+    match store.message(message).await {
+        Ok(Some(m)) => {
+            if let Some(at) = m.submitted_ms {
+                let d = Duration::from_millis(now_ms.saturating_sub(at));
+                crate::metrics::submit_to_receipt(&carrier.name, d);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(carrier = %carrier.name, %message, error = %e, "submit-to-receipt time not read");
+        }
+    }
+}
+
 /// Handles one incoming deliver_sm/data_sm frame (header included) from
 /// `carrier`. Returns only after what it carried is durable.
 ///
@@ -521,9 +548,13 @@ pub async fn handle_deliver<S: Store>(
     match classify(carrier, frame) {
         Classified::Receipt(r) => {
             let refs: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
+            let is_final = r.update.is_final;
             let stored = store
                 .record_receipt_any(&carrier.name, &refs, r.update, now_ms)
                 .await?;
+            if is_final {
+                observe_final_receipt(store, carrier, &stored.0, now_ms).await;
+            }
             Ok(receipt_stored(carrier, stored))
         }
         Classified::Unmatchable => Ok(Delivered::UnmatchableReceipt),
@@ -564,10 +595,12 @@ pub async fn handle_deliveries<S: Store>(
     let mut out: Vec<Option<Result<Delivered, NotStored>>> = vec![None; frames.len()];
     let mut receipts = Vec::new();
     let mut receipt_at = Vec::new();
+    let mut receipt_final = Vec::new();
     let mut texts = Vec::new();
     for (i, f) in frames.iter().enumerate() {
         match classify(carrier, f) {
             Classified::Receipt(r) => {
+                receipt_final.push(r.update.is_final);
                 receipts.push(r);
                 receipt_at.push(i);
             }
@@ -601,6 +634,9 @@ pub async fn handle_deliveries<S: Store>(
         Ok(outcomes) => {
             if outcomes.len() != receipt_at.len() {
                 tracing::error!(carrier = %carrier.name, sent = receipt_at.len(), answered = outcomes.len(), "store answered a receipt batch short; the unanswered are refused");
+            }
+            for (o, _) in outcomes.iter().zip(&receipt_final).filter(|(_, f)| **f) {
+                observe_final_receipt(store, carrier, &o.0, now_ms).await;
             }
             let mut outcomes = outcomes.into_iter();
             for &i in &receipt_at {

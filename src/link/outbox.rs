@@ -875,14 +875,13 @@ async fn handle_event<S: Store>(
                 return Step::Continue;
             }
             let now = clock::now();
+            // Throttling answers were counted by `submit_response` above.
             match outcome {
                 Outcome::Throttled => {
-                    crate::metrics::throttled(carrier);
                     pump.retry(id, part, now, false, max_tries);
                     return Step::Continue;
                 }
                 Outcome::QueueFull => {
-                    crate::metrics::throttled(carrier);
                     pump.retry(id, part, now, true, max_tries);
                     return Step::Continue;
                 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::{CarrierConfig, Config, StatusAction};
 use crate::model::EventKind;
-use crate::session::driver::{BindConfig, DriverConfig, TlsTarget, connect_and_bind};
+use crate::session::driver::{BindConfig, BindError, DriverConfig, TlsTarget, connect_and_bind};
 use crate::session::machine::{BindParams, SessionConfig};
 use crate::session::state::BindKind;
 use crate::session::status::{
@@ -127,6 +127,7 @@ pub fn bind_config(c: &CarrierConfig, kind: BindKind) -> Result<BindConfig, Stri
             connect_timeout: c.connect_timeout,
             tls_handshake_timeout: c.connect_timeout,
             max_pdu_len: c.max_pdu_bytes,
+            local_address: c.local_address,
             ..DriverConfig::default()
         },
     })
@@ -229,7 +230,14 @@ impl<S: Store> BindTask<S> {
                     self.back_off(BindState::Backoff, reason, d).await;
                 }
                 Err(e) => {
-                    let diag = classify_bind_failure(e.failure());
+                    let mut diag = classify_bind_failure(e.failure());
+                    if let BindError::LocalAddress { .. } = e {
+                        // Not the carrier's doing: say what to fix here.
+                        diag.reason = "local_address";
+                        diag.detail = format!(
+                            "{e}: local_address must be an address of this host, of the carrier host's family"
+                        );
+                    }
                     crate::metrics::bind_failed(&carrier.name, metric_reason(&diag));
                     let state = if diag.class == BindClass::Auth {
                         tracing::error!(carrier = %carrier.name, bind = %name, detail = %diag.detail, "credentials rejected; bind parked");

@@ -6,7 +6,8 @@
 //!
 //! # Shape
 //! - [`connect_and_bind`]: ESME side. TCP connect (DNS resolved on every
-//!   call) under `connect_timeout`, optional TLS handshake under
+//!   call; from [`DriverConfig::local_address`] when set) under
+//!   `connect_timeout`, optional TLS handshake under
 //!   `tls_handshake_timeout`, then the bind; returns a bound
 //!   [`SessionHandle`] or a [`BindError`] that says why (for the backoff
 //!   policy: [`BindError::failure`]).
@@ -30,6 +31,7 @@
 //! - Writes happen in a separate task so a peer that stops reading cannot
 //!   block the timers: its enquire_link then times out and the session ends.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +39,7 @@ use futures_util::StreamExt;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, WriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
@@ -74,6 +76,11 @@ pub struct DriverConfig {
     /// may take to be written (default 2 s). Events are not cut short: the
     /// consumer gets every one, up to [`Event::Closed`].
     pub linger: Duration,
+    /// The local address the TCP socket binds to before connecting (the
+    /// carrier's `local_address`: the egress address its IP allow-list
+    /// knows); `None`: the system picks. Only peer addresses of the same
+    /// family are tried.
+    pub local_address: Option<IpAddr>,
 }
 
 impl Default for DriverConfig {
@@ -86,6 +93,7 @@ impl Default for DriverConfig {
             event_capacity: 256,
             write_capacity: 64,
             linger: Duration::from_secs(2),
+            local_address: None,
         }
     }
 }
@@ -124,6 +132,16 @@ pub enum BindError {
     /// TCP connect failed (refused, unreachable, DNS).
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
+    /// The socket could not be bound to the configured local address (not
+    /// an address of this host, or no peer address of its family).
+    #[error("cannot connect from local address {address}: {source}")]
+    LocalAddress {
+        /// The configured local address.
+        address: IpAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// TCP connect did not finish in time.
     #[error("connect timed out")]
     ConnectTimeout,
@@ -157,7 +175,9 @@ impl BindError {
             BindError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 BindFailure::ConnectRefused
             }
-            BindError::Connect(_) | BindError::Closed => BindFailure::ResetBeforeBindResp,
+            BindError::Connect(_) | BindError::LocalAddress { .. } | BindError::Closed => {
+                BindFailure::ResetBeforeBindResp
+            }
             BindError::ConnectTimeout | BindError::TlsTimeout => BindFailure::ConnectTimeout,
             BindError::Tls(_) => BindFailure::Tls,
             BindError::Refused { status, .. } => BindFailure::Status(status.0),
@@ -400,11 +420,10 @@ pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindErr
     }
     let tcp = tokio::time::timeout(
         d.connect_timeout,
-        TcpStream::connect((cfg.host.as_str(), cfg.port)),
+        connect_tcp(&cfg.host, cfg.port, d.local_address),
     )
     .await
-    .map_err(|_| BindError::ConnectTimeout)?
-    .map_err(BindError::Connect)?;
+    .map_err(|_| BindError::ConnectTimeout)??;
     let _ = tcp.set_nodelay(true);
     let handle = match &cfg.tls {
         Some(t) => {
@@ -428,6 +447,44 @@ pub async fn connect_and_bind(cfg: &BindConfig) -> Result<SessionHandle, BindErr
         ),
     };
     await_bound(handle).await
+}
+
+/// Opens the TCP connection to `host:port` (resolved now), from `local`
+/// when given: the socket is bound to `(local, 0)` before connecting, and
+/// only peer addresses of its family are tried, in resolver order.
+async fn connect_tcp(host: &str, port: u16, local: Option<IpAddr>) -> Result<TcpStream, BindError> {
+    let Some(address) = local else {
+        return TcpStream::connect((host, port))
+            .await
+            .map_err(BindError::Connect);
+    };
+    let local_error = |source| BindError::LocalAddress { address, source };
+    let peers = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(BindError::Connect)?;
+    let mut last = None;
+    for peer in peers.filter(|p| p.is_ipv4() == address.is_ipv4()) {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(BindError::Connect)?;
+        socket
+            .bind(SocketAddr::new(address, 0))
+            .map_err(local_error)?;
+        match socket.connect(peer).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => BindError::Connect(e),
+        None => local_error(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the same family"),
+        )),
+    })
 }
 
 /// Reads events until the bind is up or has failed.
