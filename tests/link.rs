@@ -637,6 +637,40 @@ async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
 }
 
 #[tokio::test]
+async fn late_response_to_a_message_given_up_still_lets_its_receipt_deliver_it() {
+    const TEXT: &str = "better late than never";
+    let cfg = SimConfig {
+        resp_delay_ms: 900,
+        receipt_delay_ms: 1_500,
+        ..sim_config()
+    };
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.response_timeout = Duration::from_millis(300);
+            c.max_resubmits = 0;
+        }
+    })
+    .await;
+    let id = env.send(JP, TEXT).await;
+    // Given up at the first timeout (never sent again), but the late
+    // response's id is recorded, and the receipt that follows delivers it:
+    // nothing is lost.
+    let failed = EventKind::MessageFailed {
+        message: id,
+        state: FailState::NoReceipt,
+        error: None,
+    };
+    let delivered = EventKind::MessageDelivered { message: id };
+    assert_eq!(
+        outcome_events(&env, id, &delivered).await,
+        [failed, delivered]
+    );
+    assert_eq!(env.status(id).await, MessageStatus::Delivered);
+    assert_eq!(copies(&env.sim, TEXT), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
 async fn bad_password_parks_the_link_without_hammering() {
     let env = setup(sim_config(), |cfg| {
         cfg.carriers[0].password = config::Secret::new("wrong-pass");
