@@ -569,19 +569,20 @@ async fn submit_lost_to_dropped_binds_goes_out_one_plus_max_resubmits_times() {
 #[tokio::test]
 async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
     const TEXT: &str = "slow but sure";
-    // Every response comes after the response timeout; the receipt after
+    // Every response comes after the response timeout (over twice it, so
+    // even a stalled machine sees the timeout first); the receipt after
     // the response.
     let cfg = SimConfig {
-        resp_delay_ms: 900,
-        receipt_delay_ms: 2_000,
+        resp_delay_ms: 1_200,
+        receipt_delay_ms: 2_500,
         ..sim_config()
     };
     let env = setup(cfg, |cfg| {
         for c in &mut cfg.carriers {
-            c.response_timeout = Duration::from_millis(600);
-            // Room for a resend or two on a slow machine: the message must
-            // end delivered, never given up.
-            c.max_resubmits = 3;
+            c.response_timeout = Duration::from_millis(500);
+            // Room for every resend before the first late answer lands:
+            // the message must end delivered, never given up.
+            c.max_resubmits = 10;
         }
     })
     .await;
@@ -640,8 +641,8 @@ async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
 async fn late_response_to_a_message_given_up_still_lets_its_receipt_deliver_it() {
     const TEXT: &str = "better late than never";
     let cfg = SimConfig {
-        resp_delay_ms: 900,
-        receipt_delay_ms: 1_500,
+        resp_delay_ms: 1_500,
+        receipt_delay_ms: 2_500,
         ..sim_config()
     };
     let env = setup(cfg, |cfg| {
