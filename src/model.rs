@@ -78,7 +78,10 @@ pub enum MessageStatus {
     Failed,
     /// A part expired at the SMSC.
     Expired,
-    /// No final receipt within the receipt timeout.
+    /// No final word from the carrier: no final receipt within the receipt
+    /// timeout, or no `submit_sm_resp` to the first send and to every
+    /// resend the carrier's `max_resubmits` allows. A late response or
+    /// receipt can still settle it.
     Unknown,
     /// An inbound message (customer → agent).
     Received,
@@ -208,7 +211,8 @@ pub enum FailState {
     Unknown,
     /// The carrier refused the submit permanently.
     SubmitFailed,
-    /// No final receipt within the receipt timeout.
+    /// No final receipt within the receipt timeout, or no submit response
+    /// after `max_resubmits` resends (the message status is `unknown`).
     NoReceipt,
 }
 

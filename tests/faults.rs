@@ -387,7 +387,11 @@ async fn link_recovers_from_drops_throttling_slow_answers_and_garbage_keeping_or
     let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
     sim.set(json!({"drop_every": 9, "throttle": 0.3, "resp_delay_ms": 30, "garbage_every": 7}))
         .await;
-    let config = write_config(dir.path(), sim.port(), FAST, SERVICES);
+    // Each drop leaves a window's worth with an unknown outcome, and one
+    // message may be caught in several drops: allow the most resends, so
+    // every message is delivered (the bound itself is tested in link.rs).
+    let extra = format!("{FAST}\nmax_resubmits = 10");
+    let config = write_config(dir.path(), sim.port(), &extra, SERVICES);
     let daemon = Daemon::start(&config, dir.path()).await;
 
     // One task per customer, each sending in order: accept order per

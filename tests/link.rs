@@ -15,9 +15,9 @@ use smppgw::clock;
 use smppgw::config::{self, Config};
 use smppgw::link::outbox::plan_options;
 use smppgw::link::{BindState, LinkOptions, Links};
-use smppgw::model::{EventKind, MessageId, MessageStatus};
+use smppgw::model::{EventKind, FailState, MessageId, MessageStatus, ReceiptState, ReceiptUpdate};
 use smppgw::sim::{self, Mo, SimConfig, SimHandle};
-use smppgw::store::{NewOutbound, SledStore, Store};
+use smppgw::store::{NewOutbound, ReceiptOutcome, SledStore, Store};
 use tokio_util::sync::CancellationToken;
 
 const SUPPORT: &str = "447400123456";
@@ -430,7 +430,15 @@ async fn dropped_connections_lose_nothing_and_duplicates_are_flagged() {
         drop_every: 4,
         ..sim_config()
     };
-    let env = setup(cfg, |_| {}).await;
+    // Every drop leaves what was in flight with an unknown outcome; allow
+    // enough resends that all get through, and check the bound holds.
+    const MAX_RESUBMITS: u32 = 10;
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.max_resubmits = MAX_RESUBMITS;
+        }
+    })
+    .await;
     let mut ids = Vec::new();
     for i in 0..10 {
         let customer = format!("+4479111234{i:02}");
@@ -445,6 +453,10 @@ async fn dropped_connections_lose_nothing_and_duplicates_are_flagged() {
         let text = format!("message {i}");
         let copies = rec.iter().filter(|r| r.text == text).count();
         assert!(copies >= 1, "{text} never reached the simulator");
+        assert!(
+            copies <= 1 + MAX_RESUBMITS as usize,
+            "{text} went out {copies} times"
+        );
         if copies > 1 {
             let m = env.store.message(*id).await.unwrap().unwrap();
             assert!(
@@ -453,6 +465,210 @@ async fn dropped_connections_lose_nothing_and_duplicates_are_flagged() {
             );
         }
     }
+    env.stop().await;
+}
+
+// === unknown outcomes: max_resubmits and late responses ===
+
+/// How many times the simulator received a submit of `text`.
+fn copies(sim: &SimHandle, text: &str) -> usize {
+    sim.received().iter().filter(|r| r.text == text).count()
+}
+
+/// The submitted, delivered and failed events of message `id`, once the
+/// last of them is `last` (events are listed once durable, which can be a
+/// moment after the message reads so).
+async fn outcome_events(env: &Env, id: MessageId, last: &EventKind) -> Vec<EventKind> {
+    let of_id = |k: &EventKind| {
+        matches!(k,
+            EventKind::MessageSubmitted { message, .. }
+            | EventKind::MessageDelivered { message }
+            | EventKind::MessageFailed { message, .. } if *message == id)
+    };
+    let now = || async {
+        env.events()
+            .await
+            .into_iter()
+            .filter(of_id)
+            .collect::<Vec<_>>()
+    };
+    let done = wait(|| async { now().await.last() == Some(last) }).await;
+    let kinds = now().await;
+    assert!(
+        done,
+        "message {id}: {kinds:?}, wanted the last to be {last:?}"
+    );
+    kinds
+}
+
+#[tokio::test]
+async fn unanswered_submit_goes_out_one_plus_max_resubmits_times_then_ends_unknown() {
+    const MAX: u32 = 2;
+    const TEXT: &str = "anyone there?";
+    // The SMSC takes every submit and never answers.
+    let cfg = SimConfig {
+        resp_delay_ms: 3_600_000,
+        ..sim_config()
+    };
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.response_timeout = Duration::from_millis(300);
+            c.max_resubmits = MAX;
+        }
+    })
+    .await;
+    let id = env.send(UK, TEXT).await;
+    env.wait_status(id, MessageStatus::Unknown).await;
+    assert_eq!(copies(&env.sim, TEXT), 1 + MAX as usize);
+    let m = env.store.message(id).await.unwrap().unwrap();
+    assert!(m.possible_duplicate);
+    // The agent is told, once.
+    let failed = EventKind::MessageFailed {
+        message: id,
+        state: FailState::NoReceipt,
+        error: None,
+    };
+    assert_eq!(outcome_events(&env, id, &failed).await, [failed]);
+    // It left the outbox: nothing more goes out.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(copies(&env.sim, TEXT), 1 + MAX as usize);
+    assert!(
+        env.store
+            .claim_outbox("sim", 10, 1000, clock::wall_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn submit_lost_to_dropped_binds_goes_out_one_plus_max_resubmits_times() {
+    const TEXT: &str = "are you there?";
+    // The SMSC drops the connection on every submit, before answering.
+    let cfg = SimConfig {
+        drop_every: 1,
+        ..sim_config()
+    };
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.max_resubmits = 1;
+        }
+    })
+    .await;
+    let id = env.send(JP, TEXT).await;
+    env.wait_status(id, MessageStatus::Unknown).await;
+    assert_eq!(copies(&env.sim, TEXT), 2);
+    // Binds keep coming back (the reconnect backoff is 50-300 ms here),
+    // and nothing more goes out.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(copies(&env.sim, TEXT), 2);
+    assert!(env.sim.stats().drops >= 2);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
+    const TEXT: &str = "slow but sure";
+    // Every response comes after the response timeout (over twice it, so
+    // even a stalled machine sees the timeout first); the receipt after
+    // the response.
+    let cfg = SimConfig {
+        resp_delay_ms: 1_200,
+        receipt_delay_ms: 2_500,
+        ..sim_config()
+    };
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.response_timeout = Duration::from_millis(500);
+            // Room for every resend before the first late answer lands:
+            // the message must end delivered, never given up.
+            c.max_resubmits = 10;
+        }
+    })
+    .await;
+    let id = env.send(UK, TEXT).await;
+    // Only a late response's id can match the receipt.
+    env.wait_status(id, MessageStatus::Delivered).await;
+    let m = env.store.message(id).await.unwrap().unwrap();
+    assert!(m.possible_duplicate, "it was handed back after the timeout");
+    let delivered_event = EventKind::MessageDelivered { message: id };
+    assert_eq!(
+        outcome_events(&env, id, &delivered_event).await,
+        [
+            EventKind::MessageSubmitted {
+                message: id,
+                possible_duplicate: true
+            },
+            EventKind::MessageDelivered { message: id },
+        ]
+    );
+    // Every copy's carrier id gets indexed as its late response lands: a
+    // receipt for any of them finds the message.
+    let carrier = env.cfg.carrier("sim").unwrap();
+    let ids: Vec<String> = env
+        .sim
+        .received()
+        .into_iter()
+        .filter(|r| r.text == TEXT)
+        .filter_map(|r| r.message_id)
+        .map(|raw| smppgw::dlr::normalize_id(&raw, carrier.id_format))
+        .collect();
+    assert!(!ids.is_empty());
+    let delivered = ReceiptUpdate {
+        state: ReceiptState::Delivered,
+        error: None,
+        is_final: true,
+    };
+    let indexed = wait(|| async {
+        for cid in &ids {
+            let r = env
+                .store
+                .record_receipt("sim", cid, delivered.clone(), clock::wall_ms())
+                .await
+                .unwrap();
+            if r != ReceiptOutcome::Duplicate {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(indexed, "a late carrier id was not recorded: {ids:?}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn late_response_to_a_message_given_up_still_lets_its_receipt_deliver_it() {
+    const TEXT: &str = "better late than never";
+    let cfg = SimConfig {
+        resp_delay_ms: 1_500,
+        receipt_delay_ms: 2_500,
+        ..sim_config()
+    };
+    let env = setup(cfg, |cfg| {
+        for c in &mut cfg.carriers {
+            c.response_timeout = Duration::from_millis(300);
+            c.max_resubmits = 0;
+        }
+    })
+    .await;
+    let id = env.send(JP, TEXT).await;
+    // Given up at the first timeout (never sent again), but the late
+    // response's id is recorded, and the receipt that follows delivers it:
+    // nothing is lost.
+    let failed = EventKind::MessageFailed {
+        message: id,
+        state: FailState::NoReceipt,
+        error: None,
+    };
+    let delivered = EventKind::MessageDelivered { message: id };
+    assert_eq!(
+        outcome_events(&env, id, &delivered).await,
+        [failed, delivered]
+    );
+    assert_eq!(env.status(id).await, MessageStatus::Delivered);
+    assert_eq!(copies(&env.sim, TEXT), 1);
     env.stop().await;
 }
 
@@ -1341,8 +1557,18 @@ mod store_failure {
         fn release_unanswered(
             &self,
             message: MessageId,
+            max_resubmits: u32,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Unanswered>> + Send {
+            self.inner
+                .release_unanswered(message, max_resubmits, now_ms)
+        }
+
+        fn release_sent(
+            &self,
+            message: MessageId,
         ) -> impl Future<Output = StoreResult<bool>> + Send {
-            self.inner.release_unanswered(message)
+            self.inner.release_sent(message)
         }
 
         fn record_submit(

@@ -386,7 +386,7 @@ fn full_window_is_blocked_then_window_open() {
 }
 
 #[test]
-fn unanswered_submit_times_out_and_late_resp_is_only_counted() {
+fn late_resp_after_timeout_is_reported_with_its_tag() {
     let mut p = Pair::bound(manual_mc());
     let seq = p.esme.submit(p.now, &submit_req(9)).unwrap();
     p.drive();
@@ -404,6 +404,29 @@ fn unanswered_submit_times_out_and_late_resp_is_only_counted() {
     p.drive();
     assert_eq!(
         p.take_esme(),
+        vec![Event::LateSubmitResp {
+            tag: 9,
+            seq,
+            status: CommandStatus::ROK,
+            outcome: Outcome::Ok,
+            message_id: Some("late".into()),
+        }]
+    );
+    // A second copy of that response matches nothing any more.
+    p.esme.handle_frame(
+        p.now,
+        frame(
+            &Pdu::SubmitSmResp(MessageIdResp {
+                message_id: Some(b"late"),
+                tlvs: Tlvs::default(),
+            }),
+            CommandStatus::ROK,
+            seq,
+        ),
+    );
+    p.drive();
+    assert_eq!(
+        p.take_esme(),
         vec![Event::UnexpectedResponse {
             command_id: CommandId::SUBMIT_SM_RESP,
             seq,
@@ -411,6 +434,49 @@ fn unanswered_submit_times_out_and_late_resp_is_only_counted() {
         }]
     );
     assert!(matches!(p.esme.state(), State::Bound(_)));
+}
+
+#[test]
+fn late_refusal_carries_its_outcome_and_a_never_used_seq_is_unmatched() {
+    let mut p = Pair::bound(manual_mc());
+    let seq = p.esme.submit(p.now, &submit_req(4)).unwrap();
+    p.drive();
+    let token = match p.take_mc().pop() {
+        Some(Event::Submit { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    p.advance_by(Duration::from_secs(61));
+    p.take_esme();
+    // A response for a sequence number never sent is not taken for it.
+    let never = seq + 1000;
+    p.esme.handle_frame(
+        p.now,
+        raw_frame(CommandId::SUBMIT_SM_RESP, CommandStatus::ROK, never, b"x\0"),
+    );
+    p.drive();
+    assert_eq!(
+        p.take_esme(),
+        vec![Event::UnexpectedResponse {
+            command_id: CommandId::SUBMIT_SM_RESP,
+            seq: never,
+            status: CommandStatus::ROK
+        }]
+    );
+    p.mc.respond_with_id(token, CommandStatus::RTHROTTLED, "")
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        p.take_esme(),
+        vec![Event::LateSubmitResp {
+            tag: 4,
+            seq,
+            status: CommandStatus::RTHROTTLED,
+            outcome: Outcome::Throttled,
+            message_id: None,
+        }]
+    );
+    // No throttle pause from a stale answer: the next submit goes at once.
+    assert!(p.esme.submit(p.now, &submit_req(5)).is_ok());
 }
 
 #[test]

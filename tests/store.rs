@@ -12,7 +12,7 @@ use smppgw::model::{
 use smppgw::store::{
     Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
     OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, SubmitFailure,
-    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused,
+    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused, Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -913,7 +913,10 @@ async fn outbox_is_fifo_per_carrier_and_lapsed_leases_are_flagged() {
     assert!(r.iter().all(|i| i.possible_duplicate));
 
     // Sent but unanswered: flagged too, and the submitted event says so.
-    assert!(s.release_unanswered(ids[2]).await.unwrap());
+    assert_eq!(
+        s.release_unanswered(ids[2], 1, T0 + 5500).await.unwrap(),
+        Unanswered::Released { unknown: 1 }
+    );
     s.record_submit(ids[2], 0, 1, Ok("A1".into()), T0 + 6000)
         .await
         .unwrap();
@@ -956,6 +959,210 @@ async fn in_flight_items_are_flagged_after_a_restart() {
     let evs = all_events(&s).await;
     let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=3).collect::<Vec<_>>());
+}
+
+// === unknown outcomes and max_resubmits ===
+
+/// Claims everything of "acme" at `now` and returns the ids.
+async fn claim_ids(s: &SledStore, now: u64) -> Vec<u64> {
+    s.claim_outbox("acme", 10, 60_000, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.message)
+        .collect()
+}
+
+#[tokio::test]
+async fn unknown_outcomes_within_max_resubmits_are_claimable_again_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let id = {
+        let s = open(&path);
+        let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+        assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
+        assert_eq!(
+            s.release_unanswered(id, 2, T0 + 2).await.unwrap(),
+            Unanswered::Released { unknown: 1 }
+        );
+        id
+    };
+    // The count is durable: it goes on after a restart.
+    let s = open(&path);
+    s.recover(T0 + 3).await.unwrap();
+    let got = s.claim_outbox("acme", 10, 60_000, T0 + 4).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].possible_duplicate);
+    assert_eq!(
+        s.release_unanswered(id, 2, T0 + 5).await.unwrap(),
+        Unanswered::Released { unknown: 2 }
+    );
+    let m = s.message(id).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Accepted);
+    assert!(m.possible_duplicate);
+    assert_eq!(claim_ids(&s, T0 + 6).await, [id]);
+    // A timely answer to this send settles it as usual.
+    let r = s
+        .record_submit(id, 0, 1, Ok("5A".into()), T0 + 7)
+        .await
+        .unwrap();
+    assert!(matches!(r, SubmitOutcome::Done { .. }));
+    assert_eq!(
+        kinds_of(&s, id).await,
+        ["message_accepted", "message_submitted"]
+    );
+}
+
+#[tokio::test]
+async fn unknown_outcomes_past_max_resubmits_end_the_message_unknown_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+    let other = send(&s, out(SUPPORT, JP, "alice", "two"), T0 + 1)
+        .await
+        .message;
+    for (i, want) in [
+        Unanswered::Released { unknown: 1 },
+        Unanswered::GaveUp { unknown: 2 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = T0 + 10 * (i as u64 + 1);
+        assert!(claim_ids(&s, now).await.contains(&id));
+        assert_eq!(s.release_unanswered(id, 1, now + 1).await.unwrap(), want);
+        s.release(other).await.unwrap();
+    }
+    let m = s.message(id).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Unknown);
+    assert!(m.possible_duplicate);
+    let last = all_events(&s).await.pop().unwrap();
+    assert_eq!(last.conversation, Some(m.conversation));
+    assert_eq!(last.owner.as_deref(), Some("alice"));
+    assert_eq!(
+        last.kind,
+        EventKind::MessageFailed {
+            message: id,
+            state: FailState::NoReceipt,
+            error: None,
+        }
+    );
+    // Out of the outbox: never claimed again, nothing more to release;
+    // the other message is untouched.
+    assert_eq!(claim_ids(&s, T0 + 100).await, [other]);
+    assert_eq!(
+        s.release_unanswered(id, 1, T0 + 101).await.unwrap(),
+        Unanswered::NotFound
+    );
+    assert!(!s.release(id).await.unwrap());
+    assert!(!s.release_sent(id).await.unwrap());
+    // A late answer still indexes the carrier id (the status stays
+    // unknown, no submitted event), and its receipt settles the message.
+    s.record_submit(id, 0, 1, Ok("7F3".into()), T0 + 102)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.message(id).await.unwrap().unwrap().status,
+        MessageStatus::Unknown
+    );
+    let r = s
+        .record_receipt(
+            "acme",
+            "7F3",
+            receipt(ReceiptState::Delivered, None),
+            T0 + 103,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Applied {
+            message: id,
+            status: MessageStatus::Delivered
+        }
+    );
+    assert_eq!(
+        kinds_of(&s, id).await,
+        ["message_accepted", "message_failed", "message_delivered"]
+    );
+}
+
+#[tokio::test]
+async fn max_resubmits_zero_never_sends_an_unknown_outcome_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+    assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
+    assert_eq!(
+        s.release_unanswered(id, 0, T0 + 2).await.unwrap(),
+        Unanswered::GaveUp { unknown: 1 }
+    );
+    assert!(claim_ids(&s, T0 + 3).await.is_empty());
+    assert_eq!(
+        s.message(id).await.unwrap().unwrap().status,
+        MessageStatus::Unknown
+    );
+    assert_eq!(
+        kinds_of(&s, id).await,
+        ["message_accepted", "message_failed"]
+    );
+}
+
+#[tokio::test]
+async fn hand_backs_with_known_outcomes_are_flagged_but_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let mut n = out(SUPPORT, UK, "alice", "two parts");
+    n.parts = 2;
+    let id = send(&s, n, T0).await.message;
+    for i in 0..3 {
+        let now = T0 + 10 * (i + 1);
+        let got = s.claim_outbox("acme", 10, 60_000, now).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].possible_duplicate, i > 0);
+        assert!(s.release_sent(id).await.unwrap());
+        // A plain release (nothing went out) counts nothing either.
+        assert!(claim_ids(&s, now + 1).await.contains(&id));
+        assert!(s.release(id).await.unwrap());
+    }
+    assert_eq!(
+        s.release_unanswered(id, 1, T0 + 50).await.unwrap(),
+        Unanswered::Released { unknown: 1 }
+    );
+}
+
+#[tokio::test]
+async fn late_answer_to_a_message_back_in_the_outbox_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+    assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
+    s.release_unanswered(id, 1, T0 + 2).await.unwrap();
+    // The first send's response arrives now: the message is submitted,
+    // flagged possible duplicate, and leaves the outbox unsent again.
+    let r = s
+        .record_submit(id, 0, 1, Ok("ab12".into()), T0 + 3)
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        SubmitOutcome::Done {
+            status: MessageStatus::Submitted,
+            ..
+        }
+    ));
+    assert!(matches!(
+        all_events(&s).await.pop().unwrap().kind,
+        EventKind::MessageSubmitted {
+            possible_duplicate: true,
+            ..
+        }
+    ));
+    assert!(claim_ids(&s, T0 + 4).await.is_empty());
+    assert_eq!(
+        s.release_unanswered(id, 1, T0 + 5).await.unwrap(),
+        Unanswered::NotFound
+    );
 }
 
 // === event log ===
@@ -1590,7 +1797,10 @@ async fn run_model(ops: Vec<Op>) {
                 }
                 let mid = leased[pick % leased.len()];
                 let ok = if unanswered {
-                    s.release_unanswered(mid).await.unwrap()
+                    matches!(
+                        s.release_unanswered(mid, u32::MAX, now).await.unwrap(),
+                        Unanswered::Released { .. }
+                    )
                 } else {
                     s.release(mid).await.unwrap()
                 };

@@ -19,10 +19,22 @@
 //!   bind after a delay (a few times, then the message goes back to the
 //!   outbox); permanent → the message fails; rebind → the bind is rebuilt
 //!   and the message goes back to the outbox.
-//! - When the bind ends: messages with a part whose outcome is unknown
-//!   (sent, unanswered) go back flagged as possible duplicates
-//!   (`release_unanswered`); messages that never went out go back plain
-//!   (`release`).
+//! - A part whose response timed out, or was in flight when the bind
+//!   ended, has an unknown outcome: once nothing else of its message is in
+//!   flight, the message goes back flagged as a possible duplicate and
+//!   counted (`release_unanswered` with the carrier's `max_resubmits`; past
+//!   it the store ends the message `unknown` instead of sending it again).
+//!   Messages that went out in part with every outcome known go back
+//!   flagged but not counted (`release_sent`); messages that never went
+//!   out go back plain (`release`).
+//! - A response that arrives after its timeout ([`Event::LateSubmitResp`])
+//!   is handled like a timely one while its message is still here with
+//!   that part unknown. Once the message went back (or was given up), an
+//!   accepted answer is still recorded (`record_submit`): the carrier id
+//!   is indexed so the receipt correlates, and if that answers every part
+//!   the message leaves the outbox and is not sent again (a copy claimed
+//!   again meanwhile sends nothing more). A late refusal of a message that
+//!   went back changes nothing: its resend decides.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,11 +47,14 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::{CarrierConfig, Config, SenderType, ServiceConfig, StatusAction};
 use crate::model::MessageId;
-use crate::pdu::{Pdu, SmBody, Tlv, TlvTag, Tlvs};
+use crate::pdu::{CommandStatus, Pdu, SmBody, Tlv, TlvTag, Tlvs};
 use crate::session::driver::{Command, HandleError, SessionHandle};
 use crate::session::machine::{Blocked, DeliverToken, Event, SubmitRequest};
 use crate::session::status::Outcome;
-use crate::store::{OutboxItem, Store, StoreResult, SubmitFailure, SubmitOutcome, SubmitRecord};
+use crate::session::window::late_memory;
+use crate::store::{
+    OutboxItem, Store, StoreResult, SubmitFailure, SubmitOutcome, SubmitRecord, Unanswered,
+};
 use crate::text::{self, PlanError, PlanOptions};
 
 use super::inbound;
@@ -173,6 +188,9 @@ enum Slot {
     InFlight,
     /// Refused for now: send again at (or after) this instant.
     Waiting(Instant),
+    /// Sent, then no response before its timeout, or the bind dropped: the
+    /// outcome is unknown (a late response may still tell).
+    Unknown,
     /// Answered (or given up on).
     Done,
 }
@@ -189,9 +207,11 @@ struct PartSlot {
 struct Msg {
     item: OutboxItem,
     parts: Vec<PartSlot>,
-    /// No more parts go out: failed for good, or handed back.
-    stopped: bool,
-    /// Hand it back to the outbox once nothing is in flight.
+    /// No more parts go out (failed for good, handed back, draining),
+    /// whatever late responses say. A part with an unknown outcome stops
+    /// the message too, but only while it is unknown.
+    halted: bool,
+    /// With `halted`: hand it back to the outbox once nothing is in flight.
     give_back: bool,
     /// A part went out whose outcome is accepted or unknown: handing it
     /// back must flag a possible duplicate.
@@ -209,6 +229,15 @@ impl Msg {
             .count()
     }
 
+    fn has_unknown(&self) -> bool {
+        self.parts.iter().any(|p| p.slot == Slot::Unknown)
+    }
+
+    /// No part of it may go out now.
+    fn stopped(&self) -> bool {
+        self.halted || self.has_unknown()
+    }
+
     fn total(&self) -> u8 {
         u8::try_from(self.parts.len()).unwrap_or(u8::MAX)
     }
@@ -219,8 +248,25 @@ impl Msg {
 pub(crate) enum Handback {
     /// `release`: it never went out.
     Release(MessageId),
-    /// `release_unanswered`: it may have gone out.
-    Unanswered(MessageId),
+    /// `release_sent`: parts went out, every outcome known.
+    Sent(MessageId),
+    /// `release_unanswered`: a part's outcome is unknown (counted against
+    /// the carrier's `max_resubmits`).
+    Unknown(MessageId),
+}
+
+/// A part whose response timed out, remembered so a late response can
+/// still be recorded once the message has left the pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatePart {
+    /// The message.
+    pub(crate) message: MessageId,
+    /// Part index, 0-based.
+    pub(crate) part: usize,
+    /// Parts the message went out in.
+    pub(crate) total: u8,
+    /// When the message was accepted (ms).
+    pub(crate) accepted_ms: u64,
 }
 
 /// The messages a bind works on, in claim order.
@@ -230,9 +276,22 @@ pub(crate) struct Pump {
     /// tag → (message, part index).
     tags: HashMap<u64, (MessageId, usize)>,
     next_tag: u64,
+    /// Timed-out parts by tag, oldest first, at most `late_capacity`.
+    late: VecDeque<(u64, LatePart)>,
+    /// How many timed-out parts are remembered (the session machine's
+    /// [`late_memory`] for this window; 0 until set).
+    late_capacity: usize,
 }
 
 impl Pump {
+    /// A pump remembering the last `late_capacity` timed-out parts.
+    pub(crate) fn new(late_capacity: usize) -> Self {
+        Pump {
+            late_capacity,
+            ..Pump::default()
+        }
+    }
+
     /// Messages held.
     pub(crate) fn len(&self) -> usize {
         self.msgs.len()
@@ -265,7 +324,7 @@ impl Pump {
                     tries: 0,
                 })
                 .collect(),
-            stopped: false,
+            halted: false,
             give_back: false,
             touched: false,
             unrecorded: 0,
@@ -280,7 +339,7 @@ impl Pump {
     /// the first unsent part of the oldest message whose conversation has
     /// no earlier message still here.
     pub(crate) fn next(&self, now: Instant) -> Option<(MessageId, usize, SubmitRequest)> {
-        for m in self.msgs.iter().filter(|m| !m.stopped) {
+        for m in self.msgs.iter().filter(|m| !m.stopped()) {
             for (i, p) in m.parts.iter().enumerate() {
                 if matches!(p.slot, Slot::Waiting(at) if at <= now) {
                     return Some((m.item.message, i, p.req.clone()));
@@ -290,7 +349,7 @@ impl Pump {
         // Conversations with an earlier message still here (in claim order).
         let mut earlier = std::collections::HashSet::new();
         for m in &self.msgs {
-            if !earlier.insert(m.item.conversation) || m.stopped {
+            if !earlier.insert(m.item.conversation) || m.stopped() {
                 continue;
             }
             if let Some(i) = m.parts.iter().position(|p| p.slot == Slot::Unsent) {
@@ -304,7 +363,7 @@ impl Pump {
     pub(crate) fn next_retry(&self) -> Option<Instant> {
         self.msgs
             .iter()
-            .filter(|m| !m.stopped)
+            .filter(|m| !m.stopped())
             .flat_map(|m| &m.parts)
             .filter_map(|p| match p.slot {
                 Slot::Waiting(at) => Some(at),
@@ -366,7 +425,7 @@ impl Pump {
         }
         if p.tries > max_tries {
             p.slot = Slot::Done;
-            m.stopped = true;
+            m.halted = true;
             m.give_back = true;
         } else {
             p.slot = Slot::Waiting(at);
@@ -374,15 +433,64 @@ impl Pump {
     }
 
     /// The part's outcome is unknown (timeout, bind dropped): the message
-    /// goes back flagged as a possible duplicate.
+    /// stops and, once nothing of it is in flight, goes back flagged as a
+    /// possible duplicate and counted ([`Handback::Unknown`]), unless a
+    /// late response ([`Pump::revive`]) tells the outcome first.
     pub(crate) fn unknown(&mut self, id: MessageId, part: usize) {
         if let Some(m) = self.msg_mut(id) {
             m.touched = true;
-            m.stopped = true;
-            m.give_back = true;
             if let Some(p) = m.parts.get_mut(part) {
-                p.slot = Slot::Done;
+                p.slot = Slot::Unknown;
             }
+        }
+    }
+
+    /// The response of `tag` timed out: remember its part (the oldest is
+    /// forgotten past the capacity) for a late response.
+    pub(crate) fn timed_out(&mut self, tag: u64) {
+        if self.late_capacity == 0 {
+            return;
+        }
+        let Some((id, part)) = self.tags.get(&tag).copied() else {
+            return;
+        };
+        let Some(m) = self.msgs.iter().find(|m| m.item.message == id) else {
+            return;
+        };
+        let late = LatePart {
+            message: id,
+            part,
+            total: m.total(),
+            accepted_ms: m.item.accepted_ms,
+        };
+        while self.late.len() >= self.late_capacity {
+            self.late.pop_front();
+        }
+        self.late.push_back((tag, late));
+    }
+
+    /// Takes the remembered part of a timed-out `tag`.
+    pub(crate) fn take_late(&mut self, tag: u64) -> Option<LatePart> {
+        let i = self.late.iter().position(|(t, _)| *t == tag)?;
+        self.late.remove(i).map(|(_, l)| l)
+    }
+
+    /// A late response for `tag` arrived while its message is still here
+    /// and the part still unknown: the part is in flight again, so the
+    /// response is handled like a timely one. False when the message left
+    /// (handed back, finished) or the part moved on.
+    pub(crate) fn revive(&mut self, tag: u64) -> bool {
+        let Some((id, part)) = self.tags.get(&tag).copied() else {
+            return false;
+        };
+        let Some(p) = self.msg_mut(id).and_then(|m| m.parts.get_mut(part)) else {
+            return false;
+        };
+        if p.req.tag == tag && p.slot == Slot::Unknown {
+            p.slot = Slot::InFlight;
+            true
+        } else {
+            false
         }
     }
 
@@ -390,10 +498,25 @@ impl Pump {
     /// message: `give_back` false → it failed (recorded); true → it goes back.
     pub(crate) fn stop(&mut self, id: MessageId, part: usize, give_back: bool) {
         if let Some(m) = self.msg_mut(id) {
-            m.stopped = true;
+            m.halted = true;
             m.give_back |= give_back;
             if let Some(p) = m.parts.get_mut(part) {
                 p.slot = Slot::Done;
+            }
+        }
+    }
+
+    /// The store finished the message from elsewhere (a late response of
+    /// an earlier copy answered every part): send nothing more of it; what
+    /// is in flight is still recorded, nothing goes back.
+    pub(crate) fn halt(&mut self, id: MessageId) {
+        if let Some(m) = self.msg_mut(id) {
+            m.halted = true;
+            m.give_back = false;
+            for p in &mut m.parts {
+                if matches!(p.slot, Slot::Unsent | Slot::Waiting(_) | Slot::Unknown) {
+                    p.slot = Slot::Done;
+                }
             }
         }
     }
@@ -408,8 +531,8 @@ impl Pump {
     /// parts in flight are answered.
     pub(crate) fn drain(&mut self) {
         for m in &mut self.msgs {
-            if !m.stopped {
-                m.stopped = true;
+            if !m.halted {
+                m.halted = true;
                 m.give_back = true;
             }
         }
@@ -421,13 +544,16 @@ impl Pump {
         let mut out = Vec::new();
         let mut gone = Vec::new();
         for m in &self.msgs {
-            if m.stopped && m.in_flight() == 0 && m.unrecorded == 0 {
-                gone.push(m.item.message);
-                if m.give_back {
+            if m.stopped() && m.in_flight() == 0 && m.unrecorded == 0 {
+                let id = m.item.message;
+                gone.push(id);
+                if m.has_unknown() {
+                    out.push(Handback::Unknown(id));
+                } else if m.give_back {
                     out.push(if m.touched {
-                        Handback::Unanswered(m.item.message)
+                        Handback::Sent(id)
                     } else {
-                        Handback::Release(m.item.message)
+                        Handback::Release(id)
                     });
                 }
             }
@@ -444,12 +570,12 @@ impl Pump {
         for m in &mut self.msgs {
             for p in &mut m.parts {
                 if p.slot == Slot::InFlight {
-                    p.slot = Slot::Done;
+                    p.slot = Slot::Unknown;
                     m.touched = true;
                 }
             }
-            if !m.stopped || m.give_back {
-                m.stopped = true;
+            if !m.halted || m.give_back {
+                m.halted = true;
                 m.give_back = true;
             }
         }
@@ -503,8 +629,12 @@ async fn join<T>(h: &mut Pending<T>) -> Result<T, tokio::task::JoinError> {
 #[derive(Debug)]
 struct Answer {
     /// The part was accepted (the pump waits for the record); `false`: a
-    /// permanent refusal, already stopped in the pump.
+    /// permanent refusal, already stopped in the pump, or a late answer.
     accepted: bool,
+    /// A late response for a message that had left the pump: the pump
+    /// waits for nothing, but if the record finishes the message, a copy
+    /// claimed again meanwhile sends nothing more.
+    late: bool,
     accepted_ms: u64,
     record: SubmitRecord,
 }
@@ -539,12 +669,12 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         ))
     });
 
-    let mut pump = Pump::default();
+    let window = ctx.carrier.window.max(1) as usize;
+    let mut pump = Pump::new(late_memory(window));
     let mut wake = ctx.wake.clone();
     wake.mark_unchanged();
     let mut poll = tokio::time::interval(ctx.opts.poll_interval.max(Duration::from_millis(1)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let window = ctx.carrier.window.max(1) as usize;
     let capacity = window * 2;
     let retry_delay = ctx.opts.part_retry_delay;
     let max_tries = ctx.opts.max_part_retries;
@@ -605,7 +735,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
 
         // 4. Hand back what is finished with on this bind.
         for h in pump.settle() {
-            hand_back(&*ctx.store, h).await;
+            hand_back(&*ctx.store, &ctx.carrier, h).await;
         }
         // The machine drains the window itself (up to its drain timeout)
         // before the unbind goes out; responses keep arriving as events.
@@ -697,7 +827,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
         settle_records(&carrier, &mut pump, r);
     }
     for h in pump.abandon_all() {
-        hand_back(&*ctx.store, h).await;
+        hand_back(&*ctx.store, &ctx.carrier, h).await;
     }
     drop(in_tx);
     if let Some(w) = worker {
@@ -750,6 +880,15 @@ fn settle_records(
     let now_ms = clock::wall_ms();
     for (a, outcome) in batch.into_iter().zip(outcomes) {
         let (id, part) = (a.record.message, usize::from(a.record.part));
+        if a.late {
+            if matches!(
+                outcome,
+                Some(SubmitOutcome::Done { .. } | SubmitOutcome::Failed)
+            ) {
+                pump.halt(id);
+            }
+            continue;
+        }
         if !a.accepted {
             continue;
         }
@@ -797,6 +936,7 @@ fn take_claim<S: Store>(
                 tracing::warn!(carrier = %ctx.carrier.name, message = item.message, "stored text cannot be planned; message failed");
                 answers.push(Answer {
                     accepted: false,
+                    late: false,
                     accepted_ms: item.accepted_ms,
                     record: SubmitRecord {
                         message: item.message,
@@ -814,10 +954,33 @@ fn take_claim<S: Store>(
     idle
 }
 
-async fn hand_back<S: Store>(store: &S, h: Handback) {
+async fn hand_back<S: Store>(store: &S, carrier: &CarrierConfig, h: Handback) {
     let r = match h {
-        Handback::Release(id) => store.release(id).await,
-        Handback::Unanswered(id) => store.release_unanswered(id).await,
+        Handback::Release(id) => store.release(id).await.map(|_| ()),
+        Handback::Sent(id) => store.release_sent(id).await.map(|_| ()),
+        Handback::Unknown(id) => {
+            let max = carrier.max_resubmits;
+            store
+                .release_unanswered(id, max, clock::wall_ms())
+                .await
+                .map(|r| match r {
+                    Unanswered::GaveUp { unknown } => tracing::warn!(
+                        carrier = %carrier.name,
+                        message = id,
+                        unknown,
+                        max_resubmits = max,
+                        "no submit response after every resend allowed; the message ends unknown"
+                    ),
+                    Unanswered::Released { unknown } => tracing::info!(
+                        carrier = %carrier.name,
+                        message = id,
+                        unknown,
+                        max_resubmits = max,
+                        "submit outcome unknown; the message goes again, flagged possible duplicate"
+                    ),
+                    Unanswered::NotFound => {}
+                })
+        }
     };
     if let Err(e) = r {
         tracing::error!(error = %e, ?h, "could not hand a message back to the outbox; its lease will lapse");
@@ -830,6 +993,96 @@ enum Step {
     WindowOpen,
     Rebind,
     Closed(String),
+}
+
+/// A `submit_sm_resp` as the machine reported it.
+struct Resp {
+    tag: u64,
+    status: CommandStatus,
+    outcome: Outcome,
+    message_id: Option<String>,
+}
+
+/// A response to a part in flight (timely, or late while its message is
+/// still here): record an accepted id, retry, stop or fail per the status.
+fn on_submit_resp<S: Store>(
+    ctx: &SessionCtx<S>,
+    pump: &mut Pump,
+    answers: &mut Vec<Answer>,
+    resp: Resp,
+    retry_delay: Duration,
+    max_tries: u32,
+) -> Step {
+    let carrier = ctx.carrier.name.as_str();
+    let Resp {
+        tag,
+        status,
+        outcome,
+        message_id,
+    } = resp;
+    let Some((id, part, total, item)) = pump.lookup(tag) else {
+        tracing::debug!(carrier, tag, "response for a message no longer here");
+        return Step::Continue;
+    };
+    let accepted_ms = item.map_or(0, |i| i.accepted_ms);
+    if status.0 == 0 {
+        pump.answered(id, part);
+        let raw = message_id.unwrap_or_default();
+        let norm = crate::dlr::normalize_id(&raw, ctx.carrier.id_format);
+        answers.push(Answer {
+            accepted: true,
+            late: false,
+            accepted_ms,
+            record: SubmitRecord {
+                message: id,
+                part: part as u8,
+                total_parts: total,
+                result: Ok(norm),
+            },
+        });
+        return Step::Continue;
+    }
+    let now = clock::now();
+    // Throttling answers were counted by the caller (`metrics::submit_response`).
+    match outcome {
+        Outcome::Throttled => {
+            pump.retry(id, part, now, false, max_tries);
+            return Step::Continue;
+        }
+        Outcome::QueueFull => {
+            pump.retry(id, part, now, true, max_tries);
+            return Step::Continue;
+        }
+        _ => {}
+    }
+    match ctx.carrier.status_action(status.0) {
+        StatusAction::Temporary => {
+            pump.retry(id, part, now + retry_delay, true, max_tries);
+            Step::Continue
+        }
+        StatusAction::Rebind => {
+            pump.stop(id, part, true);
+            Step::Rebind
+        }
+        StatusAction::Permanent => {
+            pump.stop(id, part, false);
+            answers.push(Answer {
+                accepted: false,
+                late: false,
+                accepted_ms,
+                record: SubmitRecord {
+                    message: id,
+                    part: part as u8,
+                    total_parts: total,
+                    result: Err(SubmitFailure {
+                        status: status.0,
+                        permanent: true,
+                    }),
+                },
+            });
+            Step::Continue
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -853,70 +1106,86 @@ async fn handle_event<S: Store>(
             ..
         } => {
             crate::metrics::submit_response(carrier, status.0);
-            let Some((id, part, total, item)) = pump.lookup(tag) else {
-                tracing::debug!(carrier, tag, "response for a message no longer here");
+            let resp = Resp {
+                tag,
+                status,
+                outcome,
+                message_id,
+            };
+            on_submit_resp(ctx, pump, answers, resp, retry_delay, max_tries)
+        }
+        Event::LateSubmitResp {
+            tag,
+            status,
+            outcome,
+            message_id,
+            ..
+        } => {
+            crate::metrics::submit_response(carrier, status.0);
+            let late = pump.take_late(tag);
+            if pump.revive(tag) {
+                // Its message is still here with the part unknown: as if
+                // the response had come in time.
+                tracing::info!(
+                    carrier,
+                    tag,
+                    status = status.0,
+                    "submit response after its timeout; handled as in time"
+                );
+                let resp = Resp {
+                    tag,
+                    status,
+                    outcome,
+                    message_id,
+                };
+                return on_submit_resp(ctx, pump, answers, resp, retry_delay, max_tries);
+            }
+            let Some(late) = late else {
+                tracing::info!(
+                    carrier,
+                    tag,
+                    status = status.0,
+                    "submit response after its timeout, for a part no longer remembered"
+                );
                 return Step::Continue;
             };
-            let accepted_ms = item.map_or(0, |i| i.accepted_ms);
-            if status.0 == 0 {
-                pump.answered(id, part);
-                let raw = message_id.unwrap_or_default();
-                let norm = crate::dlr::normalize_id(&raw, ctx.carrier.id_format);
-                answers.push(Answer {
-                    accepted: true,
-                    accepted_ms,
-                    record: SubmitRecord {
-                        message: id,
-                        part: part as u8,
-                        total_parts: total,
-                        result: Ok(norm),
-                    },
-                });
+            if status.0 != 0 {
+                // The copy was refused after all; the message went back
+                // to the outbox meanwhile and its resend decides.
+                tracing::info!(
+                    carrier,
+                    message = late.message,
+                    status = status.0,
+                    "late refusal of a submit already handed back; its resend decides"
+                );
                 return Step::Continue;
             }
-            let now = clock::now();
-            // Throttling answers were counted by `submit_response` above.
-            match outcome {
-                Outcome::Throttled => {
-                    pump.retry(id, part, now, false, max_tries);
-                    return Step::Continue;
-                }
-                Outcome::QueueFull => {
-                    pump.retry(id, part, now, true, max_tries);
-                    return Step::Continue;
-                }
-                _ => {}
-            }
-            match ctx.carrier.status_action(status.0) {
-                StatusAction::Temporary => {
-                    pump.retry(id, part, now + retry_delay, true, max_tries);
-                    Step::Continue
-                }
-                StatusAction::Rebind => {
-                    pump.stop(id, part, true);
-                    Step::Rebind
-                }
-                StatusAction::Permanent => {
-                    pump.stop(id, part, false);
-                    answers.push(Answer {
-                        accepted: false,
-                        accepted_ms,
-                        record: SubmitRecord {
-                            message: id,
-                            part: part as u8,
-                            total_parts: total,
-                            result: Err(SubmitFailure {
-                                status: status.0,
-                                permanent: true,
-                            }),
-                        },
-                    });
-                    Step::Continue
-                }
-            }
+            // The message went back to the outbox (or was given up) while
+            // this copy reached the SMSC: record its id so the receipt
+            // correlates; if that answers every part, it is not sent again.
+            tracing::info!(
+                carrier,
+                message = late.message,
+                part = late.part,
+                "late submit response for a message already handed back; carrier id recorded"
+            );
+            let raw = message_id.unwrap_or_default();
+            answers.push(Answer {
+                accepted: false,
+                late: true,
+                accepted_ms: late.accepted_ms,
+                record: SubmitRecord {
+                    message: late.message,
+                    part: u8::try_from(late.part).unwrap_or(u8::MAX),
+                    total_parts: late.total,
+                    result: Ok(crate::dlr::normalize_id(&raw, ctx.carrier.id_format)),
+                },
+            });
+            Step::Continue
         }
         Event::SubmitTimeout { tag, .. } => {
             crate::metrics::response_timeout(carrier);
+            pump.timed_out(tag);
             if let Some((id, part, ..)) = pump.lookup(tag) {
                 pump.unknown(id, part);
             }
@@ -1134,9 +1403,9 @@ mod tests {
         p.sent(m, i);
         let mut back = p.abandon_all();
         back.sort_by_key(|h| match h {
-            Handback::Release(id) | Handback::Unanswered(id) => *id,
+            Handback::Release(id) | Handback::Sent(id) | Handback::Unknown(id) => *id,
         });
-        assert_eq!(back, vec![Handback::Unanswered(1), Handback::Release(2)]);
+        assert_eq!(back, vec![Handback::Unknown(1), Handback::Release(2)]);
     }
 
     #[test]
@@ -1171,10 +1440,89 @@ mod tests {
         assert!(p.settle().is_empty());
         assert_eq!(p.len(), 1);
         // The record failed while draining: it goes back flagged as a
-        // possible duplicate (it did reach the SMSC), never as unsent.
+        // possible duplicate (it did reach the SMSC), never as unsent, and
+        // not as unknown (its outcome is known).
         p.recorded(1);
         p.stop(1, 0, false);
-        assert_eq!(p.settle(), vec![Handback::Unanswered(1)]);
+        assert_eq!(p.settle(), vec![Handback::Sent(1)]);
+    }
+
+    #[test]
+    fn timed_out_part_goes_back_as_unknown_once_nothing_is_in_flight() {
+        let now = crate::clock::now();
+        let mut p = Pump::new(16);
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2), req(3)]);
+        p.sent(1, 0);
+        p.sent(1, 1);
+        p.timed_out(1);
+        p.unknown(1, 0);
+        // No further part goes out while one is unknown.
+        assert!(p.next(now).is_none());
+        assert!(p.settle().is_empty(), "part 1 is still in flight");
+        p.answered(1, 1);
+        p.recorded(1);
+        assert_eq!(p.settle(), vec![Handback::Unknown(1)]);
+        // Its timed-out part is still remembered for a late response.
+        assert_eq!(
+            p.take_late(1),
+            Some(LatePart {
+                message: 1,
+                part: 0,
+                total: 3,
+                accepted_ms: 0
+            })
+        );
+        assert_eq!(p.take_late(1), None);
+        assert!(!p.revive(1), "the message left the pump");
+    }
+
+    #[test]
+    fn late_answer_while_still_here_lets_the_message_go_on() {
+        let now = crate::clock::now();
+        let mut p = Pump::new(16);
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2), req(3)]);
+        p.sent(1, 0);
+        p.sent(1, 1);
+        p.timed_out(1);
+        p.unknown(1, 0);
+        assert!(p.next(now).is_none());
+        // Part 0's response arrives late, part 1's in time.
+        assert!(p.revive(1));
+        assert!(!p.revive(1), "revived once");
+        p.answered(1, 0);
+        p.answered(1, 1);
+        assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((1, 2)));
+        p.recorded(1);
+        p.recorded(1);
+        assert!(p.settle().is_empty(), "nothing goes back");
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn halted_copy_sends_nothing_more_and_is_not_handed_back() {
+        let now = crate::clock::now();
+        let mut p = Pump::new(16);
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2)]);
+        p.sent(1, 0);
+        p.halt(1);
+        assert!(p.next(now).is_none());
+        assert!(p.settle().is_empty(), "part 0 still in flight");
+        p.answered(1, 0);
+        p.recorded(1);
+        assert!(p.settle().is_empty());
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn late_memory_forgets_the_oldest_past_its_capacity() {
+        let mut p = Pump::new(2);
+        p.push(item(1, 10, "s", "a"), vec![req(1), req(2), req(3)]);
+        for tag in 1..=3 {
+            p.timed_out(tag);
+        }
+        assert_eq!(p.take_late(1), None);
+        assert_eq!(p.take_late(3).map(|l| l.part), Some(2));
+        assert_eq!(p.take_late(2).map(|l| l.part), Some(1));
     }
 
     #[test]

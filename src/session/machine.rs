@@ -29,6 +29,9 @@
 //!   the session closes first).
 //! - Every accepted submit gets exactly one outcome: [`Event::SubmitResp`],
 //!   [`Event::SubmitTimeout`], or its tag in [`Event::Closed::unanswered`].
+//!   After a `SubmitTimeout`, at most one [`Event::LateSubmitResp`] may
+//!   follow for the same tag, if its response arrives while the session
+//!   still remembers it (the last [`late_memory`] timed-out requests).
 //! - An incoming `deliver_sm`/`data_sm` is *not* acknowledged by the machine:
 //!   it comes out as [`Event::Deliver`] with a [`DeliverToken`], and only
 //!   [`Session::respond`] (which consumes the token) sends the
@@ -47,7 +50,7 @@ use super::state::{
 use super::status::{BindClass, BindFailure, Outcome, StatusTable, classify_bind_failure};
 use super::throttle::{Throttle, ThrottleConfig};
 use super::timers::{Timer, TimerTable};
-use super::window::{SequenceGen, Window};
+use super::window::{SequenceGen, TimedOut, Window, late_memory};
 use crate::pdu::{
     Bind, BindResp, CommandId, CommandStatus, Frame, Header, MessageIdResp, Pdu, Quirks,
 };
@@ -429,9 +432,27 @@ pub enum Event {
     SubmitTimeout {
         /// The caller's tag.
         tag: u64,
-        /// Its sequence number (a late response is reported as
-        /// [`Event::UnexpectedResponse`]).
+        /// Its sequence number. A response that arrives later is reported
+        /// as [`Event::LateSubmitResp`] while the session remembers the
+        /// request (the last [`late_memory`] of them), else as
+        /// [`Event::UnexpectedResponse`].
         seq: u32,
+    },
+    /// The response (or a generic_nack) to a request that already timed
+    /// out ([`Event::SubmitTimeout`] was reported for `tag`): its outcome
+    /// is known after all. At most one per tag. The throttle does not react
+    /// to it (its pause would come far too late).
+    LateSubmitResp {
+        /// The caller's tag, as in the `SubmitTimeout`.
+        tag: u64,
+        /// Its sequence number.
+        seq: u32,
+        /// The status the peer answered.
+        status: CommandStatus,
+        /// What that status means on this carrier.
+        outcome: Outcome,
+        /// The SMSC's message id, when the response carried one.
+        message_id: Option<String>,
     },
     /// ESME: an incoming deliver_sm or data_sm (receipt or reply). Store it,
     /// then [`Session::respond`] with the token.
@@ -473,8 +494,8 @@ pub enum Event {
         /// What was tolerated.
         quirks: Quirks,
     },
-    /// A response matching nothing we sent (late, duplicate or bogus):
-    /// counted, never fatal.
+    /// A response matching nothing we sent (a duplicate, bogus, or late
+    /// beyond what the session remembers): counted, never fatal.
     UnexpectedResponse {
         /// Its command id.
         command_id: CommandId,
@@ -551,6 +572,9 @@ pub struct Session<R: Role> {
     state: State,
     /// Message-carrying requests awaiting their response.
     window: Window<Pending>,
+    /// Requests whose response timed out, for late responses (bounded by
+    /// [`late_memory`] of the window).
+    timed_out: TimedOut<Pending>,
     /// Outgoing sequence numbers, 1..=0x7FFFFFFF then 1 again.
     seqs: SequenceGen,
     /// Every protocol deadline; the earliest is `poll_timeout`.
@@ -613,6 +637,7 @@ impl<R: Role> Session<R> {
             _role: std::marker::PhantomData,
             mc,
             window: Window::new(cfg.window),
+            timed_out: TimedOut::new(late_memory(cfg.window)),
             seqs: SequenceGen::starting_at(cfg.first_sequence),
             throttle: Throttle::new(cfg.throttle, now),
             token_due: None,
@@ -933,6 +958,7 @@ impl<R: Role> Session<R> {
                 Timer::Inactivity => self.close(CloseReason::Inactivity),
                 Timer::Response => {
                     for (seq, p) in self.window.expired(now) {
+                        self.timed_out.remember(seq, p);
                         self.events
                             .push_back(Event::SubmitTimeout { tag: p.tag, seq });
                     }
@@ -1042,6 +1068,23 @@ impl<R: Role> Session<R> {
             .window
             .get(seq)
             .is_some_and(|p| is_nack || p.command_id.response() == h.command_id);
+        let late = if matches {
+            None
+        } else {
+            self.timed_out
+                .take_if(seq, |p| is_nack || p.command_id.response() == h.command_id)
+                .map(|p| p.tag)
+        };
+        if let Some(tag) = late {
+            self.events.push_back(Event::LateSubmitResp {
+                tag,
+                seq,
+                status,
+                outcome: self.cfg.status_table.classify(status.0),
+                message_id: pdu.and_then(|p| response_message_id(&p)),
+            });
+            return;
+        }
         if !matches {
             self.events.push_back(if is_nack {
                 Event::GenericNack { seq, status }
@@ -1058,14 +1101,7 @@ impl<R: Role> Session<R> {
             return;
         };
         self.arm_response_timer();
-        let message_id = match pdu {
-            Some(Pdu::SubmitSmResp(MessageIdResp { message_id, .. }))
-            | Some(Pdu::DataSmResp(MessageIdResp { message_id, .. }))
-            | Some(Pdu::DeliverSmResp(MessageIdResp { message_id, .. })) => {
-                message_id.filter(|m| !m.is_empty()).map(lossy)
-            }
-            _ => None,
-        };
+        let message_id = pdu.and_then(|p| response_message_id(&p));
         let outcome = self.cfg.status_table.classify(status.0);
         let resume = match outcome {
             Outcome::Throttled => Some(self.throttle.on_throttled(now, p.sent_at)),
@@ -1250,14 +1286,17 @@ impl<R: Role> Session<R> {
             .set(Timer::UnbindGrace, now + self.cfg.unbind_timeout);
     }
 
-    /// A sequence number free in the window and not used by a pending
-    /// control request.
+    /// A sequence number free in the window, not used by a pending control
+    /// request and not remembered as timed out.
     fn next_seq(&mut self) -> u32 {
         loop {
             let seq = self.seqs.next_free(&self.window);
+            // A number remembered as timed out is skipped too, so its late
+            // response cannot be taken for another request's.
             if Some(seq) != self.bind_seq
                 && Some(seq) != self.enquire_seq
                 && Some(seq) != self.unbind_seq
+                && !self.timed_out.contains(seq)
             {
                 return seq;
             }
@@ -1364,6 +1403,7 @@ impl<R: Role> Session<R> {
         self.state = State::Closed;
         self.timers.stop_all();
         self.owe_window_open = false;
+        self.timed_out.clear();
         let unanswered = self
             .window
             .drain()
@@ -1375,6 +1415,19 @@ impl<R: Role> Session<R> {
             was_bound: self.was_bound,
             unanswered,
         });
+    }
+}
+
+/// The message id a submit_sm/data_sm/deliver_sm response carries, if any
+/// (an empty one counts as none).
+fn response_message_id(pdu: &Pdu<'_>) -> Option<String> {
+    match pdu {
+        Pdu::SubmitSmResp(MessageIdResp { message_id, .. })
+        | Pdu::DataSmResp(MessageIdResp { message_id, .. })
+        | Pdu::DeliverSmResp(MessageIdResp { message_id, .. }) => {
+            message_id.filter(|m| !m.is_empty()).map(lossy)
+        }
+        _ => None,
     }
 }
 
@@ -1498,10 +1551,21 @@ pub mod fuzzing {
             events.push(e);
         }
         let mut outcomes = std::collections::HashMap::<u64, u32>::new();
+        let mut timed_out = std::collections::HashSet::<u64>::new();
         let mut closes = 0;
         for e in &events {
             match e {
-                Event::SubmitResp { tag, .. } | Event::SubmitTimeout { tag, .. } => {
+                Event::SubmitTimeout { tag, .. } => {
+                    timed_out.insert(*tag);
+                    *outcomes.entry(*tag).or_default() += 1;
+                }
+                Event::LateSubmitResp { tag, .. } => {
+                    assert!(
+                        timed_out.remove(tag),
+                        "a late response without a timeout (or twice) for tag {tag}"
+                    );
+                }
+                Event::SubmitResp { tag, .. } => {
                     *outcomes.entry(*tag).or_default() += 1;
                 }
                 Event::Closed { unanswered, .. } => {
@@ -1670,6 +1734,81 @@ mod tests {
         assert!(matches!(&ev[0], Event::SubmitResp { message_id: Some(m), .. } if m == "0A1B"));
         assert_eq!(ev[1], Event::WindowOpen);
         assert_eq!(ev.len(), 2, "exactly one WindowOpen");
+    }
+
+    fn submit_resp(id: &[u8], seq: u32) -> Bytes {
+        let resp = Pdu::SubmitSmResp(MessageIdResp {
+            message_id: Some(id),
+            tlvs: Tlvs::default(),
+        });
+        encode(&resp, CommandStatus::ROK, seq)
+    }
+
+    #[test]
+    fn late_resp_is_matched_to_its_timed_out_submit_by_tag() {
+        let now = crate::clock::now();
+        let mut s = bound(cfg(), now);
+        let mut req = submit();
+        req.tag = 77;
+        let seq = s.submit(now, &req).unwrap();
+        let later = now + s.config().response_timeout;
+        s.handle_timeout(later);
+        assert_eq!(events(&mut s), vec![Event::SubmitTimeout { tag: 77, seq }]);
+        s.handle_frame(later, submit_resp(b"1F", seq));
+        assert_eq!(
+            events(&mut s),
+            vec![Event::LateSubmitResp {
+                tag: 77,
+                seq,
+                status: CommandStatus::ROK,
+                outcome: Outcome::Ok,
+                message_id: Some("1F".into()),
+            }]
+        );
+        // A response to a number never sent stays unmatched.
+        s.handle_frame(later, submit_resp(b"20", seq + 5));
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::UnexpectedResponse { seq: q, .. }] if q == seq + 5
+        ));
+        assert!(matches!(s.state(), State::Bound(_)));
+    }
+
+    #[test]
+    fn late_memory_is_bounded_and_its_numbers_are_not_reused() {
+        let now = crate::clock::now();
+        let mut c = cfg();
+        c.window = 1;
+        // Short, so every timeout passes before an enquire_link is due.
+        c.response_timeout = Duration::from_millis(100);
+        let keep = late_memory(1);
+        let mut s = bound(c, now);
+        let mut t = now;
+        let mut seqs = Vec::new();
+        for tag in 0..=keep as u64 {
+            let mut req = submit();
+            req.tag = tag;
+            let seq = s.submit(t, &req).unwrap();
+            assert!(!seqs.contains(&seq), "a remembered number was reused");
+            seqs.push(seq);
+            t += s.config().response_timeout;
+            s.handle_timeout(t);
+            // Drain the transmit queue and the events.
+            while s.poll_transmit().is_some() {}
+            events(&mut s);
+        }
+        // The first was forgotten (one past the memory): unmatched.
+        s.handle_frame(t, submit_resp(b"1", seqs[0]));
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::UnexpectedResponse { .. }]
+        ));
+        // The second is still remembered.
+        s.handle_frame(t, submit_resp(b"2", seqs[1]));
+        assert!(matches!(
+            events(&mut s)[..],
+            [Event::LateSubmitResp { tag: 1, .. }]
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The in-flight window of one bind: requests we sent and still await a
 //! response for, keyed by sequence number, each with its own response
-//! deadline, plus the sequence-number generator.
+//! deadline, the requests that timed out recently (for late responses),
+//! plus the sequence-number generator.
 //!
 //! Pure: no clock, no I/O. `now` and deadlines are passed in. A full window is
 //! a value ([`InsertError::Blocked`]), never a wait (STYLE habit 9): the caller
@@ -10,7 +11,7 @@
 //! the order they were sent, so the outbox can re-queue them without
 //! reordering a conversation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 /// The largest sequence number SMPP allows (SMPP 3.4 §3.2: 0x00000001 to
@@ -183,6 +184,102 @@ impl<T> Window<T> {
         }
         self.by_deadline.clear();
         all.into_values().collect()
+    }
+}
+
+/// How many timed-out requests a session remembers for late responses,
+/// for a window of `window`: four windows' worth, at least 16. The link
+/// keeps as many timed-out parts, so both forget the same ones.
+pub fn late_memory(window: usize) -> usize {
+    window.max(1).saturating_mul(4).max(16)
+}
+
+/// Requests whose response timed out, remembered by sequence number so a
+/// response that arrives late is still matched to its request. Bounded:
+/// past `capacity` the oldest is forgotten. No clock: what is kept is
+/// decided by count alone.
+#[derive(Debug, Clone)]
+pub struct TimedOut<T> {
+    capacity: usize,
+    /// seq → (insertion counter, payload).
+    entries: HashMap<u32, (u64, T)>,
+    /// (insertion counter, seq), oldest first; may hold stale pairs of
+    /// entries taken out since (skipped when evicting).
+    order: VecDeque<(u64, u32)>,
+    next: u64,
+}
+
+impl<T> TimedOut<T> {
+    /// An empty memory for at most `capacity` requests (0: remembers none).
+    pub fn new(capacity: usize) -> Self {
+        TimedOut {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// Requests remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether `seq` is remembered.
+    pub fn contains(&self, seq: u32) -> bool {
+        self.entries.contains_key(&seq)
+    }
+
+    /// Remembers the request of `seq`, forgetting the oldest past the
+    /// capacity.
+    pub fn remember(&mut self, seq: u32, payload: T) {
+        if self.capacity == 0 {
+            return;
+        }
+        let n = self.next;
+        self.next += 1;
+        self.entries.insert(seq, (n, payload));
+        self.order.push_back((n, seq));
+        while self.entries.len() > self.capacity {
+            let Some((n, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&seq).is_some_and(|(m, _)| *m == n) {
+                self.entries.remove(&seq);
+            }
+        }
+        // Stale pairs never outnumber the live ones by much.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(n, seq)| entries.get(seq).is_some_and(|(m, _)| m == n));
+        }
+    }
+
+    /// Takes the request of `seq` out (its late response arrived).
+    pub fn take(&mut self, seq: u32) -> Option<T> {
+        self.entries.remove(&seq).map(|(_, p)| p)
+    }
+
+    /// Takes the request of `seq` out if `answers` says the response
+    /// belongs to it; otherwise it stays remembered.
+    pub fn take_if(&mut self, seq: u32, answers: impl FnOnce(&T) -> bool) -> Option<T> {
+        if self.entries.get(&seq).is_some_and(|(_, p)| answers(p)) {
+            self.take(seq)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets everything (the session closed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
     }
 }
 
@@ -404,6 +501,39 @@ mod tests {
         assert_eq!(SequenceGen::starting_at(0).next(), 1);
         assert_eq!(SequenceGen::starting_at(0x8000_0000).next(), 1);
         assert_eq!(SequenceGen::starting_at(u32::MAX).next(), 1);
+    }
+
+    #[test]
+    fn timed_out_memory_forgets_the_oldest_past_its_capacity() {
+        let mut m = TimedOut::new(2);
+        m.remember(1, "a");
+        m.remember(2, "b");
+        assert_eq!(m.take(1), Some("a"));
+        m.remember(3, "c");
+        m.remember(4, "d");
+        assert_eq!(m.len(), 2);
+        assert!(!m.contains(2), "the oldest went");
+        assert_eq!(m.take_if(3, |p| *p == "x"), None);
+        assert_eq!(m.take_if(3, |p| *p == "c"), Some("c"));
+        assert_eq!(m.take(3), None, "taken once");
+        // Many remembers and takes keep the order queue bounded.
+        for seq in 10..1000 {
+            m.remember(seq, "e");
+            if seq % 2 == 0 {
+                m.take(seq);
+            }
+        }
+        assert!(m.len() <= 2);
+        assert!(m.order.len() <= 4);
+        let mut none = TimedOut::new(0);
+        none.remember(1, ());
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn late_memory_is_four_windows_and_at_least_sixteen() {
+        assert_eq!(late_memory(0), 16);
+        assert_eq!(late_memory(10), 40);
     }
 
     #[test]

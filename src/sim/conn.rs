@@ -395,7 +395,11 @@ where
                     tracing::info!(bind = self.bind_no, status = s.0, "sim: bind refused");
                 }
             }
-            Event::UnexpectedResponse { .. } | Event::GenericNack { .. } => {
+            // A late answer to a delivery that timed out: it was requeued
+            // already and goes again, so it counts as unexpected.
+            Event::UnexpectedResponse { .. }
+            | Event::LateSubmitResp { .. }
+            | Event::GenericNack { .. } => {
                 bump(&c.unexpected_responses);
             }
             Event::Rejected {

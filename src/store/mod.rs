@@ -220,6 +220,26 @@ pub enum SubmitOutcome {
     Ignored,
 }
 
+/// What `release_unanswered` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Back in the outbox, flagged possible duplicate: it will be sent again.
+    Released {
+        /// Unknown outcomes of this message so far, this one included.
+        unknown: u32,
+    },
+    /// More unknown outcomes than `max_resubmits`: it is not sent again.
+    /// The message left the outbox with status `unknown` and a
+    /// `message_failed` event (state `no_receipt`); a late response or
+    /// receipt can still settle it.
+    GaveUp {
+        /// Unknown outcomes of this message, this one included.
+        unknown: u32,
+    },
+    /// Not in the outbox (finished meanwhile): nothing changed.
+    NotFound,
+}
+
 /// What `record_receipt` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {
@@ -423,14 +443,37 @@ pub trait Store: Send + Sync + 'static {
     /// sending). Returns false if it is not in the outbox.
     fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Puts back an item that was sent but not answered: flagged possible duplicate.
+    /// Puts back a claimed item with a part whose outcome is unknown (sent,
+    /// then no response before the response timeout or the bind dropped):
+    /// flagged possible duplicate, and counted on its outbox entry. The
+    /// hand-back that makes the count exceed `max_resubmits` (the carrier's
+    /// setting) ends the message instead of sending it again: it leaves the
+    /// outbox with status `unknown` and a `message_failed` event (state
+    /// `no_receipt`, no error), nothing is lost. So a message goes out at
+    /// most `1 + max_resubmits` times through this path (0: never again).
+    /// Leases that lapse and [`Store::recover`] are not counted: a crash
+    /// replays the outbox regardless.
     fn release_unanswered(
         &self,
         message: MessageId,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+        max_resubmits: u32,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Unanswered>> + Send;
+
+    /// Puts back a claimed item that went out in part, every part's outcome
+    /// known (some answered, the rest never sent or refused for now):
+    /// flagged possible duplicate, since sending it again repeats the
+    /// answered parts; not counted against `max_resubmits`. Returns false if
+    /// it is not in the outbox.
+    fn release_sent(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Records one part's `submit_sm_resp` (`part` 0-based of `total_parts`):
-    /// the normalised carrier id, or the failure.
+    /// the normalised carrier id, or the failure. The same holds for a
+    /// response that arrives after its timeout: an id is indexed for the
+    /// receipts whatever the message's state; a message still in the outbox
+    /// (handed back, even claimed again) whose parts are then all answered
+    /// leaves it and is not sent again; a message that was given up
+    /// (`unknown`) keeps that status until a receipt settles it.
     fn record_submit(
         &self,
         message: MessageId,

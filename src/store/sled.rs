@@ -26,7 +26,7 @@ use super::{
     Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
     InboundOutcome, NewOutbound, NewTemplate, OptChange, OutboxItem, PurgeReport, ReceiptOutcome,
     ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome, SubmitRecord,
-    SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
+    SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -88,6 +88,10 @@ struct OutboxEntry {
     attempt: u32,
     lease_until_ms: Option<u64>,
     possible_duplicate: bool,
+    /// Hand-backs with an unknown outcome so far (`release_unanswered`);
+    /// entries written before the count existed read as 0.
+    #[serde(default)]
+    unknown: u32,
 }
 
 /// A receipt waiting for its submit response.
@@ -743,6 +747,7 @@ fn put_outbound(
         attempt: 0,
         lease_until_ms: None,
         possible_duplicate: false,
+        unknown: 0,
     };
     tx.put_compact(T::Outbox, trees::outbox_key(o.carrier, m.id), &entry)?;
     if let Some(k) = o.idempotency {
@@ -857,6 +862,49 @@ fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<
     }
     tx.put_compact(T::Outbox, key, &entry)?;
     Ok(true)
+}
+
+/// Hands back an item whose outcome is unknown, counting it; past
+/// `max_resubmits` the message ends `unknown` instead (see
+/// [`Store::release_unanswered`]).
+fn release_unanswered(
+    tx: &mut Tx<'_>,
+    message: MessageId,
+    max_resubmits: u32,
+    now: u64,
+) -> StoreResult<Unanswered> {
+    let Some(mut m) = tx.msg(message)? else {
+        return Ok(Unanswered::NotFound);
+    };
+    let key = trees::outbox_key(m.carrier.as_deref().unwrap_or_default(), message);
+    let Some(mut entry) = tx.get_val::<OutboxEntry>(T::Outbox, &key)? else {
+        return Ok(Unanswered::NotFound);
+    };
+    entry.unknown = entry.unknown.saturating_add(1);
+    m.possible_duplicate = true;
+    if entry.unknown > max_resubmits {
+        tx.del(T::Outbox, key);
+        m.status = MessageStatus::Unknown;
+        m.updated_ms = now;
+        tx.put_msg(&m)?;
+        let conv = tx.conv(m.conversation)?;
+        let kind = EventKind::MessageFailed {
+            message,
+            state: FailState::NoReceipt,
+            error: None,
+        };
+        tx.event(conv.as_ref(), kind, now)?;
+        return Ok(Unanswered::GaveUp {
+            unknown: entry.unknown,
+        });
+    }
+    entry.lease_until_ms = None;
+    entry.possible_duplicate = true;
+    tx.put_msg(&m)?;
+    tx.put_val(T::Outbox, key, &entry)?;
+    Ok(Unanswered::Released {
+        unknown: entry.unknown,
+    })
 }
 
 /// Recomputes a message's status from its parts; emits the events of the
@@ -1443,7 +1491,17 @@ impl Store for SledStore {
         self.run(|tx| release(tx, message, false)).await
     }
 
-    async fn release_unanswered(&self, message: MessageId) -> StoreResult<bool> {
+    async fn release_unanswered(
+        &self,
+        message: MessageId,
+        max_resubmits: u32,
+        now_ms: u64,
+    ) -> StoreResult<Unanswered> {
+        self.run(|tx| release_unanswered(tx, message, max_resubmits, now_ms))
+            .await
+    }
+
+    async fn release_sent(&self, message: MessageId) -> StoreResult<bool> {
         self.run(|tx| release(tx, message, true)).await
     }
 
@@ -1867,6 +1925,19 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries written before the unknown-outcome count existed still read,
+    /// with a count of 0.
+    #[test]
+    fn outbox_entry_without_the_unknown_count_reads_as_zero() {
+        let mut old = vec![super::super::value::V1];
+        old.extend_from_slice(
+            br#"{"message":7,"conversation":3,"attempt":2,"lease_until_ms":null,"possible_duplicate":true}"#,
+        );
+        let e: OutboxEntry = decode("outbox", &old).unwrap();
+        assert_eq!((e.message, e.attempt, e.unknown), (7, 2, 0));
+        assert!(e.possible_duplicate);
+    }
 
     fn out(customer: &str, text: &str) -> NewOutbound {
         NewOutbound {
