@@ -41,6 +41,10 @@ pub const SUBMITS: &str = "smppgw_submits_total";
 pub const SUBMIT_RESPONSES: &str = "smppgw_submit_responses_total";
 /// Counter by carrier: submits with no response before the timeout.
 pub const RESPONSE_TIMEOUTS: &str = "smppgw_response_timeouts_total";
+/// Counter by carrier: submit_sm_resps that came after their timeout (the
+/// carrier id is still recorded; many of them mean `response_timeout_secs`
+/// is too short for this carrier).
+pub const LATE_RESPONSES: &str = "smppgw_late_submit_responses_total";
 /// Counter by carrier: throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL),
 /// one per submit_sm_resp (counted by [`submit_response`]).
 pub const THROTTLED: &str = "smppgw_throttled_total";
@@ -104,6 +108,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         RESPONSE_TIMEOUTS,
         Kind::Counter,
         "requests without a response before the timeout",
+    ),
+    (
+        LATE_RESPONSES,
+        Kind::Counter,
+        "submit responses that came after their timeout",
     ),
     (
         THROTTLED,
@@ -321,6 +330,11 @@ pub fn submit_response(carrier: &str, status: u32) {
 /// A request timed out without a response.
 pub fn response_timeout(carrier: &str) {
     counter!(RESPONSE_TIMEOUTS, "carrier" => carrier.to_string()).increment(1);
+}
+
+/// A submit_sm_resp came after its request had timed out.
+pub fn late_response(carrier: &str) {
+    counter!(LATE_RESPONSES, "carrier" => carrier.to_string()).increment(1);
 }
 
 /// The carrier throttled us.

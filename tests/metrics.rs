@@ -32,6 +32,10 @@ struct Env {
 }
 
 async fn setup(sim_cfg: SimConfig) -> Env {
+    setup_with(sim_cfg, Duration::from_secs(3)).await
+}
+
+async fn setup_with(sim_cfg: SimConfig, response_timeout: Duration) -> Env {
     let cancel = CancellationToken::new();
     let sim = sim::start(sim_cfg, cancel.child_token()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -39,7 +43,8 @@ async fn setup(sim_cfg: SimConfig) -> Env {
     for c in &mut cfg.carriers {
         c.reconnect_min = Duration::from_millis(50);
         c.reconnect_max = Duration::from_millis(300);
-        c.response_timeout = Duration::from_secs(3);
+        c.response_timeout = response_timeout;
+        c.max_resubmits = 10;
         c.bind_timeout = Duration::from_secs(2);
         c.connect_timeout = Duration::from_secs(2);
         c.unbind_timeout = Duration::from_millis(500);
@@ -143,6 +148,8 @@ fn sample(handle: &PrometheusHandle, series: &str) -> f64 {
 const RECEIPT_COUNT: &str = r#"smppgw_submit_to_receipt_seconds_count{carrier="sim"}"#;
 const RECEIPT_SUM: &str = r#"smppgw_submit_to_receipt_seconds_sum{carrier="sim"}"#;
 const THROTTLED: &str = r#"smppgw_throttled_total{carrier="sim"}"#;
+const LATE: &str = r#"smppgw_late_submit_responses_total{carrier="sim"}"#;
+const TIMEOUTS: &str = r#"smppgw_response_timeouts_total{carrier="sim"}"#;
 
 /// Every final receipt applied to a submitted message is one observation
 /// of the submit-to-receipt time, labelled with its carrier.
@@ -212,9 +219,35 @@ async fn throttling_answers_are_counted_and_nothing_is_lost(handle: &PrometheusH
     env.stop().await;
 }
 
+/// A submit_sm_resp after its timeout is counted as late (and the message
+/// still ends delivered).
+async fn late_submit_responses_are_counted(handle: &PrometheusHandle) {
+    let env = setup_with(
+        SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            resp_delay_ms: 1_200,
+            receipt_delay_ms: 2_500,
+            ..SimConfig::default()
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    let (late0, timeouts0) = (sample(handle, LATE), sample(handle, TIMEOUTS));
+    let id = env.send(CUSTOMERS[0], "late but counted").await;
+    env.all_delivered(&[id]).await;
+    assert!(
+        sample(handle, TIMEOUTS) - timeouts0 >= 1.0,
+        "{}",
+        handle.render()
+    );
+    assert!(sample(handle, LATE) - late0 >= 1.0, "{}", handle.render());
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn link_metrics_are_recorded() {
     let handle = smppgw::metrics::install(None).expect("the only recorder of this process");
     receipts_record_submit_to_receipt_time(&handle).await;
     throttling_answers_are_counted_and_nothing_is_lost(&handle).await;
+    late_submit_responses_are_counted(&handle).await;
 }

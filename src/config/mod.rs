@@ -373,7 +373,8 @@ pub struct CarrierConfig {
     #[serde(rename = "auth_failure_retry_secs", serialize_with = "ser_secs")]
     pub auth_failure_retry: Duration,
     /// How often a submit with an unknown outcome (bind dropped before the
-    /// resp) is sent again. Default 1.
+    /// resp, or no resp within `response_timeout_secs`) is sent again; past
+    /// that the message ends with status `unknown`. Default 1.
     pub max_resubmits: u32,
     /// Meaning of data_coding 0. Default gsm.
     pub data_coding0: DataCoding0,

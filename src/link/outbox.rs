@@ -1122,6 +1122,7 @@ async fn handle_event<S: Store>(
             ..
         } => {
             crate::metrics::submit_response(carrier, status.0);
+            crate::metrics::late_response(carrier);
             let late = pump.take_late(tag);
             if pump.revive(tag) {
                 // Its message is still here with the part unknown: as if
