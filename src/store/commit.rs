@@ -1,19 +1,12 @@
-//! Group commit: many writers, few `flush_async`s for all of them.
+//! Group commit: many writers, one `flush_async` for all of them.
 //!
 //! Each write transaction takes a ticket (a generation number) right after it
 //! is applied, under the store's writer lock, so tickets follow apply order.
 //! [`GroupCommit::wait`] returns once a flush that started after the ticket's
-//! write has completed. A waiter whose ticket a running flush already covers
-//! waits for that flush; otherwise it starts one, at most [`FLUSHERS`] at a
-//! time (the rest queue for a slot, and the first of them to get one flushes
-//! for everyone that queued). A burst of N writes thus costs about two
-//! flushes, not N.
-//!
-//! Why two flushes at once and not one: a write that lands just after a
-//! flush started used to wait for that flush to end before its own could
-//! start: nearly two disk syncs (~7 ms here) instead of one. sled makes writes
-//! stable in log order, so an overlapping flush is still exact: when it
-//! returns, everything applied before it started is on disk.
+//! write has completed. While one flush runs, later writers queue on the flush
+//! lock; the first of them to get it flushes for everyone that queued, and the
+//! rest find their ticket already covered. A burst of N writes thus costs about
+//! two flushes, not N.
 //!
 //! # Cancel safety
 //! Dropping a `wait` future loses nothing: the write is applied and the next
@@ -23,13 +16,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use super::error::{StoreError, StoreResult};
+use super::error::StoreResult;
 use crate::model::Seq;
-
-/// Flushes that may run at once.
-pub(crate) const FLUSHERS: usize = 2;
 
 /// Shared flush state of one store.
 #[derive(Debug)]
@@ -37,42 +27,35 @@ pub(crate) struct GroupCommit {
     db: sled::Db,
     /// (generation of the last applied write, last event seq applied).
     written: Mutex<(u64, Seq)>,
-    /// Highest generation a started flush covers.
-    started: AtomicU64,
-    /// Highest generation known durable; waiters watch it.
-    flushed: watch::Sender<u64>,
-    /// The first flush failure: fail-stop, every later wait returns it.
-    failed: Mutex<Option<sled::Error>>,
-    /// Flush slots ([`FLUSHERS`]).
-    slots: Semaphore,
+    /// Highest generation known durable.
+    flushed: AtomicU64,
+    /// Only one flush at a time; waiters queue here.
+    flush_lock: tokio::sync::Mutex<()>,
     /// Flushes done (for tests and metrics).
     flushes: AtomicU64,
     /// Last durable event seq, for live followers.
     seq_tx: watch::Sender<Seq>,
-    /// Least time between flush starts (`store.flush_every_ms`), and when
-    /// the last one started.
+    /// Least time between flushes (`store.flush_every_ms`), and when the
+    /// last one started.
     interval: Mutex<(Option<Duration>, Option<std::time::Instant>)>,
 }
 
 impl GroupCommit {
     pub(crate) fn new(db: sled::Db, durable_seq: Seq) -> Self {
         let (seq_tx, _) = watch::channel(durable_seq);
-        let (flushed, _) = watch::channel(0);
         Self {
             db,
             written: Mutex::new((0, durable_seq)),
-            started: AtomicU64::new(0),
-            flushed,
-            failed: Mutex::new(None),
-            slots: Semaphore::new(FLUSHERS),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
             flushes: AtomicU64::new(0),
             seq_tx,
             interval: Mutex::new((None, None)),
         }
     }
 
-    /// Spaces flush starts by at least `every` (more writes share each one,
-    /// at the cost of that much latency).
+    /// Spaces flushes by at least `every` (more writes share each one, at
+    /// the cost of that much latency).
     pub(crate) fn set_interval(&self, every: Option<Duration>) {
         self.interval.lock().unwrap_or_else(|p| p.into_inner()).0 = every;
     }
@@ -86,70 +69,36 @@ impl GroupCommit {
         w.0
     }
 
-    fn failure(&self) -> StoreResult<()> {
-        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(StoreError::Engine(e.clone())),
-            None => Ok(()),
-        }
-    }
-
     /// Waits until the write behind `ticket` is on disk.
     ///
     /// # Errors
     /// The engine's flush failed (fail-stop).
     pub(crate) async fn wait(&self, ticket: u64) -> StoreResult<()> {
-        let mut durable = self.flushed.subscribe();
-        loop {
-            self.failure()?;
-            if *durable.borrow_and_update() >= ticket {
-                return Ok(());
-            }
-            if self.started.load(Ordering::Acquire) >= ticket {
-                // A running flush covers it.
-                let _ = durable.changed().await;
-                continue;
-            }
-            let permit = tokio::select! {
-                p = self.slots.acquire() => p,
-                _ = durable.changed() => continue,
-            };
-            let Ok(_permit) = permit else {
-                return Err(StoreError::Corrupt {
-                    tree: "group commit",
-                    detail: "flush slots closed".into(),
-                });
-            };
-            if self.started.load(Ordering::Acquire) >= ticket || *durable.borrow() >= ticket {
-                continue;
-            }
-            let (every, last) = *self.interval.lock().unwrap_or_else(|p| p.into_inner());
-            if let (Some(every), Some(last)) = (every, last) {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(last + every)).await;
-                if self.started.load(Ordering::Acquire) >= ticket {
-                    continue;
-                }
-            }
-            self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
-            let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
-            self.started.fetch_max(generation, Ordering::AcqRel);
-            if let Err(e) = self.db.flush_async().await {
-                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                // Wake the waiters this flush covered: they see the failure.
-                self.flushed.send_modify(|_| {});
-                return Err(StoreError::Engine(e));
-            }
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-            self.flushed.send_modify(|v| *v = (*v).max(generation));
-            self.seq_tx.send_if_modified(|v| {
-                if seq > *v {
-                    *v = seq;
-                    true
-                } else {
-                    false
-                }
-            });
+        if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
+        let _guard = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let (every, last) = *self.interval.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(every), Some(last)) = (every, last) {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(last + every)).await;
+        }
+        self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
+        let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
+        self.db.flush_async().await?;
+        self.flushed.fetch_max(generation, Ordering::AcqRel);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.seq_tx.send_if_modified(|v| {
+            if seq > *v {
+                *v = seq;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
     }
 
     /// Number of flushes so far.
@@ -189,10 +138,7 @@ mod tests {
                     gc.note_write(i + 1)
                 };
                 gc.wait(ticket).await.unwrap();
-                assert!(
-                    *gc.flushed.borrow() >= ticket,
-                    "ticket {ticket} not flushed"
-                );
+                assert!(gc.flushed.load(Ordering::Acquire) >= ticket);
                 assert!(gc.durable_seq() > i);
             }));
         }
@@ -200,10 +146,7 @@ mod tests {
             t.await.unwrap();
         }
         let flushes = gc.flushes();
-        assert!(
-            (1..100).contains(&flushes),
-            "{flushes} flushes for 200 writes"
-        );
+        assert!((1..100).contains(&flushes), "{flushes} flushes for 200 writes");
         assert_eq!(gc.durable_seq(), 200);
     }
 
