@@ -146,7 +146,10 @@ mod tests {
             t.await.unwrap();
         }
         let flushes = gc.flushes();
-        assert!((1..100).contains(&flushes), "{flushes} flushes for 200 writes");
+        assert!(
+            (1..100).contains(&flushes),
+            "{flushes} flushes for 200 writes"
+        );
         assert_eq!(gc.durable_seq(), 200);
     }
 
