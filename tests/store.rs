@@ -1242,6 +1242,34 @@ async fn burst_of_sends_shares_few_flushes() {
     assert_eq!(s.events_after(0, 1000).await.unwrap().len() as u64, n);
 }
 
+/// Idle binds poll the outbox every second; a claim that finds nothing
+/// used to take a commit ticket of its own and so forced a flush each time.
+#[tokio::test]
+async fn a_call_that_writes_nothing_forces_no_flush() {
+    let s = SledStore::temporary().unwrap();
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    let claimed = s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let before = s.flush_count();
+    for i in 0..20 {
+        assert!(
+            s.claim_outbox("acme", 10, 60_000, T0 + i)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // A repeated client_ref reads the stored message and writes nothing.
+    let mut again = out(SUPPORT, UK, "alice", "hi");
+    again.client_ref = Some("same".into());
+    let first = send(&s, again.clone(), T0).await;
+    let after_first = s.flush_count();
+    assert!(send(&s, again, T0).await.duplicate);
+    assert_eq!(s.flush_count(), after_first);
+    assert_eq!(after_first - before, 1, "only the new send flushed");
+    assert_ne!(first.message, a.message);
+}
+
 // === reassembly, templates, opt-outs, retention ===
 
 #[tokio::test]
@@ -1580,6 +1608,53 @@ async fn ended_conversations_are_purged_after_retention() {
         .unwrap();
     assert_eq!(r, ReceiptOutcome::Held);
     assert!(!send(&s, n, T0 + 2 * day).await.duplicate);
+}
+
+/// Counters are no longer stored with every call, only when a call deletes
+/// from their tree: deleting the newest conversation, message, events and
+/// template, then reopening, must still never hand out an id again.
+#[tokio::test]
+async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000;
+    let hello = || NewTemplate {
+        id: None,
+        agent: "alice".into(),
+        service: None,
+        name: "hello".into(),
+        text: "Hello".into(),
+    };
+    let (old, old_template, old_seq) = {
+        let s = open(&db_path(&dir));
+        let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+        s.end_chat(a.conversation, "alice", T0 + 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let t = s.put_template(hello(), T0).await.unwrap().unwrap();
+        let seq = s.events_after(0, 100).await.unwrap().last().unwrap().seq;
+        // The newest of everything goes.
+        assert!(s.delete_template(t.id, "alice").await.unwrap());
+        let r = s.purge_ended(T0 + 10 + day, day).await.unwrap();
+        assert_eq!((r.conversations, r.messages), (1, 1));
+        assert!(s.trim_events(T0 + 2 * day, 0, day).await.unwrap() > 0);
+        assert_eq!(s.first_event_seq().await.unwrap(), None);
+        s.flush().await.unwrap();
+        (a, t.id, seq)
+    };
+    let s = open(&db_path(&dir));
+    s.recover(T0 + 2 * day).await.unwrap();
+    let b = send(&s, out(SUPPORT, UK, "alice", "again"), T0 + 2 * day).await;
+    assert!(b.conversation > old.conversation, "{b:?} after {old:?}");
+    assert!(b.message > old.message, "{b:?} after {old:?}");
+    let first = s.events_after(0, 10).await.unwrap()[0].seq;
+    assert!(first > old_seq, "event seq {first} reused (had {old_seq})");
+    let t = s
+        .put_template(hello(), T0 + 2 * day)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.id > old_template, "template id {} reused", t.id);
 }
 
 // === model test with reboots ===

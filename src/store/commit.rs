@@ -69,6 +69,13 @@ impl GroupCommit {
         w.0
     }
 
+    /// The ticket of a call that wrote nothing: covered once every write
+    /// applied so far is durable (it may have read them), so it forces no
+    /// flush of its own and costs nothing when they already are.
+    pub(crate) fn pending(&self) -> u64 {
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     /// Waits until the write behind `ticket` is on disk.
     ///
     /// # Errors

@@ -71,7 +71,8 @@ struct Inner {
     commit: GroupCommit,
 }
 
-/// Next ids (persisted in `meta` with every call that allocates one).
+/// Next ids: one past the highest key of each tree, or the `meta` value
+/// stored when a call deleted from that tree, whichever is higher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counters {
     conversation: u64,
@@ -164,7 +165,7 @@ impl SledStore {
                 Some(v) => decode_u64("meta", &v)?,
                 None => 1,
             };
-            // Never below what a tree already holds, should meta be behind.
+            // One past the highest key held; `meta` covers deleted tails.
             let last = match trees[tree as usize].last()? {
                 Some((k, _)) => trees::read_u64(&k).map_or(0, |v| v + 1),
                 None => 0,
@@ -308,25 +309,32 @@ impl Inner {
             last_seq,
             ..
         } = tx;
-        if !writes.is_empty() {
-            let meta = [
-                (
-                    trees::NEXT_CONVERSATION,
-                    counters.conversation,
-                    c.conversation,
-                ),
-                (trees::NEXT_MESSAGE, counters.message, c.message),
-                (trees::NEXT_SEQ, counters.seq, c.seq),
-                (trees::NEXT_TEMPLATE, counters.template, c.template),
-            ];
-            for (name, old, new) in meta {
-                if old != new {
-                    writes.insert((T::Meta, name.to_vec()), Some(id(new).to_vec()));
-                }
-            }
-            apply(&self.trees, &writes)?;
-            *counters = c;
+        if writes.is_empty() {
+            // Nothing to make durable but what earlier calls wrote (this
+            // call may have read it): wait for them, without a flush of its own.
+            return Ok((r, self.commit.pending()));
         }
+        // A counter is recovered at open as one past the highest key of its
+        // tree, so it is stored only when that could fall short: when this
+        // call deletes from the tree (the highest key may be among them).
+        // The hot path (accept, submit, receipt) thus writes no meta key.
+        let meta = [
+            (trees::NEXT_CONVERSATION, T::Conversations, c.conversation),
+            (trees::NEXT_MESSAGE, T::Messages, c.message),
+            (trees::NEXT_SEQ, T::Events, c.seq),
+            (trees::NEXT_TEMPLATE, T::Templates, c.template),
+        ];
+        for (name, tree, next) in meta {
+            let deletes = writes
+                .range((tree, Vec::new())..)
+                .take_while(|((t, _), _)| *t == tree)
+                .any(|(_, v)| v.is_none());
+            if deletes {
+                writes.insert((T::Meta, name.to_vec()), Some(id(next).to_vec()));
+            }
+        }
+        apply(&self.trees, &writes)?;
+        *counters = c;
         let ticket = self.commit.note_write(last_seq);
         Ok((r, ticket))
     }
@@ -901,7 +909,7 @@ fn release_unanswered(
     entry.lease_until_ms = None;
     entry.possible_duplicate = true;
     tx.put_msg(&m)?;
-    tx.put_val(T::Outbox, key, &entry)?;
+    tx.put_compact(T::Outbox, key, &entry)?;
     Ok(Unanswered::Released {
         unknown: entry.unknown,
     })
