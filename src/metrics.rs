@@ -296,7 +296,8 @@ pub fn bind_state(carrier: &str, bind: &str, state: &'static str) {
 }
 
 /// A bind attempt failed; `reason` is a fixed word (`auth`, `already_bound`,
-/// `bind_fail`, `timeout`, `connect_refused`, `tls`, `io`, `other`).
+/// `bind_fail`, `timeout`, `connect_refused`, `connect_failed`, `tls`, `io`,
+/// `other`).
 pub fn bind_failed(carrier: &str, reason: &'static str) {
     counter!(BIND_FAILURES, "carrier" => carrier.to_string(), "reason" => reason).increment(1);
     tracing::warn!(carrier, reason, "bind failed");

@@ -1172,6 +1172,30 @@ mod socket {
         assert_eq!(err.failure(), BindFailure::ConnectRefused, "{err:?}");
     }
 
+    /// Regression: a connect that failed other than by refusal (unknown
+    /// host, unreachable network) was reported as `reset_before_bind_resp`,
+    /// sending operators to look at allow-lists instead of the route.
+    #[test]
+    fn connect_errors_other_than_refused_are_connect_failed() {
+        use std::io::{Error, ErrorKind};
+        for kind in [
+            ErrorKind::HostUnreachable,
+            ErrorKind::NetworkUnreachable,
+            ErrorKind::NotFound,
+            ErrorKind::Other,
+        ] {
+            let err = BindError::Connect(Error::from(kind));
+            assert_eq!(err.failure(), BindFailure::ConnectFailed, "{kind:?}");
+            assert_eq!(err.class(), BindClass::Transient);
+        }
+        let refused = BindError::Connect(Error::from(ErrorKind::ConnectionRefused));
+        assert_eq!(refused.failure(), BindFailure::ConnectRefused);
+        assert_eq!(
+            BindError::Closed.failure(),
+            BindFailure::ResetBeforeBindResp
+        );
+    }
+
     /// The SMSC drops the connection with a submit in flight: the ESME's
     /// session ends as a transport loss and hands the submit back.
     #[tokio::test]

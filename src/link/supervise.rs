@@ -140,6 +140,7 @@ fn metric_reason(d: &BindDiagnosis) -> &'static str {
         (BindClass::AlreadyBound, _) => "already_bound",
         (_, "bind_failed") => "bind_fail",
         (_, "connect_refused") => "connect_refused",
+        (_, "connect_failed" | "local_address") => "connect_failed",
         (_, "tls_failed") => "tls",
         (_, "connect_timeout" | "bind_resp_timeout") => "timeout",
         (_, "reset_before_bind_resp") => "io",
@@ -338,6 +339,7 @@ mod tests {
         assert_eq!(r(BindFailure::Status(0x05)), "already_bound");
         assert_eq!(r(BindFailure::Status(0x0D)), "bind_fail");
         assert_eq!(r(BindFailure::ConnectRefused), "connect_refused");
+        assert_eq!(r(BindFailure::ConnectFailed), "connect_failed");
         assert_eq!(r(BindFailure::Tls), "tls");
         assert_eq!(r(BindFailure::BindRespTimeout), "timeout");
         assert_eq!(r(BindFailure::ResetBeforeBindResp), "io");

@@ -175,9 +175,9 @@ impl BindError {
             BindError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 BindFailure::ConnectRefused
             }
-            BindError::Connect(_) | BindError::LocalAddress { .. } | BindError::Closed => {
-                BindFailure::ResetBeforeBindResp
-            }
+            // The supervisor names a local address failure itself.
+            BindError::Connect(_) | BindError::LocalAddress { .. } => BindFailure::ConnectFailed,
+            BindError::Closed => BindFailure::ResetBeforeBindResp,
             BindError::ConnectTimeout | BindError::TlsTimeout => BindFailure::ConnectTimeout,
             BindError::Tls(_) => BindFailure::Tls,
             BindError::Refused { status, .. } => BindFailure::Status(status.0),

@@ -175,6 +175,9 @@ pub enum BindFailure {
     Status(u32),
     /// TCP connect was refused.
     ConnectRefused,
+    /// The TCP connection could not be opened for another reason: the host
+    /// name did not resolve, the network or host is unreachable.
+    ConnectFailed,
     /// TCP connect (or the TLS handshake) did not finish in time.
     ConnectTimeout,
     /// The TLS handshake failed (certificate, hostname, protocol).
@@ -264,6 +267,11 @@ pub fn classify_bind_failure(failure: BindFailure) -> BindDiagnosis {
             BindClass::Transient,
             "connect_refused",
             "the carrier host refused the TCP connection: wrong host or port, or the SMSC is down".to_owned(),
+        ),
+        BindFailure::ConnectFailed => (
+            BindClass::Transient,
+            "connect_failed",
+            "the TCP connection could not be opened (host name not resolved, network or host unreachable): check the carrier host and the route to it".to_owned(),
         ),
         BindFailure::ConnectTimeout => (
             BindClass::Transient,
@@ -407,6 +415,7 @@ mod tests {
     fn network_failures_have_distinct_reasons() {
         let reasons: Vec<_> = [
             BindFailure::ConnectRefused,
+            BindFailure::ConnectFailed,
             BindFailure::ConnectTimeout,
             BindFailure::ResetBeforeBindResp,
             BindFailure::BindRespTimeout,
