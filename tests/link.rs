@@ -1021,7 +1021,8 @@ mod receive_path {
                 &Ok(Delivered::Receipt {
                     outcome: ReceiptOutcome::Applied {
                         message: *message,
-                        status: MessageStatus::Delivered
+                        status: MessageStatus::Delivered,
+                        submitted_ms: Some(1_000),
                     },
                     fallback: Some(0)
                 })

@@ -584,7 +584,8 @@ async fn receipt_in_the_other_base_matches_through_a_fallback_candidate() {
         r,
         ReceiptOutcome::Applied {
             message: a.message,
-            status: MessageStatus::Delivered
+            status: MessageStatus::Delivered,
+            submitted_ms: Some(T0),
         }
     );
     assert_eq!(via, Some(1));
@@ -653,7 +654,8 @@ async fn multi_part_message_is_delivered_when_every_part_is() {
             r,
             ReceiptOutcome::Applied {
                 message: a.message,
-                status: MessageStatus::Submitted
+                status: MessageStatus::Submitted,
+                submitted_ms: Some(T0 + 1),
             }
         );
     }
@@ -670,7 +672,8 @@ async fn multi_part_message_is_delivered_when_every_part_is() {
         r,
         ReceiptOutcome::Applied {
             message: a.message,
-            status: MessageStatus::Delivered
+            status: MessageStatus::Delivered,
+            submitted_ms: Some(T0 + 1),
         }
     );
     assert_eq!(
@@ -706,7 +709,8 @@ async fn multi_part_message_fails_as_soon_as_one_part_fails() {
         r,
         ReceiptOutcome::Applied {
             message: a.message,
-            status: MessageStatus::Failed
+            status: MessageStatus::Failed,
+            submitted_ms: Some(T0 + 1),
         }
     );
     // A later delivered part does not undo the failure.
@@ -784,7 +788,8 @@ async fn missing_receipt_turns_unknown_after_the_timeout() {
         late,
         ReceiptOutcome::Applied {
             message: a.message,
-            status: MessageStatus::Delivered
+            status: MessageStatus::Delivered,
+            submitted_ms: Some(T0 + 10),
         }
     );
 }
@@ -1078,7 +1083,9 @@ async fn unknown_outcomes_past_max_resubmits_end_the_message_unknown_with_an_eve
         r,
         ReceiptOutcome::Applied {
             message: id,
-            status: MessageStatus::Delivered
+            status: MessageStatus::Delivered,
+            // Never marked submitted: its status stayed unknown.
+            submitted_ms: None,
         }
     );
     assert_eq!(
@@ -1714,6 +1721,7 @@ struct MMsg {
     status: MessageStatus,
     dup: bool,
     carrier_id: Option<String>,
+    submitted_ms: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -1782,6 +1790,7 @@ async fn run_model(ops: Vec<Op>) {
                         status: MessageStatus::Accepted,
                         dup: false,
                         carrier_id: None,
+                        submitted_ms: None,
                     },
                 );
                 m.outbox.insert(got.message, (None, false));
@@ -1916,6 +1925,7 @@ async fn run_model(ops: Vec<Op>) {
                 let mm = m.msgs.get_mut(&mid).unwrap();
                 mm.status = MessageStatus::Submitted;
                 mm.carrier_id = Some(cid);
+                mm.submitted_ms = Some(now);
                 m.events += 1;
             }
             Op::Receipt { pick, delivered } => {
@@ -1954,7 +1964,8 @@ async fn run_model(ops: Vec<Op>) {
                         got,
                         ReceiptOutcome::Applied {
                             message: mid,
-                            status: mm.status
+                            status: mm.status,
+                            submitted_ms: mm.submitted_ms,
                         }
                     );
                     m.events += 1;

@@ -508,28 +508,16 @@ fn receipt_stored(
 
 /// Records [`crate::metrics::submit_to_receipt`] for a final receipt the
 /// store applied: from the message's submission (every part answered OK,
-/// `Message::submitted_ms`) to `now_ms`. A receipt held or duplicate, or a
-/// message not yet submitted, records nothing; a failed read only logs.
-async fn observe_final_receipt<S: Store>(
-    store: &S,
-    carrier: &CarrierConfig,
-    outcome: &ReceiptOutcome,
-    now_ms: u64,
-) {
-    let ReceiptOutcome::Applied { message, .. } = *outcome else {
-        return;
-    };
-    match store.message(message).await {
-        Ok(Some(m)) => {
-            if let Some(at) = m.submitted_ms {
-                let d = Duration::from_millis(now_ms.saturating_sub(at));
-                crate::metrics::submit_to_receipt(&carrier.name, d);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::debug!(carrier = %carrier.name, %message, error = %e, "submit-to-receipt time not read");
-        }
+/// carried in the outcome) to `now_ms`. A receipt held or duplicate, or a
+/// message never submitted, records nothing.
+fn observe_final_receipt(carrier: &CarrierConfig, outcome: &ReceiptOutcome, now_ms: u64) {
+    if let ReceiptOutcome::Applied {
+        submitted_ms: Some(at),
+        ..
+    } = *outcome
+    {
+        let d = Duration::from_millis(now_ms.saturating_sub(at));
+        crate::metrics::submit_to_receipt(&carrier.name, d);
     }
 }
 
@@ -553,7 +541,7 @@ pub async fn handle_deliver<S: Store>(
                 .record_receipt_any(&carrier.name, &refs, r.update, now_ms)
                 .await?;
             if is_final {
-                observe_final_receipt(store, carrier, &stored.0, now_ms).await;
+                observe_final_receipt(carrier, &stored.0, now_ms);
             }
             Ok(receipt_stored(carrier, stored))
         }
@@ -636,7 +624,7 @@ pub async fn handle_deliveries<S: Store>(
                 tracing::error!(carrier = %carrier.name, sent = receipt_at.len(), answered = outcomes.len(), "store answered a receipt batch short; the unanswered are refused");
             }
             for (o, _) in outcomes.iter().zip(&receipt_final).filter(|(_, f)| **f) {
-                observe_final_receipt(store, carrier, &o.0, now_ms).await;
+                observe_final_receipt(carrier, &o.0, now_ms);
             }
             let mut outcomes = outcomes.into_iter();
             for &i in &receipt_at {

@@ -249,6 +249,9 @@ pub enum ReceiptOutcome {
         message: MessageId,
         /// Message status afterwards.
         status: MessageStatus,
+        /// When the message was submitted (every part answered OK), for
+        /// the submit-to-receipt time; `None` if it never was.
+        submitted_ms: Option<u64>,
     },
     /// No submit with that id yet: held until its response lands (or it ages out).
     Held,

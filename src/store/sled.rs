@@ -1125,6 +1125,7 @@ fn apply_receipt(
     Ok(ReceiptOutcome::Applied {
         message,
         status: m.status,
+        submitted_ms: m.submitted_ms,
     })
 }
 
