@@ -1664,6 +1664,104 @@ async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens
     assert!(t.id > old_template, "template id {} reused", t.id);
 }
 
+/// The child of [`acknowledged_commits_survive_a_crash`]: run only by it.
+/// Sends, submits and receipts in quick succession on the store at
+/// `SMPPGW_CRASH_STORE`, printing each acknowledged step, then aborts (no
+/// destructor runs, so sled is never flushed by this process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of acknowledged_commits_survive_a_crash"]
+async fn crash_child() {
+    use std::io::Write;
+    let path = PathBuf::from(std::env::var("SMPPGW_CRASH_STORE").unwrap());
+    let s = open(&path);
+    let mut out = std::io::stdout();
+    for i in 0..300u64 {
+        let customer = format!("+4479111{i:05}");
+        let a = send(&s, out_msg(&customer, i), T0 + i).await;
+        if i % 2 == 0 {
+            s.record_submit(a.message, 0, 1, Ok(format!("C{i}")), T0 + i)
+                .await
+                .unwrap();
+            writeln!(out, "\nACK SUBMITTED {}", a.message).unwrap();
+        } else {
+            writeln!(out, "\nACK ACCEPTED {}", a.message).unwrap();
+        }
+        out.flush().unwrap();
+    }
+    std::process::abort();
+}
+
+fn out_msg(customer: &str, i: u64) -> NewOutbound {
+    let mut n = out(SUPPORT, customer, "alice", "crash");
+    n.client_ref = Some(format!("crash-{i}"));
+    n
+}
+
+/// Every commit a call acknowledged is durable through the write-ahead
+/// log, though sled itself was never flushed: a child process commits and
+/// aborts, and the store it leaves has every acknowledged message.
+#[test]
+fn acknowledged_commits_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SMPPGW_CRASH_STORE", &path)
+        .output()
+        .unwrap();
+    assert!(!child.status.success(), "the child aborts");
+    let text = String::from_utf8_lossy(&child.stdout);
+    let acked: Vec<(&str, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (kind, id) = l.strip_prefix("ACK ")?.split_once(' ')?;
+            Some((kind, id.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(acked.len(), 300, "{text}");
+    assert!(
+        path.join("wal").read_dir().unwrap().count() >= 1,
+        "the log is there to replay"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = open(&path);
+        for (kind, id) in acked {
+            let m = s
+                .message(id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("message {id} lost"));
+            let want = if kind == "SUBMITTED" {
+                MessageStatus::Submitted
+            } else {
+                MessageStatus::Accepted
+            };
+            assert_eq!(m.status, want, "message {id}");
+        }
+        // New ids continue after the replayed ones.
+        let next = send(&s, out(SUPPORT, UK, "alice", "after"), T0 + 1_000).await;
+        assert!(next.message > 300, "{next:?}");
+        // A receipt for a replayed submit still correlates.
+        let r = s
+            .record_receipt(
+                "acme",
+                "C0",
+                receipt(ReceiptState::Delivered, None),
+                T0 + 2_000,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(r, ReceiptOutcome::Applied { .. }), "{r:?}");
+    });
+}
+
 // === model test with reboots ===
 
 #[derive(Debug, Clone)]

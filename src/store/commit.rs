@@ -1,4 +1,9 @@
-//! Group commit: many writers, one `flush_async` for all of them.
+//! Group commit: many writers, one log sync for all of them.
+//!
+//! A "flush" here is one write + `fdatasync` of the write-ahead log
+//! ([`super::wal`]) with every record appended since the last one. sled
+//! itself is flushed only by checkpoints, in the background, once the log
+//! has grown past [`super::wal::CHECKPOINT_BYTES`], and by [`GroupCommit::checkpoint`].
 //!
 //! Each write transaction takes a ticket (a generation number) right after it
 //! is applied, under the store's writer lock, so tickets follow apply order.
@@ -12,19 +17,23 @@
 //! Dropping a `wait` future loses nothing: the write is applied and the next
 //! flush covers it.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::error::StoreResult;
+use super::error::{StoreError, StoreResult};
+use super::wal::{self, Wal};
 use crate::model::Seq;
 
 /// Shared flush state of one store.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
     db: sled::Db,
+    wal: Arc<Wal>,
+    /// A checkpoint is running (at most one at a time).
+    checkpointing: Arc<AtomicBool>,
     /// (generation of the last applied write, last event seq applied).
     written: Mutex<(u64, Seq)>,
     /// Highest generation known durable.
@@ -41,10 +50,12 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(db: sled::Db, durable_seq: Seq) -> Self {
+    pub(crate) fn new(db: sled::Db, wal: Arc<Wal>, durable_seq: Seq) -> Self {
         let (seq_tx, _) = watch::channel(durable_seq);
         Self {
             db,
+            wal,
+            checkpointing: Arc::new(AtomicBool::new(false)),
             written: Mutex::new((0, durable_seq)),
             flushed: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -94,8 +105,26 @@ impl GroupCommit {
         }
         self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
         let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
-        self.db.flush_async().await?;
+        let log = self.wal.clone();
+        tokio::task::spawn_blocking(move || log.sync())
+            .await
+            .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
         self.flushed.fetch_max(generation, Ordering::AcqRel);
+        if self.wal.size() >= wal::CHECKPOINT_BYTES
+            && !self.checkpointing.swap(true, Ordering::AcqRel)
+        {
+            let (db, log, busy) = (
+                self.db.clone(),
+                self.wal.clone(),
+                self.checkpointing.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = checkpoint(&db, &log).await {
+                    tracing::error!(error = %e, "store checkpoint failed; the write-ahead log keeps growing until one succeeds");
+                }
+                busy.store(false, Ordering::Release);
+            });
+        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.seq_tx.send_if_modified(|v| {
             if seq > *v {
@@ -106,6 +135,21 @@ impl GroupCommit {
             }
         });
         Ok(())
+    }
+
+    /// Makes sled hold everything applied so far durably and drops the log
+    /// files that covered it (shutdown; also run in the background as the
+    /// log grows).
+    ///
+    /// # Errors
+    /// The log or sled failed.
+    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
+        while self.checkpointing.swap(true, Ordering::AcqRel) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let r = checkpoint(&self.db, &self.wal).await;
+        self.checkpointing.store(false, Ordering::Release);
+        r
     }
 
     /// Number of flushes so far.
@@ -124,24 +168,57 @@ impl GroupCommit {
     }
 }
 
+/// Rotates the log, flushes sled (covering every write in the older files,
+/// all applied before the rotation) and deletes those files.
+async fn checkpoint(db: &sled::Db, log: &Arc<Wal>) -> StoreResult<()> {
+    let l = log.clone();
+    let keep = tokio::task::spawn_blocking(move || l.rotate())
+        .await
+        .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
+    db.flush_async().await?;
+    let l = log.clone();
+    tokio::task::spawn_blocking(move || l.remove_before(keep))
+        .await
+        .map_err(|e| StoreError::Log(std::io::Error::other(e)))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+
+    /// A group commit over a temporary sled and a log in `dir`.
+    fn group(dir: &tempfile::TempDir) -> (sled::Db, Arc<Wal>, GroupCommit) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let log = Arc::new(Wal::start(dir.path(), &[]).unwrap());
+        let gc = GroupCommit::new(db.clone(), log.clone(), 0);
+        (db, log, gc)
+    }
+
+    fn record(i: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let key = i.to_be_bytes();
+        wal::encode(
+            [(0u8, &key[..], Some(&[1u8; 64][..]))].into_iter(),
+            &mut out,
+        );
+        out
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_wait_returns_only_once_its_write_is_covered_by_a_finished_flush() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (db, log, gc) = group(&dir);
         let tree = db.open_tree("t").unwrap();
-        let gc = Arc::new(GroupCommit::new(db, 0));
+        let gc = Arc::new(gc);
         let writer = Arc::new(Mutex::new(()));
         let mut tasks = Vec::new();
         for i in 0..200u64 {
-            let (gc, tree, writer) = (gc.clone(), tree.clone(), writer.clone());
+            let (gc, tree, writer, log) = (gc.clone(), tree.clone(), writer.clone(), log.clone());
             tasks.push(tokio::spawn(async move {
                 let ticket = {
                     let _w = writer.lock().unwrap();
                     tree.insert(i.to_be_bytes(), &[1u8; 64][..]).unwrap();
+                    log.append(&record(i));
                     gc.note_write(i + 1)
                 };
                 gc.wait(ticket).await.unwrap();
@@ -158,12 +235,40 @@ mod tests {
             "{flushes} flushes for 200 writes"
         );
         assert_eq!(gc.durable_seq(), 200);
+        // Every record is in the log on disk.
+        let mut n = 0;
+        Wal::replay(dir.path(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 200);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_leaves_only_a_fresh_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, log, gc) = group(&dir);
+        for i in 0..10 {
+            log.append(&record(i));
+            let t = gc.note_write(i + 1);
+            gc.wait(t).await.unwrap();
+        }
+        gc.checkpoint().await.unwrap();
+        let mut n = 0;
+        let (gens, _) = Wal::replay(dir.path(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((gens, n), (vec![2], 0));
     }
 
     #[tokio::test]
     async fn a_ticket_already_flushed_returns_without_flushing() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let gc = GroupCommit::new(db, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, log, gc) = group(&dir);
+        log.append(&record(1));
         let t = gc.note_write(1);
         gc.wait(t).await.unwrap();
         let n = gc.flushes();

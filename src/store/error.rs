@@ -16,6 +16,9 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// The write-ahead log could not be read, written or synced.
+    #[error("write-ahead log failed: {0}")]
+    Log(std::io::Error),
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),

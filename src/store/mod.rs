@@ -11,13 +11,15 @@
 //! back as nested `Result`s or outcome enums.
 //!
 //! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
-//! (group commit), `sled.rs` (the sled backend), `error.rs`.
+//! (group commit), `wal.rs` (the write-ahead log that makes a commit
+//! durable), `sled.rs` (the sled backend), `error.rs`.
 
 mod commit;
 mod error;
 mod sled;
 mod trees;
 mod value;
+mod wal;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -22,6 +22,7 @@ use super::commit::GroupCommit;
 use super::error::{StoreError, StoreResult};
 use super::trees::{self, T, id};
 use super::value::{compact, decode, decode_u64, encode};
+use super::wal::{self, Wal};
 use super::{
     Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
     InboundOutcome, NewOutbound, NewTemplate, OptChange, OutboxItem, PurgeReport, ReceiptOutcome,
@@ -69,6 +70,8 @@ struct Inner {
     /// The next ids to hand out; held while a call builds and applies its writes.
     writer: Mutex<Counters>,
     commit: GroupCommit,
+    /// Where each applied write set is recorded before it counts as durable.
+    log: Arc<Wal>,
 }
 
 /// Next ids: one past the highest key of each tree, or the `meta` value
@@ -154,11 +157,33 @@ impl SledStore {
     /// # Errors
     /// As [`SledStore::open`].
     pub fn with_config(config: sled::Config) -> StoreResult<Self> {
+        // The log lives in sled's directory (a temporary store's goes with it).
+        let log_dir = config.get_path().join("wal");
         let db = config.open()?;
         let trees = T::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
+        // Commits since the last checkpoint are in the log, not (all) in
+        // sled: replay them, make sled hold them, start a fresh log.
+        let (replayed, records) = Wal::replay(&log_dir, |writes| {
+            let mut set = BTreeMap::new();
+            for (tree, key, value) in writes {
+                let Some(t) = T::ALL.get(usize::from(tree)) else {
+                    return Err(StoreError::Corrupt {
+                        tree: "wal",
+                        detail: format!("unknown tree {tree}"),
+                    });
+                };
+                set.insert((*t, key), value);
+            }
+            apply(&trees, &set)
+        })?;
+        if records > 0 {
+            db.flush()?;
+            tracing::info!(records, "store: replayed the write-ahead log");
+        }
+        let log = Arc::new(Wal::start(&log_dir, &replayed)?);
         let meta = &trees[T::Meta as usize];
         let counter = |name: &[u8], tree: T| -> StoreResult<u64> {
             let stored = match meta.get(name)? {
@@ -178,12 +203,13 @@ impl SledStore {
             seq: counter(trees::NEXT_SEQ, T::Events)?,
             template: counter(trees::NEXT_TEMPLATE, T::Templates)?,
         };
-        let commit = GroupCommit::new(db, counters.seq - 1);
+        let commit = GroupCommit::new(db, log.clone(), counters.seq - 1);
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
                 writer: Mutex::new(counters),
                 commit,
+                log,
             }),
         })
     }
@@ -207,14 +233,17 @@ impl SledStore {
         self.inner.commit.flushes()
     }
 
-    /// Flushes everything written so far (shutdown). Every mutating call is
-    /// already durable when it returns; this covers nothing else.
+    /// Checkpoints (shutdown): sled then holds everything written so far
+    /// durably and the write-ahead log is emptied, so the next start replays
+    /// nothing. Every mutating call is already durable when it returns
+    /// (through the log); this only shortens the next start.
     ///
     /// # Errors
-    /// The engine's flush failed.
+    /// The log or the engine's flush failed.
     pub async fn flush(&self) -> StoreResult<()> {
         let ticket = self.inner.commit.note_write(0);
-        self.inner.commit.wait(ticket).await
+        self.inner.commit.wait(ticket).await?;
+        self.inner.commit.checkpoint().await
     }
 
     /// One bounded trim transaction (at most [`TRIM_CHUNK`] events).
@@ -334,6 +363,14 @@ impl Inner {
             }
         }
         apply(&self.trees, &writes)?;
+        let mut record = Vec::with_capacity(256);
+        wal::encode(
+            writes
+                .iter()
+                .map(|((t, k), v)| (*t as u8, k.as_slice(), v.as_deref())),
+            &mut record,
+        );
+        self.log.append(&record);
         *counters = c;
         let ticket = self.commit.note_write(last_seq);
         Ok((r, ticket))

@@ -31,7 +31,8 @@
 //! [`Event`]: crate::model::Event
 //! [`Template`]: crate::model::Template
 
-/// Every tree, as an index into the store's tree array.
+/// Every tree, as an index into the store's tree array. The index is also
+/// what the write-ahead log records: add new trees at the end, never reorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum T {
     Meta,
@@ -200,6 +201,17 @@ pub(crate) fn split_lp(k: &[u8]) -> Option<(&[u8], &[u8])> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tree_indices_follow_all_and_never_move() {
+        for (i, t) in T::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+        // The write-ahead log names trees by index: these must stay put.
+        assert_eq!(T::Meta as u8, 0);
+        assert_eq!(T::Outbox as u8, 5);
+        assert_eq!(T::OptOuts as u8, 14);
+    }
     use super::*;
 
     #[test]
