@@ -202,8 +202,9 @@ pub struct StoreConfig {
     /// sled directory (relative paths are resolved against the config file's
     /// directory).
     pub path: PathBuf,
-    /// Group-commit interval. `None`: a commit group flushes as soon as the
-    /// previous flush returns.
+    /// Group-commit interval: least time between two syncs of the store's
+    /// write-ahead log. `None`: a commit group syncs as soon as the previous
+    /// sync returns.
     #[serde(rename = "flush_every_ms", serialize_with = "ser_opt_ms")]
     pub flush_every: Option<Duration>,
     /// How long an ended conversation is kept. Default 90 days.

@@ -2,11 +2,14 @@
 //!
 //! One writer at a time: every mutating call takes the writer lock, reads what
 //! it needs, builds its writes in a [`Tx`] overlay (reads see earlier writes of
-//! the same call), applies them in one multi-tree sled transaction, takes a
-//! group-commit ticket and releases the lock; then it waits for the flush.
-//! So event seqs (and ids) follow commit order, a crash never leaves half of
-//! a call, and no call returns before its data is on disk. Reads go straight
-//! to the trees; `events_after` only shows events already flushed.
+//! the same call), applies them in one multi-tree sled transaction, appends
+//! them as one record to the write-ahead log ([`super::wal`]), takes a
+//! group-commit ticket and releases the lock; then it waits for the log sync
+//! that covers it. So event seqs (and ids) follow commit order, a crash
+//! never leaves half of a call (the log's record is all or nothing, and
+//! replayed at open), and no call returns before its data is on disk. Reads
+//! go straight to the trees; `events_after` only shows events already
+//! durable.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -43,8 +46,9 @@ use crate::model::{
 pub struct StoreOptions {
     /// sled's page cache, in bytes (sled's own default is 1 GiB).
     pub cache_bytes: u64,
-    /// Least time between two flushes; `None`: a commit group flushes as
-    /// soon as the previous flush returned.
+    /// Least time between two syncs of the write-ahead log (a commit
+    /// group's "flush"); `None`: a group syncs as soon as the previous
+    /// sync returned.
     pub flush_every: Option<std::time::Duration>,
 }
 
@@ -129,8 +133,9 @@ impl SledStore {
     }
 
     /// Opens (or creates) the store at `path` with the daemon's settings:
-    /// sled's cache bounded to `opts.cache_bytes`, flushes spaced by
-    /// `opts.flush_every`.
+    /// sled's cache bounded to `opts.cache_bytes`, log syncs spaced by
+    /// `opts.flush_every`. Replays the write-ahead log first (see
+    /// [`super::wal`]).
     ///
     /// # Errors
     /// As [`SledStore::open`].
