@@ -12,8 +12,8 @@
 //! - `--e2e [--secs S] [--senders N] [--preload N]`: the gateway's parts and the
 //!   simulator in ONE process on loopback, durable sled store on: the
 //!   store + [`Links`] (4 transceiver binds, window 50) against
-//!   `smppgw::sim`; sends go straight to `Links::accept_and_offer` (what the
-//!   daemon's `send` op does, minus the socket).
+//!   `smppgw::sim`; sends go straight to `Store::accept_send` followed by
+//!   `Links::wake` (what the daemon's `send` op does, minus the socket).
 //!   Figures: sustained accepted→submit_sm_resp msgs/s with N concurrent
 //!   senders, receipts correlated/s at the same time, the same with 5 % of
 //!   submits answered ESME_RTHROTTLED, then p50/p99 from `send` to the
@@ -544,11 +544,12 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
                 let cust = k * 10_000 + (i / senders as u64) % 10_000;
                 let mut n = demo_send(sender, cust);
                 n.owner = format!("agent-{k}");
-                links
-                    .accept_and_offer(&*store, n, clock::wall_ms())
+                store
+                    .accept_send(n, clock::wall_ms())
                     .await
                     .expect("store")
                     .expect("accepted");
+                links.wake();
                 accepted.fetch_add(1, Ordering::Relaxed);
                 i += senders as u64;
             }
@@ -686,7 +687,7 @@ fn find_ref(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
-/// p50/p99 from `send` (accept_and_offer called) to the submit_sm at the relay,
+/// p50/p99 from `send` (accept_send called) to the submit_sm at the relay,
 /// at a steady `rate` msg/s for `secs`.
 async fn latency(rate: u64, secs: u64) {
     let relay = Arc::new(Relay {
@@ -711,12 +712,13 @@ async fn latency(rate: u64, secs: u64) {
         let (store, links, sent_at) = (rig.store.clone(), links.clone(), sent_at.clone());
         handles.push(tokio::spawn(async move {
             let t0 = clock::now();
-            links
-                .accept_and_offer(&*store, demo_send("447400123456", i), clock::wall_ms())
+            store
+                .accept_send(demo_send("447400123456", i), clock::wall_ms())
                 .await
                 .expect("store")
                 .expect("accepted");
             let t1 = clock::now();
+            links.wake();
             sent_at.lock().expect("lock")[i as usize] = Some((t0, t1));
         }));
     }

@@ -1498,9 +1498,6 @@ mod store_failure {
         inner: Arc<SledStore>,
         fail_inbound: AtomicU32,
         fail_receipts: AtomicU32,
-        /// Claim calls the binds made, and the items those returned.
-        claims: AtomicU32,
-        claimed: AtomicU32,
     }
 
     fn injected() -> StoreError {
@@ -1523,16 +1520,6 @@ mod store_failure {
             now_ms: u64,
         ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send {
             self.inner.accept_send(new, now_ms)
-        }
-
-        fn accept_send_claimed(
-            &self,
-            new: NewOutbound,
-            lease_ms: u64,
-            now_ms: u64,
-        ) -> impl Future<Output = StoreResult<Result<(Accepted, Option<OutboxItem>), SendRefused>>> + Send
-        {
-            self.inner.accept_send_claimed(new, lease_ms, now_ms)
         }
 
         fn accept_system_send(
@@ -1560,17 +1547,8 @@ mod store_failure {
             lease_ms: u64,
             now_ms: u64,
         ) -> impl Future<Output = StoreResult<Vec<OutboxItem>>> + Send {
-            self.claims.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let r = self
-                    .inner
-                    .claim_outbox_in_order(carrier, max, lease_ms, now_ms)
-                    .await;
-                if let Ok(items) = &r {
-                    self.claimed.fetch_add(items.len() as u32, Ordering::SeqCst);
-                }
-                r
-            }
+            self.inner
+                .claim_outbox_in_order(carrier, max, lease_ms, now_ms)
         }
 
         fn release(&self, message: MessageId) -> impl Future<Output = StoreResult<bool>> + Send {
@@ -1895,8 +1873,6 @@ mod store_failure {
             inner: Arc::new(SledStore::open(dir.join("store")).unwrap()),
             fail_inbound: AtomicU32::new(fail_inbound),
             fail_receipts: AtomicU32::new(fail_receipts),
-            claims: AtomicU32::new(0),
-            claimed: AtomicU32::new(0),
         }
     }
 
@@ -1911,10 +1887,6 @@ mod store_failure {
 
     impl FlakyEnv {
         async fn start(fail_inbound: u32, fail_receipts: u32) -> FlakyEnv {
-            FlakyEnv::start_with(fail_inbound, fail_receipts, options()).await
-        }
-
-        async fn start_with(fail_inbound: u32, fail_receipts: u32, opts: LinkOptions) -> FlakyEnv {
             let cancel = CancellationToken::new();
             let sim = sim::start(sim_config(), cancel.child_token())
                 .await
@@ -1923,7 +1895,12 @@ mod store_failure {
             let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
             shorten(&mut cfg);
             let store = Arc::new(flaky(dir.path(), fail_inbound, fail_receipts));
-            let links = Links::start_with(store.clone(), Arc::new(cfg), cancel.child_token(), opts);
+            let links = Links::start_with(
+                store.clone(),
+                Arc::new(cfg),
+                cancel.child_token(),
+                options(),
+            );
             FlakyEnv {
                 _dir: dir,
                 sim,
@@ -2013,79 +1990,5 @@ mod store_failure {
         let s = sim.stats();
         assert!(s.deliveries_refused >= 1 && s.redelivered >= 1, "{s:?}");
         env.stop().await;
-    }
-
-    /// Claims whatever a claim can take now (by the test, not a bind).
-    async fn claim_all(store: &Flaky) -> Vec<MessageId> {
-        let items = store
-            .inner
-            .claim_outbox("sim", 10, 60_000, clock::wall_ms())
-            .await
-            .unwrap();
-        items.into_iter().map(|i| i.message).collect()
-    }
-
-    /// A send accepted while a bind is idle is leased in its accept's
-    /// commit and handed to that bind: when the call returns it is already
-    /// out of reach of any claim, and it goes out without the binds having
-    /// claimed anything since they came up (they never poll here). With
-    /// the binds down it waits in the outbox, unleased, for a claim.
-    #[tokio::test]
-    async fn a_send_accepted_while_a_bind_is_idle_is_handed_to_it_without_a_claim() {
-        let opts = LinkOptions {
-            poll_interval: Duration::from_secs(3600),
-            ..options()
-        };
-        let env = FlakyEnv::start_with(0, 0, opts).await;
-        let (sim, store, links) = (&env.sim, &env.store, &env.links);
-        let binds = links.status().carriers[0].binds.len() as u32;
-        // Every bind up and past its first (empty) claim.
-        let settled = wait(|| async {
-            links.status().carriers[0]
-                .binds
-                .iter()
-                .all(|b| b.state == BindState::Bound)
-                && store.claims.load(Ordering::SeqCst) >= binds
-        })
-        .await;
-        assert!(settled, "{:?}", links.status());
-        let mut ids = Vec::new();
-        for (i, customer) in [UK, JP].into_iter().enumerate() {
-            let a = links
-                .accept_and_offer(
-                    &**store,
-                    outbound("alice", customer, &format!("handed over {i}")),
-                    clock::wall_ms(),
-                )
-                .await
-                .unwrap()
-                .unwrap();
-            // Already leased to the bind: nothing left to claim.
-            assert!(claim_all(store).await.is_empty());
-            ids.push(a.message);
-        }
-        for id in &ids {
-            let delivered = wait(|| async {
-                store.message(*id).await.unwrap().unwrap().status == MessageStatus::Delivered
-            })
-            .await;
-            assert!(delivered, "{:?}", store.message(*id).await.unwrap());
-        }
-        // The binds did claim (once up, and after each finished message),
-        // but no claim ever returned a message.
-        assert!(store.claims.load(Ordering::SeqCst) > binds);
-        assert_eq!(store.claimed.load(Ordering::SeqCst), 0);
-        assert_eq!(sim.stats().submits, 2, "{:?}", sim.stats());
-        tokio::time::timeout(Duration::from_secs(10), links.shutdown())
-            .await
-            .unwrap();
-        // No bind now: accepted as usual, left for a claim.
-        let a = links
-            .accept_and_offer(&**store, outbound("alice", UK, "later"), clock::wall_ms())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(claim_all(store).await, [a.message]);
-        env.cancel.cancel();
     }
 }

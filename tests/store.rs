@@ -936,64 +936,6 @@ async fn outbox_is_fifo_per_carrier_and_lapsed_leases_are_flagged() {
     assert!(!s.release(ids[2]).await.unwrap());
 }
 
-/// `accept_send_claimed` leases the new message in its own commit only
-/// when nothing must go before it: every outbox entry of the carrier is out
-/// on a bind and none is of its conversation.
-#[tokio::test]
-async fn accept_send_claimed_leases_only_when_nothing_must_go_first() {
-    let s = SledStore::temporary().unwrap();
-    let lease = 60_000;
-    let claimed = |n: NewOutbound, now: u64| {
-        let s = s.clone();
-        async move { s.accept_send_claimed(n, lease, now).await.unwrap().unwrap() }
-    };
-    // An empty outbox: leased at once, and no claim can take it.
-    let (a, item) = claimed(out(SUPPORT, UK, "alice", "first"), T0).await;
-    let item = item.expect("leased");
-    assert_eq!((item.message, item.attempt), (a.message, 1));
-    assert!(!item.possible_duplicate);
-    assert_eq!(item.lease_until_ms, T0 + lease);
-    assert_eq!((item.customer.as_str(), item.text.as_str()), (UK, "first"));
-    assert!(claim_ids(&s, T0).await.is_empty());
-    // Its conversation has a message out: the next one waits.
-    let (b, item) = claimed(out(SUPPORT, UK, "alice", "second"), T0 + 1).await;
-    assert!(item.is_none());
-    // Another conversation, but `b` is waiting for a bind: it goes first.
-    let (c, item) = claimed(out(SUPPORT, JP, "alice", "third"), T0 + 2).await;
-    assert!(item.is_none());
-    assert_eq!(claim_ids(&s, T0 + 3).await, [b.message, c.message]);
-    // Everything is out on a bind and none of its conversation: leased.
-    let other = "+447911123457";
-    let (d, item) = claimed(out(SUPPORT, other, "alice", "fourth"), T0 + 4).await;
-    assert_eq!(item.map(|i| i.message), Some(d.message));
-    // A repeated client_ref is the stored message, not leased again; a
-    // refusal stays a refusal.
-    let mut n = out(SUPPORT, other, "alice", "again");
-    n.client_ref = Some("r1".into());
-    let first = s.accept_send(n.clone(), T0 + 5).await.unwrap().unwrap();
-    let (dup, item) = claimed(n, T0 + 6).await;
-    assert!(dup.duplicate && item.is_none());
-    assert_eq!(dup.message, first.message);
-    s.set_opt_out(SALES, JP, T0).await.unwrap();
-    assert!(matches!(
-        s.accept_send_claimed(out(SALES, JP, "alice", "hi"), lease, T0 + 7)
-            .await
-            .unwrap(),
-        Err(SendRefused::OptedOut { .. })
-    ));
-    // A lapsed lease of a handed message is claimable again, flagged.
-    let again = s
-        .claim_outbox("acme", 10, lease, T0 + lease + 10)
-        .await
-        .unwrap();
-    let flagged: Vec<_> = again
-        .iter()
-        .filter(|i| i.message == a.message)
-        .map(|i| (i.attempt, i.possible_duplicate))
-        .collect();
-    assert_eq!(flagged, [(2, true)]);
-}
-
 #[tokio::test]
 async fn in_flight_items_are_flagged_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -254,15 +254,16 @@ impl<S: Store> Gateway<S> {
             client_ref: op.client_ref.clone(),
             conversation: op.conversation,
         };
-        // Accepted and, when a bind is free, leased and handed to it in the
-        // same durable write; otherwise the binds are woken to claim it.
         let accepted = self
-            .links
-            .accept_and_offer(&*self.store, new, clock::wall_ms())
+            .store
+            .accept_send(new, clock::wall_ms())
             .await
             .map_err(internal)?;
         match accepted {
             Ok(a) => {
+                if !a.duplicate {
+                    self.links.wake();
+                }
                 tracing::debug!(conversation = a.conversation, message = a.message, text = %op.text, "accepted");
                 Ok(json!({
                     "conversation": a.conversation,

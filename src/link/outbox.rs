@@ -608,7 +608,7 @@ async fn submit(cmds: &mpsc::Sender<Command>, req: SubmitRequest) -> Result<u32,
 
 /// The lease of claimed work: longer than any wait for a response, so a
 /// live bind never loses its claim to another.
-pub(crate) fn lease_ms(c: &CarrierConfig) -> u64 {
+fn lease_ms(c: &CarrierConfig) -> u64 {
     let d = c.response_timeout * 3 + c.unbind_timeout + Duration::from_secs(60);
     d.as_millis() as u64
 }
@@ -679,9 +679,6 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     let retry_delay = ctx.opts.part_retry_delay;
     let max_tries = ctx.opts.max_part_retries;
 
-    // Messages leased at acceptance and handed straight to this bind
-    // (`Links::accept_and_offer`), at most a window of them.
-    let mut handoff = tx_enabled.then(|| ctx.slot.open_handoff(window));
     let mut claiming: Pending<StoreResult<Vec<OutboxItem>>> = None;
     let mut recording: Pending<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>)> = None;
     let mut answers: Vec<Answer> = Vec::new();
@@ -796,9 +793,6 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
                 draining = true;
                 pump.drain();
             }
-            Some(item) = next_handoff(&mut handoff), if !draining => {
-                plan_items(&ctx, &mut pump, &mut answers, vec![item]);
-            }
             r = wake.changed(), if tx_enabled && !draining && idle => {
                 if r.is_ok() {
                     idle = false;
@@ -812,11 +806,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
             draining = true;
             pump.drain();
         }
-        if draining {
-            close_handoff(&ctx, &mut handoff).await;
-        }
     }
-    close_handoff(&ctx, &mut handoff).await;
 
     // The session is over. What was claimed goes back untouched; what was
     // answered is recorded before anything is handed back (else an accepted
@@ -936,35 +926,6 @@ fn take_claim<S: Store>(
         }
     };
     let idle = items.is_empty();
-    plan_items(ctx, pump, answers, items);
-    idle
-}
-
-/// The next message handed to this bind, or never when it takes none.
-async fn next_handoff(rx: &mut Option<mpsc::Receiver<OutboxItem>>) -> Option<OutboxItem> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Stops taking handed messages and puts back those not taken yet (never
-/// sent, so not flagged).
-async fn close_handoff<S: Store>(ctx: &SessionCtx<S>, rx: &mut Option<mpsc::Receiver<OutboxItem>>) {
-    if let Some(mut rx) = rx.take() {
-        for item in ctx.slot.close_handoff(&mut rx) {
-            hand_back(&*ctx.store, &ctx.carrier, Handback::Release(item.message)).await;
-        }
-    }
-}
-
-/// Plans leased items into the pump; one that cannot be planned fails.
-fn plan_items<S: Store>(
-    ctx: &SessionCtx<S>,
-    pump: &mut Pump,
-    answers: &mut Vec<Answer>,
-    items: Vec<OutboxItem>,
-) {
     for item in items {
         let service = ctx.cfg.service(&item.service);
         let first = pump.tags(usize::from(item.parts.max(1)) + 16);
@@ -990,6 +951,7 @@ fn plan_items<S: Store>(
             }
         }
     }
+    idle
 }
 
 async fn hand_back<S: Store>(store: &S, carrier: &CarrierConfig, h: Handback) {

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock;
 use crate::config::{BindMode, Config};
 use crate::session::state::BindKind;
-use crate::store::{Accepted, NewOutbound, OutboxItem, SendRefused, Store, StoreResult};
+use crate::store::Store;
 
 use super::{inbound, supervise};
 
@@ -152,9 +152,6 @@ pub(crate) struct BindSlot {
     pub(crate) kind: BindKind,
     /// The snapshot; short critical sections only.
     status: Mutex<BindStatus>,
-    /// While a transmitting session runs: where [`Links::accept_and_offer`]
-    /// hands it messages leased at acceptance (bounded by the window).
-    handoff: Mutex<Option<mpsc::Sender<OutboxItem>>>,
 }
 
 fn kind_name(kind: BindKind) -> &'static str {
@@ -176,63 +173,9 @@ pub(crate) fn receives(kind: BindKind) -> bool {
 }
 
 impl BindSlot {
-    /// Opens this session's handoff queue (`capacity` items); the pump
-    /// reads the receiver and closes it with [`BindSlot::close_handoff`].
-    pub(crate) fn open_handoff(&self, capacity: usize) -> mpsc::Receiver<OutboxItem> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-        rx
-    }
-
-    /// Stops handing this bind messages; returns the ones handed but not
-    /// taken (to be put back in the outbox).
-    pub(crate) fn close_handoff(&self, rx: &mut mpsc::Receiver<OutboxItem>) -> Vec<OutboxItem> {
-        *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        rx.close();
-        let mut left = Vec::new();
-        while let Ok(item) = rx.try_recv() {
-            left.push(item);
-        }
-        left
-    }
-
-    /// Hands `item` to this bind if it is bound and has room; gives it back
-    /// otherwise.
-    fn offer(&self, item: OutboxItem) -> Option<OutboxItem> {
-        if self.state() != BindState::Bound {
-            return Some(item);
-        }
-        let tx = self
-            .handoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match tx {
-            Some(tx) => match tx.try_send(item) {
-                Ok(()) => None,
-                Err(mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i)) => {
-                    Some(i)
-                }
-            },
-            None => Some(item),
-        }
-    }
-
-    /// Whether a handoff to this bind could be taken now.
-    fn can_take(&self) -> bool {
-        self.state() == BindState::Bound
-            && self
-                .handoff
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .is_some_and(|tx| tx.capacity() > 0)
-    }
-
     fn new(carrier: &str, name: String, kind: BindKind) -> Self {
         BindSlot {
             carrier: carrier.to_owned(),
-            handoff: Mutex::new(None),
             kind,
             status: Mutex::new(BindStatus {
                 name,
@@ -505,74 +448,6 @@ impl Links {
     /// (they also poll every [`LinkOptions::poll_interval`]).
     pub fn wake(&self) {
         self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Stores an agent's message (as [`Store::accept_send`]) and, when a bind
-    /// of its carrier is idle enough to take it at once, leases it in the
-    /// same commit ([`Store::accept_send_claimed`]) and hands it to that bind:
-    /// the send waits for one durable write, not an accept and then a claim.
-    /// If no bind takes it after all, it goes back to the outbox (one more
-    /// write) and the binds are woken; otherwise as `accept_send` + [`Links::wake`].
-    ///
-    /// # Errors
-    /// The store failed accepting (fail-stop); once accepted, the call
-    /// succeeds.
-    pub async fn accept_and_offer<S: Store>(
-        &self,
-        store: &S,
-        new: NewOutbound,
-        now_ms: u64,
-    ) -> StoreResult<Result<Accepted, SendRefused>> {
-        let lease = self.handoff_lease(&new.carrier);
-        let (accepted, item) = match lease {
-            Some(lease_ms) => match store.accept_send_claimed(new, lease_ms, now_ms).await? {
-                Ok(v) => v,
-                Err(r) => return Ok(Err(r)),
-            },
-            None => match store.accept_send(new, now_ms).await? {
-                Ok(a) => (a, None),
-                Err(r) => return Ok(Err(r)),
-            },
-        };
-        match item {
-            Some(item) => {
-                if let Some(item) = self.offer(item) {
-                    // The send is accepted (durable) whatever happens here: a
-                    // failed release only leaves the lease to lapse.
-                    if let Err(e) = store.release(item.message).await {
-                        tracing::error!(message = item.message, error = %e, "could not put back a message no bind took; it goes when its lease lapses");
-                    }
-                    self.wake();
-                }
-            }
-            None if !accepted.duplicate => self.wake(),
-            None => {}
-        }
-        Ok(Ok(accepted))
-    }
-
-    /// The lease for a handoff to `carrier`, if one of its binds could take
-    /// it now.
-    fn handoff_lease(&self, carrier: &str) -> Option<u64> {
-        let c = self.shared.carriers.iter().find(|c| c.name == carrier)?;
-        if !c.binds.iter().any(|b| transmits(b.kind) && b.can_take()) {
-            return None;
-        }
-        let cfg = self.shared.config.borrow();
-        let carrier = cfg.carrier(carrier)?;
-        Some(super::outbox::lease_ms(carrier))
-    }
-
-    /// Hands a leased item to a bound bind of its carrier with room; gives
-    /// it back if none takes it.
-    fn offer(&self, mut item: OutboxItem) -> Option<OutboxItem> {
-        let Some(c) = self.shared.carriers.iter().find(|c| c.name == item.carrier) else {
-            return Some(item);
-        };
-        for b in c.binds.iter().filter(|b| transmits(b.kind)) {
-            item = b.offer(item)?;
-        }
-        Some(item)
     }
 
     /// Stops pulling the outbox, lets each bind drain its window (at most

@@ -408,25 +408,6 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<Result<Accepted, SendRefused>>> + Send;
 
-    /// As [`Store::accept_send`]; in addition, when nothing in the carrier's
-    /// outbox must go before the new message (every entry there is out on a
-    /// bind, none of its conversation), leases it in the same commit
-    /// (`lease_ms`, as [`Store::claim_outbox`]) and returns it, to be handed
-    /// straight to an idle bind ([`crate::link::Links::accept_and_offer`]):
-    /// one durable write instead of an accept and then a claim. Whoever
-    /// gets the item sends it or puts it back ([`Store::release`]). A store
-    /// without this returns no item.
-    fn accept_send_claimed(
-        &self,
-        new: NewOutbound,
-        lease_ms: u64,
-        now_ms: u64,
-    ) -> impl Future<Output = StoreResult<Result<(Accepted, Option<OutboxItem>), SendRefused>>> + Send
-    {
-        let _ = lease_ms;
-        async move { Ok(self.accept_send(new, now_ms).await?.map(|a| (a, None))) }
-    }
-
     /// Stores a message the gateway sends on its own (an opt-out
     /// confirmation, a help answer) with its outbox entry and
     /// `message_accepted` event, in the conversation of the keyword reply

@@ -854,8 +854,8 @@ fn claim_outbox(
         }
         found.push((k.to_vec(), entry));
     }
-    for (k, entry) in found {
-        let Some(m) = tx.msg(entry.message)? else {
+    for (k, mut entry) in found {
+        let Some(mut m) = tx.msg(entry.message)? else {
             tx.del(T::Outbox, k);
             continue;
         };
@@ -863,90 +863,35 @@ fn claim_outbox(
             tx.del(T::Outbox, k);
             continue;
         };
-        out.push(lease_entry(tx, k, entry, m, c, carrier, lease_ms, now)?);
+        if entry.lease_until_ms.is_some() {
+            // The lease lapsed while it was out: it may have been sent.
+            entry.possible_duplicate = true;
+        }
+        if entry.possible_duplicate && !m.possible_duplicate {
+            m.possible_duplicate = true;
+            tx.put_msg(&m)?;
+        }
+        entry.attempt = entry.attempt.saturating_add(1);
+        let lease_until_ms = now.saturating_add(lease_ms);
+        entry.lease_until_ms = Some(lease_until_ms);
+        tx.put_compact(T::Outbox, k, &entry)?;
+        out.push(OutboxItem {
+            message: m.id,
+            conversation: c.id,
+            service: c.service,
+            sender: c.sender,
+            customer: c.customer,
+            text: m.text,
+            encoding: m.encoding,
+            parts: m.parts,
+            carrier: carrier.to_string(),
+            attempt: entry.attempt,
+            possible_duplicate: entry.possible_duplicate,
+            lease_until_ms,
+            accepted_ms: m.created_ms,
+        });
     }
     Ok(out)
-}
-
-/// Leases one outbox entry: counts the attempt, flags it possible duplicate
-/// if an earlier lease lapsed, and returns the item to send.
-#[allow(clippy::too_many_arguments)]
-fn lease_entry(
-    tx: &mut Tx<'_>,
-    key: Vec<u8>,
-    mut entry: OutboxEntry,
-    mut m: Message,
-    c: Conversation,
-    carrier: &str,
-    lease_ms: u64,
-    now: u64,
-) -> StoreResult<OutboxItem> {
-    if entry.lease_until_ms.is_some() {
-        // The lease lapsed while it was out: it may have been sent.
-        entry.possible_duplicate = true;
-    }
-    if entry.possible_duplicate && !m.possible_duplicate {
-        m.possible_duplicate = true;
-        tx.put_msg(&m)?;
-    }
-    entry.attempt = entry.attempt.saturating_add(1);
-    let lease_until_ms = now.saturating_add(lease_ms);
-    entry.lease_until_ms = Some(lease_until_ms);
-    tx.put_compact(T::Outbox, key, &entry)?;
-    Ok(OutboxItem {
-        message: m.id,
-        conversation: c.id,
-        service: c.service,
-        sender: c.sender,
-        customer: c.customer,
-        text: m.text,
-        encoding: m.encoding,
-        parts: m.parts,
-        carrier: carrier.to_string(),
-        attempt: entry.attempt,
-        possible_duplicate: entry.possible_duplicate,
-        lease_until_ms,
-        accepted_ms: m.created_ms,
-    })
-}
-
-/// Entries [`claim_new`] looks at before it leaves the new message to a
-/// claim: a carrier with more than this many out on its binds is busy, and
-/// its binds claim in windows anyway.
-const HANDOFF_SCAN_LIMIT: usize = 64;
-
-/// Leases the message this call just accepted, if nothing in the carrier's
-/// outbox must go before it: every entry there is leased (out on a bind)
-/// and none is of the same conversation. Otherwise `None`: it waits for a
-/// claim, oldest first, as usual.
-fn claim_new(
-    tx: &mut Tx<'_>,
-    carrier: &str,
-    a: &Accepted,
-    lease_ms: u64,
-    now: u64,
-) -> StoreResult<Option<OutboxItem>> {
-    let prefix = trees::outbox_prefix(carrier);
-    for (i, kv) in tx.tree(T::Outbox).scan_prefix(&prefix).enumerate() {
-        if i >= HANDOFF_SCAN_LIMIT {
-            return Ok(None);
-        }
-        let (_, v) = kv?;
-        let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
-        let out_on_a_bind = entry.lease_until_ms.is_some_and(|t| t > now);
-        if !out_on_a_bind || entry.conversation == a.conversation {
-            return Ok(None);
-        }
-    }
-    let key = trees::outbox_key(carrier, a.message);
-    let (Some(entry), Some(m), Some(c)) = (
-        tx.get_val::<OutboxEntry>(T::Outbox, &key)?,
-        tx.msg(a.message)?,
-        tx.conv(a.conversation)?,
-    ) else {
-        return Ok(None);
-    };
-    lease_entry(tx, key, entry, m, c, carrier, lease_ms, now).map(Some)
 }
 
 fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<bool> {
@@ -1561,27 +1506,6 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> StoreResult<Result<Accepted, SendRefused>> {
         self.run(|tx| accept_send(tx, new, now_ms)).await
-    }
-
-    async fn accept_send_claimed(
-        &self,
-        new: NewOutbound,
-        lease_ms: u64,
-        now_ms: u64,
-    ) -> StoreResult<Result<(Accepted, Option<OutboxItem>), SendRefused>> {
-        let carrier = new.carrier.clone();
-        self.run(|tx| {
-            let a = match accept_send(tx, new, now_ms)? {
-                Ok(a) => a,
-                Err(r) => return Ok(Err(r)),
-            };
-            if a.duplicate {
-                return Ok(Ok((a, None)));
-            }
-            let item = claim_new(tx, &carrier, &a, lease_ms, now_ms)?;
-            Ok(Ok((a, item)))
-        })
-        .await
     }
 
     async fn accept_system_send(
