@@ -158,7 +158,9 @@ fn records(bytes: &[u8]) -> (Vec<Vec<Write1>>, usize) {
             return (out, good);
         }
         let mut r = rest;
-        let Some(len) = take_u32(&mut r) else {
+        // A record is never empty: zeros (a tail the file system allocated
+        // but never wrote) end the log like any other damage.
+        let Some(len) = take_u32(&mut r).filter(|&n| n > 0) else {
             return (out, good);
         };
         let Some(crc) = take(&mut r, 4) else {
@@ -439,6 +441,21 @@ mod tests {
         let wal = Wal::start(dir.path(), &gens).unwrap();
         assert_eq!(replay_all(dir.path()).unwrap().1, [3]);
         drop(wal);
+    }
+
+    #[test]
+    fn a_zeroed_tail_ends_the_replay_after_the_last_good_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(dir.path(), &[]).unwrap();
+        wal.append(&record(&[(1, b"a", Some(b"1"))]));
+        wal.sync().unwrap();
+        drop(wal);
+        let path = dir.path().join(file_name(1));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0u8; 4096]);
+        fs::write(&path, &bytes).unwrap();
+        let (got, _) = replay_all(dir.path()).unwrap();
+        assert_eq!(got.len(), 1);
     }
 
     #[test]
