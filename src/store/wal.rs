@@ -30,7 +30,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::error::{StoreError, StoreResult};
 
@@ -53,6 +53,10 @@ pub(crate) struct Wal {
     file: Mutex<Current>,
     /// Bytes in the current file (for the checkpoint trigger).
     size: AtomicU64,
+    /// A write or sync failed: the file may end in a partial record, and
+    /// anything appended after it would be lost to the replay, so no later
+    /// sync succeeds (the store is fail-stop; a restart replays up to it).
+    failed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -237,6 +241,7 @@ impl Wal {
             pending: Mutex::new(Vec::new()),
             file: Mutex::new(Current { file, generation }),
             size: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -255,12 +260,23 @@ impl Wal {
     /// The write or the sync failed.
     pub(crate) fn sync(&self) -> StoreResult<()> {
         let mut cur = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if self.failed.load(Ordering::Acquire) {
+            return Err(wal_io(io::Error::other(
+                "an earlier write-ahead log write failed; restart to recover",
+            )));
+        }
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(());
         }
-        cur.file.write_all(&batch).map_err(wal_io)?;
-        cur.file.sync_data().map_err(wal_io)?;
+        let written = cur
+            .file
+            .write_all(&batch)
+            .and_then(|()| cur.file.sync_data());
+        if let Err(e) = written {
+            self.failed.store(true, Ordering::Release);
+            return Err(wal_io(e));
+        }
         self.size.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -441,6 +457,24 @@ mod tests {
         let wal = Wal::start(dir.path(), &gens).unwrap();
         assert_eq!(replay_all(dir.path()).unwrap().1, [3]);
         drop(wal);
+    }
+
+    #[test]
+    fn after_a_failed_write_no_sync_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(dir.path(), &[]).unwrap();
+        let path = dir.path().join(file_name(1));
+        let good = std::mem::replace(
+            &mut wal.file.lock().unwrap().file,
+            File::open(&path).unwrap(), // read-only: the write fails
+        );
+        wal.append(&record(&[(1, b"a", Some(b"1"))]));
+        assert!(matches!(wal.sync(), Err(StoreError::Log(_))));
+        // Even with a writable file again, nothing more is acknowledged.
+        wal.file.lock().unwrap().file = good;
+        wal.append(&record(&[(1, b"b", Some(b"2"))]));
+        assert!(matches!(wal.sync(), Err(StoreError::Log(_))));
+        assert!(replay_all(dir.path()).unwrap().0.is_empty());
     }
 
     #[test]
