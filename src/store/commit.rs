@@ -17,7 +17,7 @@
 //! Dropping a `wait` future loses nothing: the write is applied and the next
 //! flush covers it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +32,8 @@ use crate::model::Seq;
 pub(crate) struct GroupCommit {
     db: sled::Db,
     wal: Arc<Wal>,
-    /// A checkpoint is running (at most one at a time).
-    checkpointing: Arc<AtomicBool>,
+    /// Held while a checkpoint runs (at most one at a time).
+    checkpointing: Arc<tokio::sync::Mutex<()>>,
     /// (generation of the last applied write, last event seq applied).
     written: Mutex<(u64, Seq)>,
     /// Highest generation known durable.
@@ -55,7 +55,7 @@ impl GroupCommit {
         Self {
             db,
             wal,
-            checkpointing: Arc::new(AtomicBool::new(false)),
+            checkpointing: Arc::new(tokio::sync::Mutex::new(())),
             written: Mutex::new((0, durable_seq)),
             flushed: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -105,24 +105,17 @@ impl GroupCommit {
         }
         self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
         let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let log = self.wal.clone();
-        tokio::task::spawn_blocking(move || log.sync())
-            .await
-            .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
+        blocking(&self.wal, Wal::sync).await?;
         self.flushed.fetch_max(generation, Ordering::AcqRel);
         if self.wal.size() >= wal::CHECKPOINT_BYTES
-            && !self.checkpointing.swap(true, Ordering::AcqRel)
+            && let Ok(running) = self.checkpointing.clone().try_lock_owned()
         {
-            let (db, log, busy) = (
-                self.db.clone(),
-                self.wal.clone(),
-                self.checkpointing.clone(),
-            );
+            let (db, log) = (self.db.clone(), self.wal.clone());
             tokio::spawn(async move {
+                let _running = running;
                 if let Err(e) = checkpoint(&db, &log).await {
                     tracing::error!(error = %e, "store checkpoint failed; the write-ahead log keeps growing until one succeeds");
                 }
-                busy.store(false, Ordering::Release);
             });
         }
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -144,12 +137,8 @@ impl GroupCommit {
     /// # Errors
     /// The log or sled failed.
     pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
-        while self.checkpointing.swap(true, Ordering::AcqRel) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let r = checkpoint(&self.db, &self.wal).await;
-        self.checkpointing.store(false, Ordering::Release);
-        r
+        let _running = self.checkpointing.lock().await;
+        checkpoint(&self.db, &self.wal).await
     }
 
     /// Number of flushes so far.
@@ -171,13 +160,18 @@ impl GroupCommit {
 /// Rotates the log, flushes sled (covering every write in the older files,
 /// all applied before the rotation) and deletes those files.
 async fn checkpoint(db: &sled::Db, log: &Arc<Wal>) -> StoreResult<()> {
-    let l = log.clone();
-    let keep = tokio::task::spawn_blocking(move || l.rotate())
-        .await
-        .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
+    let keep = blocking(log, Wal::rotate).await?;
     db.flush_async().await?;
-    let l = log.clone();
-    tokio::task::spawn_blocking(move || l.remove_before(keep))
+    blocking(log, move |l| l.remove_before(keep)).await
+}
+
+/// Runs a blocking log operation off the async workers.
+async fn blocking<R: Send + 'static>(
+    log: &Arc<Wal>,
+    op: impl FnOnce(&Wal) -> StoreResult<R> + Send + 'static,
+) -> StoreResult<R> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || op(&log))
         .await
         .map_err(|e| StoreError::Log(std::io::Error::other(e)))?
 }
