@@ -60,6 +60,16 @@ pub const OPTOUTS: &str = "smppgw_optout_keywords_total";
 pub const SENDS_REFUSED: &str = "smppgw_sends_refused_total";
 /// Gauge: messages waiting in the durable outbox.
 pub const OUTBOX_DEPTH: &str = "smppgw_outbox_depth";
+/// Gauge: bytes in the store's current write-ahead log file.
+pub const STORE_LOG_BYTES: &str = "smppgw_store_log_bytes";
+/// Gauge: bytes of committed writes held in memory, not yet applied to sled.
+pub const STORE_OVERLAY_BYTES: &str = "smppgw_store_overlay_bytes";
+/// Counter: store checkpoints completed.
+pub const STORE_CHECKPOINTS: &str = "smppgw_store_checkpoints_total";
+/// Counter: store checkpoints failed (each retried by the next).
+pub const STORE_CHECKPOINT_FAILURES: &str = "smppgw_store_checkpoint_failures_total";
+/// Counter: write-ahead log syncs (group commits).
+pub const STORE_LOG_SYNCS: &str = "smppgw_store_log_syncs_total";
 /// Gauge by consumer: events between the log head and the consumer's cursor.
 pub const EVENT_LOG_LAG: &str = "smppgw_event_log_lag";
 /// Counter by quirk: codec leniencies (missing final NUL, trailing bytes, ...).
@@ -144,6 +154,31 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         OUTBOX_DEPTH,
         Kind::Gauge,
         "messages waiting in the durable outbox",
+    ),
+    (
+        STORE_LOG_BYTES,
+        Kind::Gauge,
+        "bytes in the current write-ahead log file",
+    ),
+    (
+        STORE_OVERLAY_BYTES,
+        Kind::Gauge,
+        "committed writes held in memory until the next checkpoint, in bytes",
+    ),
+    (
+        STORE_CHECKPOINTS,
+        Kind::Counter,
+        "store checkpoints completed",
+    ),
+    (
+        STORE_CHECKPOINT_FAILURES,
+        Kind::Counter,
+        "store checkpoints failed; the log and memory grow until one succeeds",
+    ),
+    (
+        STORE_LOG_SYNCS,
+        Kind::Counter,
+        "write-ahead log syncs (one per commit group)",
     ),
     (
         EVENT_LOG_LAG,
@@ -395,6 +430,15 @@ pub fn outbox_depth(depth: u64) {
     gauge!(OUTBOX_DEPTH).set(depth as f64);
 }
 
+/// The store's internals: log and overlay sizes, checkpoints, log syncs.
+pub fn store_stats(s: &crate::store::StoreStats) {
+    gauge!(STORE_LOG_BYTES).set(s.log_bytes as f64);
+    gauge!(STORE_OVERLAY_BYTES).set(s.overlay_bytes as f64);
+    counter!(STORE_CHECKPOINTS).absolute(s.checkpoints);
+    counter!(STORE_CHECKPOINT_FAILURES).absolute(s.checkpoint_failures);
+    counter!(STORE_LOG_SYNCS).absolute(s.log_syncs);
+}
+
 /// A consumer's lag behind the event log head; unknown consumer names are
 /// reported as `other`.
 pub fn event_log_lag(consumer: &str, lag: u64) {
@@ -583,6 +627,13 @@ mod tests {
             describe_all();
             submit_sent("acme");
             outbox_depth(5);
+            store_stats(&crate::store::StoreStats {
+                log_bytes: 4096,
+                overlay_bytes: 100,
+                checkpoints: 3,
+                checkpoint_failures: 0,
+                log_syncs: 70,
+            });
         });
         let text = handle.render();
         assert!(text.contains("# HELP smppgw_submits_total"), "{text}");
@@ -591,5 +642,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("smppgw_outbox_depth 5"), "{text}");
+        assert!(text.contains("smppgw_store_log_bytes 4096"), "{text}");
+        assert!(text.contains("smppgw_store_checkpoints_total 3"), "{text}");
+        assert!(text.contains("smppgw_store_log_syncs_total 70"), "{text}");
     }
 }

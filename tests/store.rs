@@ -1665,9 +1665,10 @@ async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens
 }
 
 /// The child of [`acknowledged_commits_survive_a_crash`]: run only by it.
-/// Sends, submits and receipts in quick succession on the store at
-/// `SMPPGW_CRASH_STORE`, printing each acknowledged step, then aborts (no
-/// destructor runs, so sled is never flushed by this process).
+/// Sends and submits in quick succession on the store at
+/// `SMPPGW_CRASH_STORE`, printing each acknowledged step, while checkpoints
+/// run back to back; then aborts (no destructor runs, so whatever came
+/// after the last checkpoint is only in the log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of acknowledged_commits_survive_a_crash"]
 async fn crash_child() {
@@ -1675,6 +1676,17 @@ async fn crash_child() {
     let path = PathBuf::from(std::env::var("SMPPGW_CRASH_STORE").unwrap());
     let s = open(&path);
     let mut out = std::io::stdout();
+    // Checkpoints run alongside the commits: the log is cut and the overlay
+    // applied to sled while sends and submits go on.
+    let checkpoints = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            loop {
+                s.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+        })
+    };
     for i in 0..300u64 {
         let customer = format!("+4479111{i:05}");
         let a = send(&s, out_msg(&customer, i), T0 + i).await;
@@ -1688,6 +1700,7 @@ async fn crash_child() {
         }
         out.flush().unwrap();
     }
+    assert!(!checkpoints.is_finished(), "checkpoints kept succeeding");
     std::process::abort();
 }
 
@@ -1697,9 +1710,10 @@ fn out_msg(customer: &str, i: u64) -> NewOutbound {
     n
 }
 
-/// Every commit a call acknowledged is durable through the write-ahead
-/// log, though sled itself was never flushed: a child process commits and
-/// aborts, and the store it leaves has every acknowledged message.
+/// Every commit a call acknowledged is durable: a child process commits
+/// with checkpoints running alongside and aborts; the store it leaves (sled
+/// as of some checkpoint, plus the log after its cut) has every
+/// acknowledged message.
 #[test]
 fn acknowledged_commits_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -1766,6 +1780,9 @@ fn acknowledged_commits_survive_a_crash() {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// Apply the overlay to sled and drop the log it covered (as shutdown
+    /// and the background trigger do); later reads must not change.
+    Checkpoint,
     Send {
         sender: usize,
         customer: usize,
@@ -1811,6 +1828,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, unanswered)| Op::Release { pick, unanswered }),
         1 => Just(Op::Lapse),
         1 => Just(Op::Reboot),
+        1 => Just(Op::Checkpoint),
     ]
 }
 
@@ -2071,6 +2089,7 @@ async fn run_model(ops: Vec<Op>) {
                     assert_eq!(got, ReceiptOutcome::Duplicate);
                 }
             }
+            Op::Checkpoint => s.flush().await.unwrap(),
             Op::Reboot => {
                 drop(s);
                 s = open(&path);
@@ -2117,4 +2136,105 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run_model(ops));
     }
+}
+
+/// Accepts `n` sends to distinct customers concurrently (one commit group
+/// covers many), returning their message ids.
+async fn accept_many(s: &SledStore, n: u64, tag: &str) -> Vec<u64> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = s.clone();
+        let customer = format!("+4479112{i:05}");
+        let text = format!("{tag} {i}");
+        tasks.push(tokio::spawn(async move {
+            send(&s, out(SUPPORT, &customer, "alice", &text), T0 + i)
+                .await
+                .message
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids
+}
+
+/// A checkpoint hands the overlay to sled and empties the log: afterwards
+/// the stats show no overlay and an empty log, the log directory holds one
+/// empty file, and a reopened store (replaying nothing) has every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_moves_committed_writes_into_sled_and_empties_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let s = open(&path);
+    let ids = accept_many(&s, 50, "ckpt").await;
+    let before = s.stats();
+    assert!(
+        before.overlay_bytes > 0 && before.log_bytes > 0,
+        "{before:?}"
+    );
+    assert_eq!(before.checkpoints, 0);
+    s.flush().await.unwrap();
+    let after = s.stats();
+    assert_eq!(
+        (after.overlay_bytes, after.log_bytes, after.checkpoints),
+        (0, 0, 1),
+        "{after:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(path.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(files, [0], "one empty log file");
+    // Reads after the checkpoint come from sled.
+    for id in &ids {
+        assert!(s.message(*id).await.unwrap().is_some(), "message {id}");
+    }
+    drop(s);
+    let s = open(&path);
+    for id in &ids {
+        let m = s.message(*id).await.unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Accepted, "message {id}");
+    }
+    assert_eq!(s.outbox_depth().unwrap(), 50);
+}
+
+/// Regression (found benchmarking the overlay): a drained backlog left a
+/// delete in the overlay for every outbox entry sled held, and each claim's
+/// outbox scan walked past all of them, so draining 20 000 messages slowed
+/// to a third. Deletes of keys sled holds now start a checkpoint of their
+/// own once they reach `CHECKPOINT_TOMBSTONES` (1 024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_of_checkpointed_keys_start_a_checkpoint_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let ids = accept_many(&s, 1_100, "drain").await;
+    s.flush().await.unwrap();
+    assert_eq!(s.stats().checkpoints, 1);
+    let mut claimed = 0;
+    while claimed < ids.len() {
+        let items = s.claim_outbox("acme", 200, 60_000, T0).await.unwrap();
+        assert!(!items.is_empty(), "claimed {claimed} of {}", ids.len());
+        claimed += items.len();
+        let batch = items
+            .iter()
+            .map(|i| SubmitRecord {
+                message: i.message,
+                part: 0,
+                total_parts: 1,
+                result: Ok(format!("X{}", i.message)),
+            })
+            .collect();
+        s.record_submits(batch, T0 + 10).await.unwrap();
+    }
+    // The small overlay (~1 100 deletes and updates) is far below the byte
+    // bound: only the deletes can have started this checkpoint.
+    let mut waited = 0;
+    while s.stats().checkpoints < 2 {
+        assert!(waited < 1_000, "{:?}", s.stats());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert!(s.stats().overlay_bytes < 4 << 20, "{:?}", s.stats());
+    assert_eq!(s.outbox_depth().unwrap(), 0);
 }

@@ -2,8 +2,8 @@
 //!
 //! A "flush" here is one write + `fdatasync` of the write-ahead log
 //! ([`super::wal`]) with every record appended since the last one. sled
-//! itself is flushed only by checkpoints, in the background, once the log
-//! has grown past [`super::wal::CHECKPOINT_BYTES`], and by [`GroupCommit::checkpoint`].
+//! itself is written and flushed only by the store's checkpoints (see
+//! [`super::overlay`]).
 //!
 //! Each write transaction takes a ticket (a generation number) right after it
 //! is applied, under the store's writer lock, so tickets follow apply order.
@@ -24,16 +24,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::error::{StoreError, StoreResult};
-use super::wal::{self, Wal};
+use super::wal::Wal;
 use crate::model::Seq;
 
 /// Shared flush state of one store.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    db: sled::Db,
     wal: Arc<Wal>,
-    /// Held while a checkpoint runs (at most one at a time).
-    checkpointing: Arc<tokio::sync::Mutex<()>>,
     /// (generation of the last applied write, last event seq applied).
     written: Mutex<(u64, Seq)>,
     /// Highest generation known durable.
@@ -50,12 +47,10 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(db: sled::Db, wal: Arc<Wal>, durable_seq: Seq) -> Self {
+    pub(crate) fn new(wal: Arc<Wal>, durable_seq: Seq) -> Self {
         let (seq_tx, _) = watch::channel(durable_seq);
         Self {
-            db,
             wal,
-            checkpointing: Arc::new(tokio::sync::Mutex::new(())),
             written: Mutex::new((0, durable_seq)),
             flushed: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -105,19 +100,11 @@ impl GroupCommit {
         }
         self.interval.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::clock::now());
         let (generation, seq) = *self.written.lock().unwrap_or_else(|p| p.into_inner());
-        blocking(&self.wal, Wal::sync).await?;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.sync())
+            .await
+            .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
         self.flushed.fetch_max(generation, Ordering::AcqRel);
-        if self.wal.size() >= wal::CHECKPOINT_BYTES
-            && let Ok(running) = self.checkpointing.clone().try_lock_owned()
-        {
-            let (db, log) = (self.db.clone(), self.wal.clone());
-            tokio::spawn(async move {
-                let _running = running;
-                if let Err(e) = checkpoint(&db, &log).await {
-                    tracing::error!(error = %e, "store checkpoint failed; the write-ahead log keeps growing until one succeeds");
-                }
-            });
-        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.seq_tx.send_if_modified(|v| {
             if seq > *v {
@@ -128,17 +115,6 @@ impl GroupCommit {
             }
         });
         Ok(())
-    }
-
-    /// Makes sled hold everything applied so far durably and drops the log
-    /// files that covered it (shutdown; also run in the background as the
-    /// log grows).
-    ///
-    /// # Errors
-    /// The log or sled failed.
-    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
-        let _running = self.checkpointing.lock().await;
-        checkpoint(&self.db, &self.wal).await
     }
 
     /// Number of flushes so far.
@@ -157,41 +133,22 @@ impl GroupCommit {
     }
 }
 
-/// Rotates the log, flushes sled (covering every write in the older files,
-/// all applied before the rotation) and deletes those files.
-async fn checkpoint(db: &sled::Db, log: &Arc<Wal>) -> StoreResult<()> {
-    let keep = blocking(log, Wal::rotate).await?;
-    db.flush_async().await?;
-    blocking(log, move |l| l.remove_before(keep)).await
-}
-
-/// Runs a blocking log operation off the async workers.
-async fn blocking<R: Send + 'static>(
-    log: &Arc<Wal>,
-    op: impl FnOnce(&Wal) -> StoreResult<R> + Send + 'static,
-) -> StoreResult<R> {
-    let log = log.clone();
-    tokio::task::spawn_blocking(move || op(&log))
-        .await
-        .map_err(|e| StoreError::Log(std::io::Error::other(e)))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A group commit over a temporary sled and a log in `dir`.
+    /// A group commit over a log in `dir`, and a temporary sled.
     fn group(dir: &tempfile::TempDir) -> (sled::Db, Arc<Wal>, GroupCommit) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let log = Arc::new(Wal::start(dir.path(), &[]).unwrap());
-        let gc = GroupCommit::new(db.clone(), log.clone(), 0);
+        let gc = GroupCommit::new(log.clone(), 0);
         (db, log, gc)
     }
 
     fn record(i: u64) -> Vec<u8> {
         let mut out = Vec::new();
         let key = i.to_be_bytes();
-        wal::encode(
+        crate::store::wal::encode(
             [(0u8, &key[..], Some(&[1u8; 64][..]))].into_iter(),
             &mut out,
         );
@@ -237,25 +194,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 200);
-    }
-
-    #[tokio::test]
-    async fn a_checkpoint_leaves_only_a_fresh_log_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_db, log, gc) = group(&dir);
-        for i in 0..10 {
-            log.append(&record(i));
-            let t = gc.note_write(i + 1);
-            gc.wait(t).await.unwrap();
-        }
-        gc.checkpoint().await.unwrap();
-        let mut n = 0;
-        let (gens, _) = Wal::replay(dir.path(), |_| {
-            n += 1;
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!((gens, n), (vec![2], 0));
     }
 
     #[tokio::test]

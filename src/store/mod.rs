@@ -16,6 +16,7 @@
 
 mod commit;
 mod error;
+mod overlay;
 mod sled;
 mod trees;
 mod value;
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use self::error::{StoreError, StoreResult};
-pub use self::sled::{SledStore, StoreOptions};
+pub use self::sled::{SledStore, StoreOptions, StoreStats};
 pub use crate::conversation::rules::{ChatRefused, InboundPolicy, SendRefused};
 use crate::model::{
     Conversation, ConversationId, Event, EventKind, Message, MessageId, MessageStatus, OptOut,

@@ -1,19 +1,21 @@
 //! The sled backend of [`Store`].
 //!
 //! One writer at a time: every mutating call takes the writer lock, reads what
-//! it needs, builds its writes in a [`Tx`] overlay (reads see earlier writes of
-//! the same call), applies them in one multi-tree sled transaction, appends
-//! them as one record to the write-ahead log ([`super::wal`]), takes a
-//! group-commit ticket and releases the lock; then it waits for the log sync
-//! that covers it. So event seqs (and ids) follow commit order, a crash
-//! never leaves half of a call (the log's record is all or nothing, and
-//! replayed at open), and no call returns before its data is on disk. Reads
-//! go straight to the trees; `events_after` only shows events already
-//! durable.
+//! it needs, builds its writes in a [`Tx`] (reads see earlier writes of the
+//! same call), adds them to the in-memory overlay of writes sled has not
+//! been given yet ([`super::overlay`]), appends them as one record to the
+//! write-ahead log ([`super::wal`]), takes a group-commit ticket and
+//! releases the lock; then it waits for the log sync that covers it. So
+//! event seqs (and ids) follow commit order, a crash never leaves half of a
+//! call (the log's record is all or nothing, and replayed at open), and no
+//! call returns before its data is on disk. sled receives the overlay at
+//! checkpoints, in the background. Reads go through the overlay to the
+//! trees; `events_after` only shows events already durable.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 
 use super::commit::GroupCommit;
 use super::error::{StoreError, StoreResult};
+use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
 use super::value::{compact, decode, decode_u64, encode};
 use super::wal::{self, Wal};
@@ -69,13 +72,40 @@ pub struct SledStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// One handle per tree, indexed by [`T`].
-    trees: Vec<sled::Tree>,
+    db: sled::Db,
+    /// The trees (indexed by [`T`]) under the writes not yet applied to them.
+    overlay: Overlay,
     /// The next ids to hand out; held while a call builds and applies its writes.
     writer: Mutex<Counters>,
     commit: GroupCommit,
     /// Where each applied write set is recorded before it counts as durable.
     log: Arc<Wal>,
+    /// Held while a checkpoint runs (at most one at a time).
+    checkpointing: Arc<tokio::sync::Mutex<()>>,
+    stats: CheckpointCounts,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointCounts {
+    checkpoints: AtomicU64,
+    checkpoint_failures: AtomicU64,
+}
+
+/// A snapshot of the store's internals, for gauges (see [`SledStore::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Bytes in the current write-ahead log file.
+    pub log_bytes: u64,
+    /// Approximate bytes of committed writes held in memory, not yet
+    /// applied to sled.
+    pub overlay_bytes: u64,
+    /// Checkpoints completed since the store was opened.
+    pub checkpoints: u64,
+    /// Checkpoints that failed since the store was opened (each is retried
+    /// by the next; meanwhile the log and the overlay keep growing).
+    pub checkpoint_failures: u64,
+    /// Log syncs (group commits) since the store was opened.
+    pub log_syncs: u64,
 }
 
 /// Next ids: one past the highest key of each tree, or the `meta` value
@@ -208,13 +238,16 @@ impl SledStore {
             seq: counter(trees::NEXT_SEQ, T::Events)?,
             template: counter(trees::NEXT_TEMPLATE, T::Templates)?,
         };
-        let commit = GroupCommit::new(db, log.clone(), counters.seq - 1);
+        let commit = GroupCommit::new(log.clone(), counters.seq - 1);
         Ok(Self {
             inner: Arc::new(Inner {
-                trees,
+                db,
+                overlay: Overlay::new(trees),
                 writer: Mutex::new(counters),
                 commit,
                 log,
+                checkpointing: Arc::new(tokio::sync::Mutex::new(())),
+                stats: CheckpointCounts::default(),
             }),
         })
     }
@@ -225,17 +258,24 @@ impl SledStore {
     /// # Errors
     /// The engine failed reading.
     pub fn outbox_depth(&self) -> StoreResult<u64> {
-        let mut n = 0;
-        for k in self.tree(T::Outbox).iter().keys() {
-            k?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self.tree(T::Outbox).len()? as u64)
     }
 
     /// Flushes done so far (group commit makes this far fewer than writes).
     pub fn flush_count(&self) -> u64 {
         self.inner.commit.flushes()
+    }
+
+    /// Sizes and counts of the log, the overlay and the checkpoints.
+    pub fn stats(&self) -> StoreStats {
+        let inner = &self.inner;
+        StoreStats {
+            log_bytes: inner.log.size(),
+            overlay_bytes: inner.overlay.top_bytes() as u64,
+            checkpoints: inner.stats.checkpoints.load(Ordering::Relaxed),
+            checkpoint_failures: inner.stats.checkpoint_failures.load(Ordering::Relaxed),
+            log_syncs: inner.commit.flushes(),
+        }
     }
 
     /// Checkpoints (shutdown): sled then holds everything written so far
@@ -246,9 +286,8 @@ impl SledStore {
     /// # Errors
     /// The log or the engine's flush failed.
     pub async fn flush(&self) -> StoreResult<()> {
-        let ticket = self.inner.commit.note_write(0);
-        self.inner.commit.wait(ticket).await?;
-        self.inner.commit.checkpoint().await
+        let running = self.inner.checkpointing.clone().lock_owned().await;
+        self.inner.checkpoint(running).await
     }
 
     /// One bounded trim transaction (at most [`TRIM_CHUNK`] events).
@@ -286,14 +325,38 @@ impl SledStore {
         .await
     }
 
-    fn tree(&self, t: T) -> &sled::Tree {
-        &self.inner.trees[t as usize]
+    fn tree(&self, t: T) -> TreeView<'_> {
+        self.inner.overlay.tree(t)
     }
 
     async fn run<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<R> {
         let (r, ticket) = self.inner.write(f)?;
         self.inner.commit.wait(ticket).await?;
+        self.maybe_checkpoint().await;
         Ok(r)
+    }
+
+    /// Starts a checkpoint in the background once the log or the overlay
+    /// has grown past its bound; waits for one when the overlay has grown
+    /// to [`OVERLAY_LIMIT_BYTES`] (sled is not keeping up), so memory stays
+    /// bounded. The caller's write is durable already, so a failed
+    /// checkpoint is logged and counted, not returned.
+    async fn maybe_checkpoint(&self) {
+        let inner = &self.inner;
+        if inner.log.size() < wal::CHECKPOINT_BYTES && !inner.overlay.wants_checkpoint() {
+            return;
+        }
+        if inner.overlay.top_bytes() >= OVERLAY_LIMIT_BYTES {
+            let running = inner.checkpointing.clone().lock_owned().await;
+            if inner.overlay.top_bytes() >= OVERLAY_LIMIT_BYTES {
+                inner.checkpoint_or_log(running).await;
+            }
+            return;
+        }
+        if let Ok(running) = inner.checkpointing.clone().try_lock_owned() {
+            let inner = inner.clone();
+            tokio::spawn(async move { inner.checkpoint_or_log(running).await });
+        }
     }
 
     fn read_val<V: DeserializeOwned>(&self, t: T, key: &[u8]) -> StoreResult<Option<V>> {
@@ -331,7 +394,7 @@ impl Inner {
     fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
         let mut counters = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut tx = Tx {
-            trees: &self.trees,
+            ov: &self.overlay,
             writes: BTreeMap::new(),
             c: *counters,
             last_seq: 0,
@@ -367,7 +430,6 @@ impl Inner {
                 writes.insert((T::Meta, name.to_vec()), Some(id(next).to_vec()));
             }
         }
-        apply(&self.trees, &writes)?;
         let mut record = Vec::with_capacity(256);
         wal::encode(
             writes
@@ -375,14 +437,78 @@ impl Inner {
                 .map(|((t, k), v)| (*t as u8, k.as_slice(), v.as_deref())),
             &mut record,
         );
+        self.overlay.insert(writes)?;
         self.log.append(&record);
         *counters = c;
         let ticket = self.commit.note_write(last_seq);
         Ok((r, ticket))
     }
+
+    /// Makes sled hold every write so far and drops the log files that
+    /// recorded them: freeze the overlay and cut the log at one point (under
+    /// the writer lock), sync the log (the frozen writes are then durable, so
+    /// sled may hold them before its flush), apply the frozen layer, flush
+    /// sled, delete the files before the cut. `running` is the checkpoint
+    /// lock.
+    async fn checkpoint(
+        self: &Arc<Self>,
+        running: tokio::sync::OwnedMutexGuard<()>,
+    ) -> StoreResult<()> {
+        let started = crate::clock::now();
+        let done = self.checkpoint_steps().await;
+        let took = started.elapsed();
+        drop(running);
+        let stats = &self.stats;
+        match done {
+            Ok(applied) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(applied, ?took, "store checkpoint done");
+                Ok(())
+            }
+            Err(e) => {
+                stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn checkpoint_or_log(self: &Arc<Self>, running: tokio::sync::OwnedMutexGuard<()>) {
+        if let Err(e) = self.checkpoint(running).await {
+            tracing::error!(error = %e, "store checkpoint failed; the write-ahead log and the overlay keep growing until one succeeds");
+        }
+    }
+
+    /// The steps of [`Inner::checkpoint`]; returns the writes applied to sled.
+    async fn checkpoint_steps(self: &Arc<Self>) -> StoreResult<usize> {
+        let keep = {
+            let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            self.overlay.freeze();
+            self.log.cut()
+        };
+        blocking(&self.log, Wal::sync).await?;
+        let inner = self.clone();
+        let applied = tokio::task::spawn_blocking(move || inner.overlay.apply_frozen())
+            .await
+            .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
+        self.db.flush_async().await?;
+        blocking(&self.log, move |l| l.remove_before(keep)).await?;
+        Ok(applied)
+    }
 }
 
-/// Applies a batch of writes in one sled transaction over the trees it touches.
+/// Runs a blocking log operation off the async workers.
+async fn blocking<R: Send + 'static>(
+    log: &Arc<Wal>,
+    op: impl FnOnce(&Wal) -> StoreResult<R> + Send + 'static,
+) -> StoreResult<R> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || op(&log))
+        .await
+        .map_err(|e| StoreError::Log(std::io::Error::other(e)))?
+}
+
+/// Applies a batch of writes in one sled transaction over the trees it
+/// touches (the log's replay at open, before the overlay exists).
 fn apply(all: &[sled::Tree], writes: &BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>) -> StoreResult<()> {
     let mut touched: Vec<T> = writes.keys().map(|(t, _)| *t).collect();
     touched.dedup();
@@ -418,22 +544,22 @@ fn apply(all: &[sled::Tree], writes: &BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>) -
 // === Tx: writes of one call, with read-your-writes ===
 
 struct Tx<'a> {
-    trees: &'a [sled::Tree],
+    ov: &'a Overlay,
     writes: BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>,
     c: Counters,
     last_seq: Seq,
 }
 
 impl Tx<'_> {
-    fn tree(&self, t: T) -> &sled::Tree {
-        &self.trees[t as usize]
+    fn tree(&self, t: T) -> TreeView<'_> {
+        self.ov.tree(t)
     }
 
     fn get(&self, t: T, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         if let Some(v) = self.writes.get(&(t, k.to_vec())) {
             return Ok(v.clone());
         }
-        Ok(self.tree(t).get(k)?.map(|v| v.to_vec()))
+        self.ov.get(t, k)
     }
 
     fn get_u64(&self, t: T, k: &[u8]) -> StoreResult<Option<u64>> {
@@ -1418,8 +1544,8 @@ fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
         tx.put_compact(T::Outbox, k, &entry)?;
         report.released_leases += 1;
     }
-    report.awaiting_receipts = tx.tree(T::AwaitingReceipts).len();
-    report.held_receipts = tx.tree(T::HeldReceipts).len();
+    report.awaiting_receipts = tx.tree(T::AwaitingReceipts).len()?;
+    report.held_receipts = tx.tree(T::HeldReceipts).len()?;
     report.last_seq = tx.c.seq - 1;
     Ok(report)
 }

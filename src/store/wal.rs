@@ -1,12 +1,13 @@
 //! The store's write-ahead log: what makes a commit durable.
 //!
 //! sled's own flush writes whole pages (~20 KB per message here) and costs
-//! milliseconds, so it is no longer on the commit path. Instead every write
-//! set a call applies to sled is also appended here as one framed record
-//! (its trees, keys and new values), and the group commit makes a batch
-//! durable with one `write` + `fdatasync` of a few KB. sled is flushed in
-//! the background (a *checkpoint*) once the log passes a size, after which
-//! the files the flush covers are deleted.
+//! milliseconds, so neither it nor sled's writes are on the commit path.
+//! Instead every write set a call commits is appended here as one framed
+//! record (its trees, keys and new values), and the group commit makes a
+//! batch durable with one `write` + `fdatasync` of a few KB. The writes
+//! themselves wait in memory ([`super::overlay`]) until a *checkpoint*
+//! applies them to sled and flushes it, after which the files the
+//! checkpoint covers are deleted.
 //!
 //! # Files
 //! `<store>/wal/<generation:016x>.log`, each a run of records:
@@ -18,13 +19,16 @@
 //! writes sled kept, and the result is the state of the last durable commit.
 //!
 //! # Invariants
-//! - A record is appended after its writes are applied to sled, under the
-//!   store's writer lock, so the log order is the apply order.
+//! - A record is appended when its writes enter the overlay, under the
+//!   store's writer lock, so the log order is the commit order.
 //! - Only the newest file can end in a torn record (a crash mid-append):
-//!   a file is synced before it is rotated away. A torn tail is dropped (it
-//!   was never acknowledged); a bad record in an older file is corruption.
-//! - A file is deleted only after a sled flush that started after the file
-//!   was rotated away, so sled holds everything it recorded.
+//!   a file is synced before the next one is started. A torn tail is
+//!   dropped (it was never acknowledged); a bad record in an older file is
+//!   corruption.
+//! - A checkpoint [`Wal::cut`]s the log at the same point (under the
+//!   writer lock) as it freezes the store's overlay of unapplied writes, so
+//!   the files before the cut hold exactly the frozen writes. A file is
+//!   deleted only once those are applied to sled and sled is flushed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -47,16 +51,27 @@ pub(crate) type Entry<'a> = (u8, &'a [u8], Option<&'a [u8]>);
 #[derive(Debug)]
 pub(crate) struct Wal {
     dir: PathBuf,
-    /// Records appended since the last sync (framed).
-    pending: Mutex<Vec<u8>>,
+    /// Records appended since the last sync (framed), and where a
+    /// checkpoint cut them ([`Wal::cut`]).
+    pending: Mutex<Pending>,
     /// The file being appended to; held while writing and syncing it.
     file: Mutex<Current>,
     /// Bytes in the current file (for the checkpoint trigger).
     size: AtomicU64,
+    /// Generation of the current file (mirrors `file`, for [`Wal::cut`]).
+    generation: AtomicU64,
     /// A write or sync failed: the file may end in a partial record, and
     /// anything appended after it would be lost to the replay, so no later
     /// sync succeeds (the store is fail-stop; a restart replays up to it).
     failed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// Records before this offset go to the current file, the rest to the
+    /// next one (a checkpoint's cut, taken by the next sync).
+    cut: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -238,9 +253,10 @@ impl Wal {
         sync_dir(dir)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
             file: Mutex::new(Current { file, generation }),
             size: AtomicU64::new(0),
+            generation: AtomicU64::new(generation),
             failed: AtomicBool::new(false),
         })
     }
@@ -250,11 +266,25 @@ impl Wal {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .buf
             .extend_from_slice(record);
     }
 
-    /// Writes what was appended so far and waits until it is on disk.
-    /// Blocking: run it off the async workers.
+    /// Marks the end of the current file: every record appended so far
+    /// goes to it, every later one to a new file, which the next
+    /// [`Wal::sync`] starts (it syncs the current file first). Returns the
+    /// generation of that new file, the first to keep once the records
+    /// before the cut are in sled durably. Call under the store's writer
+    /// lock, with the overlay frozen at the same point.
+    pub(crate) fn cut(&self) -> u64 {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        p.cut = Some(p.buf.len());
+        self.generation.load(Ordering::Acquire) + 1
+    }
+
+    /// Writes what was appended so far and waits until it is on disk
+    /// (switching files at a [`Wal::cut`]). Blocking: run it off the async
+    /// workers.
     ///
     /// # Errors
     /// The write or the sync failed.
@@ -265,41 +295,44 @@ impl Wal {
                 "an earlier write-ahead log write failed; restart to recover",
             )));
         }
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
+        let Pending { buf, cut } =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let written = self.write_out(&mut cur, &buf, cut);
+        if written.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        written
+    }
+
+    fn write_out(&self, cur: &mut Current, buf: &[u8], cut: Option<usize>) -> StoreResult<()> {
+        let mut rest = buf;
+        if let Some(at) = cut {
+            let (before, after) = buf.split_at(at.min(buf.len()));
+            cur.file
+                .write_all(before)
+                .and_then(|()| cur.file.sync_data())
+                .map_err(wal_io)?;
+            let generation = cur.generation + 1;
+            cur.file = create(&self.dir, generation)?;
+            cur.generation = generation;
+            self.generation.store(generation, Ordering::Release);
+            self.size.store(0, Ordering::Relaxed);
+            rest = after;
+        }
+        if rest.is_empty() {
             return Ok(());
         }
-        let written = cur
-            .file
-            .write_all(&batch)
-            .and_then(|()| cur.file.sync_data());
-        if let Err(e) = written {
-            self.failed.store(true, Ordering::Release);
-            return Err(wal_io(e));
-        }
-        self.size.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        cur.file
+            .write_all(rest)
+            .and_then(|()| cur.file.sync_data())
+            .map_err(wal_io)?;
+        self.size.fetch_add(rest.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     /// Bytes in the current file.
     pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Relaxed)
-    }
-
-    /// Switches appends to a new file; returns the generation of the first
-    /// file to keep. Every record in older files is of writes sled has
-    /// applied, so they can go once a sled flush started after this returns.
-    ///
-    /// # Errors
-    /// The new file cannot be created, or the current one synced.
-    pub(crate) fn rotate(&self) -> StoreResult<u64> {
-        let mut cur = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        cur.file.sync_data().map_err(wal_io)?;
-        let generation = cur.generation + 1;
-        cur.file = create(&self.dir, generation)?;
-        cur.generation = generation;
-        self.size.store(0, Ordering::Relaxed);
-        Ok(generation)
     }
 
     /// Deletes the files older than `keep` (after a checkpoint).
@@ -420,7 +453,7 @@ mod tests {
         let wal = Wal::start(dir.path(), &[]).unwrap();
         wal.append(&record(&[(1, b"a", Some(b"1"))]));
         wal.sync().unwrap();
-        wal.rotate().unwrap();
+        wal.cut();
         wal.append(&record(&[(1, b"b", Some(b"2"))]));
         wal.sync().unwrap();
         drop(wal);
@@ -435,27 +468,38 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_order_and_removal_drops_only_older_files() {
+    fn a_cut_splits_the_records_between_two_files_at_the_next_sync() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::start(dir.path(), &[]).unwrap();
         wal.append(&record(&[(1, b"a", Some(b"1"))]));
         wal.sync().unwrap();
-        assert!(wal.size() > 0);
-        let keep = wal.rotate().unwrap();
-        assert_eq!(wal.size(), 0);
+        // Appended before the cut but not yet synced: still the old file's.
+        wal.append(&record(&[(1, b"b", Some(b"1"))]));
+        let keep = wal.cut();
+        assert_eq!(keep, 2);
         wal.append(&record(&[(1, b"a", Some(b"2"))]));
         wal.sync().unwrap();
+        assert_eq!(
+            wal.size(),
+            fs::metadata(dir.path().join(file_name(2))).unwrap().len()
+        );
+        let old = fs::read(dir.path().join(file_name(1))).unwrap();
+        assert_eq!(records(&old).0.len(), 2);
         let (got, gens) = replay_all(dir.path()).unwrap();
         assert_eq!(gens, [1, 2]);
-        assert_eq!(got[1][0].2.as_deref(), Some(&b"2"[..]));
+        assert_eq!(got[2][0].2.as_deref(), Some(&b"2"[..]));
         wal.remove_before(keep).unwrap();
         let (got, gens) = replay_all(dir.path()).unwrap();
         assert_eq!(gens, [2]);
         assert_eq!(got.len(), 1);
+        // A cut with nothing pending still starts the next file.
+        assert_eq!(wal.cut(), 3);
+        wal.sync().unwrap();
+        assert_eq!(replay_all(dir.path()).unwrap().1, [2, 3]);
         // Starting after a replay deletes what was replayed.
         drop(wal);
-        let wal = Wal::start(dir.path(), &gens).unwrap();
-        assert_eq!(replay_all(dir.path()).unwrap().1, [3]);
+        let wal = Wal::start(dir.path(), &[2, 3]).unwrap();
+        assert_eq!(replay_all(dir.path()).unwrap().1, [4]);
         drop(wal);
     }
 
