@@ -42,8 +42,9 @@ use super::trees::T;
 pub(crate) const CHECKPOINT_OVERLAY_BYTES: usize = 8 << 20;
 
 /// Fresh-layer size at which commits wait for a checkpoint (sled is not
-/// keeping up): the bound on the overlay's memory, with one frozen layer of
-/// about [`CHECKPOINT_OVERLAY_BYTES`] beside it.
+/// keeping up). With the frozen layer being applied beside it (normally
+/// about [`CHECKPOINT_OVERLAY_BYTES`], at most this much), the overlay holds
+/// at most twice this.
 pub(crate) const OVERLAY_LIMIT_BYTES: usize = 4 * CHECKPOINT_OVERLAY_BYTES;
 
 /// Deletes of keys sled holds, in the fresh layer, past which a commit
