@@ -12,7 +12,8 @@
 //!
 //! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
 //! (group commit), `wal.rs` (the write-ahead log that makes a commit
-//! durable), `sled.rs` (the sled backend), `error.rs`.
+//! durable), `overlay.rs` (committed writes not yet applied to sled),
+//! `sled.rs` (the sled backend), `error.rs`.
 
 mod commit;
 mod error;

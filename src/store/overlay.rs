@@ -185,19 +185,24 @@ impl Overlay {
                 value: s.value,
                 fresh: s.fresh,
             };
-            let map = &mut l.top[s.t as usize];
-            let (added, old) = if slot.value.is_none() && slot.fresh {
-                (0, map.remove(&s.key))
+            // A delete of a key nothing below holds leaves no entry; any
+            // other delete stays as a tombstone.
+            let kept = !(slot.value.is_none() && slot.fresh);
+            let (added, tombstone) = if kept {
+                (slot.size(&s.key), usize::from(slot.value.is_none()))
             } else {
-                let added = slot.size(&s.key);
-                let old = map.insert(s.key.clone(), slot);
-                (added, old)
+                (0, 0)
             };
-            let tombstone = |o: &Slot| usize::from(o.value.is_none());
-            let (removed, was) = old.map_or((0, 0), |o| (o.size(&s.key), tombstone(&o)));
+            let map = &mut l.top[s.t as usize];
+            let old = if kept {
+                map.insert(s.key.clone(), slot)
+            } else {
+                map.remove(&s.key)
+            };
+            let (removed, was) =
+                old.map_or((0, 0), |o| (o.size(&s.key), usize::from(o.value.is_none())));
             l.top_bytes = (l.top_bytes + added).saturating_sub(removed);
-            let now = l.top[s.t as usize].get(&s.key).map_or(0, tombstone);
-            l.top_tombstones = (l.top_tombstones + now).saturating_sub(was);
+            l.top_tombstones = (l.top_tombstones + tombstone).saturating_sub(was);
         }
         Ok(())
     }

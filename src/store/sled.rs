@@ -23,7 +23,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::watch;
 
-use super::commit::GroupCommit;
+use super::commit::{GroupCommit, blocking};
 use super::error::{StoreError, StoreResult};
 use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
@@ -485,26 +485,15 @@ impl Inner {
             self.overlay.freeze();
             self.log.cut()
         };
-        blocking(&self.log, Wal::sync).await?;
+        let log = self.log.clone();
+        blocking(move || log.sync()).await?;
         let inner = self.clone();
-        let applied = tokio::task::spawn_blocking(move || inner.overlay.apply_frozen())
-            .await
-            .map_err(|e| StoreError::Log(std::io::Error::other(e)))??;
+        let applied = blocking(move || inner.overlay.apply_frozen()).await?;
         self.db.flush_async().await?;
-        blocking(&self.log, move |l| l.remove_before(keep)).await?;
+        let log = self.log.clone();
+        blocking(move || log.remove_before(keep)).await?;
         Ok(applied)
     }
-}
-
-/// Runs a blocking log operation off the async workers.
-async fn blocking<R: Send + 'static>(
-    log: &Arc<Wal>,
-    op: impl FnOnce(&Wal) -> StoreResult<R> + Send + 'static,
-) -> StoreResult<R> {
-    let log = log.clone();
-    tokio::task::spawn_blocking(move || op(&log))
-        .await
-        .map_err(|e| StoreError::Log(std::io::Error::other(e)))?
 }
 
 /// Applies a batch of writes in one sled transaction over the trees it
