@@ -304,7 +304,15 @@ fn child_open(path: &Path, list: bool) -> serde_json::Value {
 async fn child(path: PathBuf, list: bool) {
     let (hwm0, _) = rss_kib();
     let t = clock::now();
-    let store = SledStore::open(&path).expect("open");
+    // The daemon's default cache unless SMPPGW_BENCH_CACHE_MB says otherwise.
+    let mut opts = smppgw::store::StoreOptions::default();
+    if let Some(mb) = std::env::var("SMPPGW_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        opts.cache_bytes = mb << 20;
+    }
+    let store = SledStore::open_with(&path, opts).expect("open");
     let open = t.elapsed();
     let t2 = clock::now();
     let rec = store.recover(clock::wall_ms()).await.expect("recover");

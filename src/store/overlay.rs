@@ -150,6 +150,24 @@ impl Overlay {
         Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec()))
     }
 
+    /// Whether `key` is held (fresh layer, frozen layer, then sled), without
+    /// copying its value.
+    ///
+    /// # Errors
+    /// sled failed reading.
+    pub(crate) fn contains(&self, t: T, key: &[u8]) -> StoreResult<bool> {
+        {
+            let l = self.read();
+            if let Some(s) = l.top[t as usize].get(key) {
+                return Ok(s.value.is_some());
+            }
+            if let Some(s) = l.frozen.as_ref().and_then(|f| f[t as usize].get(key)) {
+                return Ok(s.value.is_some());
+            }
+        }
+        Ok(self.trees[t as usize].contains_key(key)?)
+    }
+
     /// Adds one commit's writes. Call under the store's writer lock (the
     /// only place the fresh layer grows), so that the whole commit becomes
     /// visible at once.

@@ -24,6 +24,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::watch;
 
 use super::commit::{GroupCommit, blocking};
+use super::counts::{self, Counts, Writes};
 use super::error::{StoreError, StoreResult};
 use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
@@ -75,8 +76,9 @@ struct Inner {
     db: sled::Db,
     /// The trees (indexed by [`T`]) under the writes not yet applied to them.
     overlay: Overlay,
-    /// The next ids to hand out; held while a call builds and applies its writes.
-    writer: Mutex<Counters>,
+    /// The next ids and the entry counts; held while a call builds and
+    /// applies its writes.
+    writer: Mutex<Writer>,
     commit: GroupCommit,
     /// Where each applied write set is recorded before it counts as durable.
     log: Arc<Wal>,
@@ -106,6 +108,13 @@ pub struct StoreStats {
     pub checkpoint_failures: u64,
     /// Log syncs (group commits) since the store was opened.
     pub log_syncs: u64,
+}
+
+/// What the writer lock guards besides the write itself.
+#[derive(Debug)]
+struct Writer {
+    next: Counters,
+    counts: Counts,
 }
 
 /// Next ids: one past the highest key of each tree, or the `meta` value
@@ -219,6 +228,17 @@ impl SledStore {
             tracing::info!(records, "store: replayed the write-ahead log");
         }
         let log = Arc::new(Wal::start(&log_dir, &replayed)?);
+        let (counts, built) = counts::load(&db, &trees, |v| {
+            Ok(decode::<OutboxEntry>(T::Outbox.name(), v)?
+                .lease_until_ms
+                .is_some())
+        })?;
+        if built {
+            tracing::info!(
+                outbox = counts.outbox,
+                "store: counted the outbox and receipt trees and indexed the leases (first start with them)"
+            );
+        }
         let meta = &trees[T::Meta as usize];
         let counter = |name: &[u8], tree: T| -> StoreResult<u64> {
             let stored = match meta.get(name)? {
@@ -243,7 +263,10 @@ impl SledStore {
             inner: Arc::new(Inner {
                 db,
                 overlay: Overlay::new(trees),
-                writer: Mutex::new(counters),
+                writer: Mutex::new(Writer {
+                    next: counters,
+                    counts,
+                }),
                 commit,
                 log,
                 checkpointing: Arc::new(tokio::sync::Mutex::new(())),
@@ -252,13 +275,75 @@ impl SledStore {
         })
     }
 
-    /// Messages waiting in the outbox (leased ones included). Counts the
-    /// tree: for a periodic gauge, not a hot path.
+    /// Messages waiting in the outbox (leased ones included), as the
+    /// commits so far left it (a count, not a read of the tree).
+    pub fn outbox_depth(&self) -> u64 {
+        self.counts().outbox
+    }
+
+    fn counts(&self) -> Counts {
+        self.inner.writer().counts
+    }
+
+    /// Checks what the commits keep beside the trees against the trees
+    /// themselves: the entry counts, and that `leases` holds exactly the
+    /// keys of the leased outbox entries. Reads those trees whole, with
+    /// writes held off meanwhile: for tests and an operator's check, not
+    /// for a running load.
     ///
     /// # Errors
-    /// The engine failed reading.
-    pub fn outbox_depth(&self) -> StoreResult<u64> {
-        Ok(self.tree(T::Outbox).len()? as u64)
+    /// [`StoreError::Corrupt`] naming the first mismatch; the engine failed.
+    pub fn verify(&self) -> StoreResult<()> {
+        let w = self.inner.writer();
+        let mismatch = |tree: &'static str, detail: String| StoreError::Corrupt { tree, detail };
+        let mut leased = Vec::new();
+        let mut outbox = 0u64;
+        for kv in self.tree(T::Outbox).iter() {
+            let (k, v) = kv?;
+            outbox += 1;
+            if decode::<OutboxEntry>(T::Outbox.name(), &v)?
+                .lease_until_ms
+                .is_some()
+            {
+                leased.push(k);
+            }
+        }
+        let mut leases = Vec::new();
+        for kv in self.tree(T::Leases).iter() {
+            leases.push(kv?.0);
+        }
+        if leases != leased {
+            return Err(mismatch(
+                "leases",
+                format!(
+                    "{} keys indexed, {} outbox entries leased",
+                    leases.len(),
+                    leased.len()
+                ),
+            ));
+        }
+        let held = [
+            (T::Outbox, outbox),
+            (
+                T::AwaitingReceipts,
+                self.tree(T::AwaitingReceipts).len()? as u64,
+            ),
+            (T::HeldReceipts, self.tree(T::HeldReceipts).len()? as u64),
+        ];
+        let kept = [
+            w.counts.outbox,
+            w.counts.awaiting_receipts,
+            w.counts.held_receipts,
+        ];
+        for ((t, n), k) in held.into_iter().zip(kept) {
+            if n != k {
+                return Err(mismatch(
+                    "meta",
+                    format!("{} holds {n} entries, its count says {k}", t.name()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Flushes done so far (group commit makes this far fewer than writes).
@@ -391,12 +476,16 @@ impl SledStore {
 impl Inner {
     /// Runs `f` under the writer lock and applies its writes atomically.
     /// Returns the group-commit ticket to wait on.
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
-        let mut counters = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.writer();
         let mut tx = Tx {
             ov: &self.overlay,
             writes: BTreeMap::new(),
-            c: *counters,
+            c: w.next,
             last_seq: 0,
         };
         let r = f(&mut tx)?;
@@ -430,6 +519,8 @@ impl Inner {
                 writes.insert((T::Meta, name.to_vec()), Some(id(next).to_vec()));
             }
         }
+        let mut counts = w.counts;
+        counts.apply(&mut writes, |t, k| self.overlay.contains(t, k))?;
         let mut record = Vec::with_capacity(256);
         wal::encode(
             writes
@@ -439,7 +530,8 @@ impl Inner {
         );
         self.overlay.insert(writes)?;
         self.log.append(&record);
-        *counters = c;
+        w.next = c;
+        w.counts = counts;
         let ticket = self.commit.note_write(last_seq);
         Ok((r, ticket))
     }
@@ -481,7 +573,7 @@ impl Inner {
     /// The steps of [`Inner::checkpoint`]; returns the writes applied to sled.
     async fn checkpoint_steps(self: &Arc<Self>) -> StoreResult<usize> {
         let keep = {
-            let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let _writer = self.writer();
             self.overlay.freeze();
             self.log.cut()
         };
@@ -498,7 +590,7 @@ impl Inner {
 
 /// Applies a batch of writes in one sled transaction over the trees it
 /// touches (the log's replay at open, before the overlay exists).
-fn apply(all: &[sled::Tree], writes: &BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>) -> StoreResult<()> {
+fn apply(all: &[sled::Tree], writes: &Writes) -> StoreResult<()> {
     let mut touched: Vec<T> = writes.keys().map(|(t, _)| *t).collect();
     touched.dedup();
     let views: Vec<&sled::Tree> = touched.iter().map(|t| &all[*t as usize]).collect();
@@ -534,7 +626,7 @@ fn apply(all: &[sled::Tree], writes: &BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>) -
 
 struct Tx<'a> {
     ov: &'a Overlay,
-    writes: BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>,
+    writes: Writes,
     c: Counters,
     last_seq: Seq,
 }
@@ -581,6 +673,23 @@ impl Tx<'_> {
 
     fn del(&mut self, t: T, k: impl Into<Vec<u8>>) {
         self.writes.insert((t, k.into()), None);
+    }
+
+    /// Every write of an outbox entry goes here: `leases` holds its key
+    /// exactly while the entry has a lease (what the start looks for).
+    fn put_outbox(&mut self, key: Vec<u8>, entry: &OutboxEntry) -> StoreResult<()> {
+        if entry.lease_until_ms.is_some() {
+            self.put(T::Leases, key.clone(), Vec::new());
+        } else {
+            self.del(T::Leases, key.clone());
+        }
+        self.put_compact(T::Outbox, key, entry)
+    }
+
+    /// Every delete of an outbox entry (and its lease) goes here.
+    fn del_outbox(&mut self, key: Vec<u8>) {
+        self.del(T::Leases, key.clone());
+        self.del(T::Outbox, key);
     }
 
     fn conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
@@ -914,7 +1023,7 @@ fn put_outbound(
         possible_duplicate: false,
         unknown: 0,
     };
-    tx.put_compact(T::Outbox, trees::outbox_key(o.carrier, m.id), &entry)?;
+    tx.put_outbox(trees::outbox_key(o.carrier, m.id), &entry)?;
     if let Some(k) = o.idempotency {
         tx.put(T::Idempotency, k, id(m.id).to_vec());
     }
@@ -971,11 +1080,11 @@ fn claim_outbox(
     }
     for (k, mut entry) in found {
         let Some(mut m) = tx.msg(entry.message)? else {
-            tx.del(T::Outbox, k);
+            tx.del_outbox(k);
             continue;
         };
         let Some(c) = tx.conv(entry.conversation)? else {
-            tx.del(T::Outbox, k);
+            tx.del_outbox(k);
             continue;
         };
         if entry.lease_until_ms.is_some() {
@@ -989,7 +1098,7 @@ fn claim_outbox(
         entry.attempt = entry.attempt.saturating_add(1);
         let lease_until_ms = now.saturating_add(lease_ms);
         entry.lease_until_ms = Some(lease_until_ms);
-        tx.put_compact(T::Outbox, k, &entry)?;
+        tx.put_outbox(k, &entry)?;
         out.push(OutboxItem {
             message: m.id,
             conversation: c.id,
@@ -1025,7 +1134,7 @@ fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<
             tx.put_msg(&m)?;
         }
     }
-    tx.put_compact(T::Outbox, key, &entry)?;
+    tx.put_outbox(key, &entry)?;
     Ok(true)
 }
 
@@ -1048,7 +1157,7 @@ fn release_unanswered(
     entry.unknown = entry.unknown.saturating_add(1);
     m.possible_duplicate = true;
     if entry.unknown > max_resubmits {
-        tx.del(T::Outbox, key);
+        tx.del_outbox(key);
         m.status = MessageStatus::Unknown;
         m.updated_ms = now;
         tx.put_msg(&m)?;
@@ -1066,7 +1175,7 @@ fn release_unanswered(
     entry.lease_until_ms = None;
     entry.possible_duplicate = true;
     tx.put_msg(&m)?;
-    tx.put_compact(T::Outbox, key, &entry)?;
+    tx.put_outbox(key, &entry)?;
     Ok(Unanswered::Released {
         unknown: entry.unknown,
     })
@@ -1085,10 +1194,10 @@ fn settle(tx: &mut Tx<'_>, m: &mut Message, now: u64) -> StoreResult<()> {
     m.updated_ms = now;
     let all_answered = m.part_states.iter().all(|p| *p != PartState::Pending);
     if all_answered || fail.is_some() {
-        tx.del(
-            T::Outbox,
-            trees::outbox_key(m.carrier.as_deref().unwrap_or_default(), m.id),
-        );
+        tx.del_outbox(trees::outbox_key(
+            m.carrier.as_deref().unwrap_or_default(),
+            m.id,
+        ));
     }
     if new != old {
         let conv = tx.conv(m.conversation)?;
@@ -1512,29 +1621,34 @@ fn assign(
     Ok(Ok(c))
 }
 
+/// Releases every lease (the previous process's binds are gone), reading
+/// only the `leases` index, not the outbox.
 fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
     let mut report = RecoverReport::default();
-    let mut leased = Vec::new();
-    for kv in tx.tree(T::Outbox).iter() {
-        let (k, v) = kv?;
-        report.outbox += 1;
-        let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
-        if entry.lease_until_ms.is_some() {
-            leased.push((k.to_vec(), entry));
-        }
+    let mut keys = Vec::new();
+    for kv in tx.tree(T::Leases).iter() {
+        let (k, _) = kv?;
+        keys.push(k.to_vec());
     }
-    for (k, mut entry) in leased {
+    for k in keys {
+        let Some(mut entry) = tx.get_val::<OutboxEntry>(T::Outbox, &k)? else {
+            // An index entry without its outbox entry: drop it.
+            tx.del(T::Leases, k);
+            continue;
+        };
+        if entry.lease_until_ms.is_none() {
+            tx.del(T::Leases, k);
+            continue;
+        }
         entry.lease_until_ms = None;
         entry.possible_duplicate = true;
         if let Some(mut m) = tx.msg(entry.message)? {
             m.possible_duplicate = true;
             tx.put_msg(&m)?;
         }
-        tx.put_compact(T::Outbox, k, &entry)?;
+        tx.put_outbox(k, &entry)?;
         report.released_leases += 1;
     }
-    report.awaiting_receipts = tx.tree(T::AwaitingReceipts).len()?;
-    report.held_receipts = tx.tree(T::HeldReceipts).len()?;
     report.last_seq = tx.c.seq - 1;
     Ok(report)
 }
@@ -1559,7 +1673,7 @@ fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
             if let (Some(agent), Some(r)) = (&m.agent, &m.client_ref) {
                 tx.del(T::Idempotency, trees::idempotency_key(agent, r));
             }
-            tx.del(T::Outbox, trees::outbox_key(carrier, mid));
+            tx.del_outbox(trees::outbox_key(carrier, mid));
             tx.del(T::AwaitingReceipts, id(mid));
             tx.del(T::Messages, id(mid));
             n += 1;
@@ -2066,7 +2180,12 @@ impl Store for SledStore {
     }
 
     async fn recover(&self, _now_ms: u64) -> StoreResult<RecoverReport> {
-        self.run(recover).await
+        let mut report = self.run(recover).await?;
+        let c = self.counts();
+        report.outbox = c.outbox as usize;
+        report.awaiting_receipts = c.awaiting_receipts as usize;
+        report.held_receipts = c.held_receipts as usize;
+        Ok(report)
     }
 
     async fn purge_ended(&self, now_ms: u64, max_age_ms: u64) -> StoreResult<PurgeReport> {

@@ -22,6 +22,13 @@
 //! |                       | lp("\0system") ++ lp(kind) ++ lp(sender) ++ lp(customer) ++ u64 | message id u64 |
 //! | `templates`           | template id u64                       | [`Template`]                   |
 //! | `opt_outs`            | lp(sender) ++ customer                | since ms u64                   |
+//! | `leases`              | the outbox key of a leased entry      | empty                          |
+//!
+//! `meta` also holds the entry counts of `outbox`, `awaiting_receipts` and
+//! `held_receipts` (`count_*`, kept in step by every commit, see
+//! `counts.rs`) and `indexed` once `leases` and those counts are
+//! maintained, so that neither the start nor a gauge has to read a whole
+//! tree. `leases` holds a key exactly while that outbox entry has a lease.
 //!
 //! Outbox keys order entries by message id per carrier: FIFO per carrier,
 //! and a released entry goes back to where it was (the head).
@@ -50,11 +57,12 @@ pub(crate) enum T {
     Idempotency,
     Templates,
     OptOuts,
+    Leases,
 }
 
 impl T {
     /// All trees, in index order.
-    pub(crate) const ALL: [T; 15] = [
+    pub(crate) const ALL: [T; 16] = [
         T::Meta,
         T::Conversations,
         T::Open,
@@ -70,6 +78,7 @@ impl T {
         T::Idempotency,
         T::Templates,
         T::OptOuts,
+        T::Leases,
     ];
 
     /// The sled tree name.
@@ -90,6 +99,7 @@ impl T {
             T::Idempotency => "idempotency",
             T::Templates => "templates",
             T::OptOuts => "opt_outs",
+            T::Leases => "leases",
         }
     }
 }

@@ -1,0 +1,213 @@
+//! Entry counts of the trees the start and the gauges report (`outbox`,
+//! `awaiting_receipts`, `held_receipts`), kept in `meta` by every commit,
+//! and the one-time build of those counts and of the `leases` index for a
+//! store written before they existed.
+//!
+//! sled counts a tree by reading all of it, which pulls every leaf into
+//! memory: with 100 000 queued messages the start read the whole outbox
+//! (~15 MB of sled nodes) to find its few leased entries, and the outbox
+//! gauge did so again every minute. A commit knows which keys it creates
+//! and deletes, so it keeps the counts instead, in the same log record as
+//! the writes they count.
+
+use std::collections::BTreeMap;
+
+use super::error::{StoreError, StoreResult};
+use super::trees::{self, T};
+use super::value::decode_u64;
+
+/// The trees counted, each with its `meta` key.
+pub(crate) const COUNTED: [(T, &[u8]); 3] = [
+    (T::Outbox, b"count_outbox"),
+    (T::AwaitingReceipts, b"count_awaiting_receipts"),
+    (T::HeldReceipts, b"count_held_receipts"),
+];
+
+/// `meta` key present once the counts and the `leases` index are kept.
+pub(crate) const INDEXED: &[u8] = b"indexed";
+
+/// One commit's writes: (tree, key) → new value, `None` for a delete.
+pub(crate) type Writes = BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>;
+
+/// Entries held by each counted tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Counts {
+    /// Outbox entries (leased ones included).
+    pub(crate) outbox: u64,
+    /// Messages waiting for a final receipt.
+    pub(crate) awaiting_receipts: u64,
+    /// Receipts held for their submit response.
+    pub(crate) held_receipts: u64,
+}
+
+impl Counts {
+    fn slot(&mut self, t: T) -> Option<&mut u64> {
+        match t {
+            T::Outbox => Some(&mut self.outbox),
+            T::AwaitingReceipts => Some(&mut self.awaiting_receipts),
+            T::HeldReceipts => Some(&mut self.held_receipts),
+            _ => None,
+        }
+    }
+
+    /// Folds one commit's writes into the counts and adds to `writes` the
+    /// `meta` entry of every count that changed. `exists` says whether a
+    /// key is held before the commit. On an error nothing has changed.
+    ///
+    /// # Errors
+    /// Whatever `exists` returns.
+    pub(crate) fn apply(
+        &mut self,
+        writes: &mut Writes,
+        mut exists: impl FnMut(T, &[u8]) -> StoreResult<bool>,
+    ) -> StoreResult<()> {
+        let mut next = *self;
+        let mut changed = Vec::new();
+        for (t, name) in COUNTED {
+            let Some(n) = next.slot(t) else { continue };
+            let before = *n;
+            for ((_, key), value) in writes
+                .range((t, Vec::new())..)
+                .take_while(|((w, _), _)| *w == t)
+            {
+                match (exists(t, key)?, value.is_some()) {
+                    (false, true) => *n += 1,
+                    (true, false) => *n = n.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            if *n != before {
+                changed.push((name, *n));
+            }
+        }
+        for (name, n) in changed {
+            writes.insert((T::Meta, name.to_vec()), Some(trees::id(n).to_vec()));
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Reads the counts from `meta`. A store last written by a version that
+/// did not keep them (no [`INDEXED`] key) gets them built first, with the
+/// `leases` index, by reading the outbox and the two receipt trees once;
+/// `leased` says whether an outbox value holds a lease. Call at open,
+/// after the log's replay and before any commit. Returns whether it built.
+///
+/// # Errors
+/// sled failed, or a stored count or outbox value does not decode.
+pub(crate) fn load(
+    db: &sled::Db,
+    all: &[sled::Tree],
+    leased: impl Fn(&[u8]) -> StoreResult<bool>,
+) -> StoreResult<(Counts, bool)> {
+    let meta = &all[T::Meta as usize];
+    let built = meta.get(INDEXED)?.is_none();
+    if built {
+        // A build cut short by a crash left no `indexed` key: start over.
+        let leases = &all[T::Leases as usize];
+        leases.clear()?;
+        for (t, name) in COUNTED {
+            let mut n = 0u64;
+            for kv in all[t as usize].iter() {
+                let (k, v) = kv?;
+                n += 1;
+                if t == T::Outbox && leased(&v)? {
+                    leases.insert(k, &[][..])?;
+                }
+            }
+            meta.insert(name, &trees::id(n)[..])?;
+        }
+        meta.insert(INDEXED, &trees::id(1)[..])?;
+        db.flush()?;
+    }
+    let mut counts = Counts::default();
+    for (t, name) in COUNTED {
+        let n = match meta.get(name)? {
+            Some(v) => decode_u64("meta", &v)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    tree: "meta",
+                    detail: format!("missing {}", String::from_utf8_lossy(name)),
+                });
+            }
+        };
+        if let Some(slot) = counts.slot(t) {
+            *slot = n;
+        }
+    }
+    Ok((counts, built))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn writes(list: &[(T, &[u8], bool)]) -> Writes {
+        list.iter()
+            .map(|(t, k, put)| ((*t, k.to_vec()), put.then(Vec::new)))
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_counts_created_keys_up_and_deleted_keys_down_and_records_the_change() {
+        let held: BTreeSet<(T, Vec<u8>)> = [(T::Outbox, b"a".to_vec()), (T::Outbox, b"b".to_vec())]
+            .into_iter()
+            .collect();
+        let mut c = Counts {
+            outbox: 2,
+            ..Counts::default()
+        };
+        let mut w = writes(&[
+            (T::Outbox, b"a", true),  // rewritten: no change
+            (T::Outbox, b"b", false), // deleted
+            (T::Outbox, b"c", true),  // created
+            (T::Outbox, b"d", true),  // created
+            (T::Outbox, b"e", false), // deleted, never held: no change
+            (T::AwaitingReceipts, b"m", true),
+            (T::Messages, b"x", true), // not counted
+        ]);
+        c.apply(&mut w, |t, k| Ok(held.contains(&(t, k.to_vec()))))
+            .unwrap();
+        assert_eq!(
+            c,
+            Counts {
+                outbox: 3,
+                awaiting_receipts: 1,
+                held_receipts: 0
+            }
+        );
+        let meta = |name: &[u8]| w.get(&(T::Meta, name.to_vec())).cloned();
+        assert_eq!(meta(b"count_outbox"), Some(Some(trees::id(3).to_vec())));
+        assert_eq!(
+            meta(b"count_awaiting_receipts"),
+            Some(Some(trees::id(1).to_vec()))
+        );
+        // Unchanged counts add no write: the receipt path stays lean.
+        assert_eq!(meta(b"count_held_receipts"), None);
+    }
+
+    #[test]
+    fn a_failed_lookup_leaves_the_counts_and_the_writes_as_they_were() {
+        let mut c = Counts {
+            outbox: 7,
+            ..Counts::default()
+        };
+        let mut w = writes(&[(T::Outbox, b"a", true), (T::AwaitingReceipts, b"m", true)]);
+        let before = w.clone();
+        let r = c.apply(&mut w, |t, _| {
+            if t == T::AwaitingReceipts {
+                Err(StoreError::Corrupt {
+                    tree: "test",
+                    detail: "read failed".into(),
+                })
+            } else {
+                Ok(false)
+            }
+        });
+        assert!(r.is_err());
+        assert_eq!(c.outbox, 7);
+        assert_eq!(w, before);
+    }
+}
