@@ -792,6 +792,7 @@ async fn missing_receipt_turns_unknown_after_the_timeout() {
             submitted_ms: Some(T0 + 10),
         }
     );
+    s.verify().unwrap();
 }
 
 #[tokio::test]
@@ -966,22 +967,35 @@ async fn in_flight_items_are_flagged_after_a_restart() {
     assert_eq!(seqs, (1..=3).collect::<Vec<_>>());
 }
 
-/// A store written before the outbox count and the lease index existed (no
-/// `indexed` key, no counts, an empty `leases` tree) gets both built at its
-/// first open, so its in-flight items are still released at the start.
+/// A store written before the derived entries existed (no `indexed` key,
+/// no counts, empty `leases`, `receipt_due` and `ended` trees) gets them
+/// built at its first open: its in-flight items are still released at the
+/// start, its overdue receipts still expire, its ended chats still purge.
 #[tokio::test]
-async fn a_store_without_the_lease_index_gets_it_built_at_open() {
+async fn a_store_without_its_indexes_gets_them_built_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
-    {
+    let (submitted, ended) = {
         let s = open(&path);
-        for (i, customer) in [UK, JP, "+447911123457"].into_iter().enumerate() {
-            send(&s, out(SUPPORT, customer, "alice", "hi"), T0 + i as u64).await;
+        let mut sent = Vec::new();
+        for (i, customer) in [UK, JP, "+447911123457", "+447911123458"]
+            .into_iter()
+            .enumerate()
+        {
+            sent.push(send(&s, out(SUPPORT, customer, "alice", "hi"), T0 + i as u64).await);
         }
-        let got = s.claim_outbox("acme", 2, 3_600_000, T0 + 5).await.unwrap();
-        assert_eq!(got.len(), 2);
+        let got = s.claim_outbox("acme", 3, 3_600_000, T0 + 5).await.unwrap();
+        assert_eq!(got.len(), 3);
+        s.record_submit(sent[0].message, 0, 1, Ok("1F".into()), T0 + 6)
+            .await
+            .unwrap();
+        s.end_chat(sent[3].conversation, "alice", T0 + 7)
+            .await
+            .unwrap()
+            .unwrap();
         s.flush().await.unwrap();
-    }
+        (sent[0].message, sent[3].conversation)
+    };
     {
         // Take the store back to the older layout, as that version left it.
         let db = sled::open(&path).unwrap();
@@ -994,16 +1008,34 @@ async fn a_store_without_the_lease_index_gets_it_built_at_open() {
         ] {
             assert!(meta.remove(k).unwrap().is_some(), "{k:?} was kept");
         }
-        let leases = db.open_tree("leases").unwrap();
-        assert_eq!(leases.len(), 2);
-        leases.clear().unwrap();
+        for (tree, held) in [("leases", 2), ("receipt_due", 1), ("ended", 1)] {
+            let t = db.open_tree(tree).unwrap();
+            assert_eq!(t.len(), held, "{tree}");
+            t.clear().unwrap();
+        }
         db.flush().unwrap();
     }
     let s = open(&path);
     s.verify().unwrap();
     assert_eq!(s.outbox_depth(), 3);
     let report = s.recover(T0 + 10).await.unwrap();
-    assert_eq!((report.released_leases, report.outbox), (2, 3));
+    assert_eq!(
+        (
+            report.released_leases,
+            report.outbox,
+            report.awaiting_receipts
+        ),
+        (2, 3, 1)
+    );
+    let expired = s.expire_pending(T0 + 100, 10, 10).await.unwrap();
+    assert_eq!(expired.no_receipt, 1);
+    assert_eq!(
+        s.message(submitted).await.unwrap().unwrap().status,
+        MessageStatus::Unknown
+    );
+    let purged = s.purge_ended(T0 + 100, 10).await.unwrap();
+    assert_eq!((purged.conversations, purged.messages), (1, 1));
+    assert!(s.conversation(ended).await.unwrap().is_none());
     s.verify().unwrap();
 }
 
@@ -1656,6 +1688,7 @@ async fn ended_conversations_are_purged_after_retention() {
         .unwrap();
     assert_eq!(r, ReceiptOutcome::Held);
     assert!(!send(&s, n, T0 + 2 * day).await.duplicate);
+    s.verify().unwrap();
 }
 
 /// Counters are no longer stored with every call, only when a call deletes

@@ -13,11 +13,11 @@
 //! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
 //! (group commit), `wal.rs` (the write-ahead log that makes a commit
 //! durable), `overlay.rs` (committed writes not yet applied to sled),
-//! `counts.rs` (entry counts kept by every commit), `sled.rs` (the sled
-//! backend), `error.rs`.
+//! `derived.rs` (entry counts kept by every commit, the index trees' build),
+//! `sled.rs` (the sled backend), `error.rs`.
 
 mod commit;
-mod counts;
+mod derived;
 mod error;
 mod overlay;
 mod sled;

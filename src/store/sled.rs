@@ -24,7 +24,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::watch;
 
 use super::commit::{GroupCommit, blocking};
-use super::counts::{self, Counts, Writes};
+use super::derived::{self, Counts, Readers, Writes};
 use super::error::{StoreError, StoreResult};
 use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
@@ -228,15 +228,23 @@ impl SledStore {
             tracing::info!(records, "store: replayed the write-ahead log");
         }
         let log = Arc::new(Wal::start(&log_dir, &replayed)?);
-        let (counts, built) = counts::load(&db, &trees, |v| {
-            Ok(decode::<OutboxEntry>(T::Outbox.name(), v)?
-                .lease_until_ms
-                .is_some())
-        })?;
+        let readers = Readers {
+            leased: |v: &[u8]| {
+                Ok(decode::<OutboxEntry>(T::Outbox.name(), v)?
+                    .lease_until_ms
+                    .is_some())
+            },
+            ended_at: |v: &[u8]| {
+                let c: Conversation = decode(T::Conversations.name(), v)?;
+                Ok(c.ended_ms.filter(|_| c.state == ConversationState::Ended))
+            },
+        };
+        let (counts, built) = derived::load(&db, &trees, readers)?;
         if built {
             tracing::info!(
                 outbox = counts.outbox,
-                "store: counted the outbox and receipt trees and indexed the leases (first start with them)"
+                awaiting_receipts = counts.awaiting_receipts,
+                "store: built the entry counts and the lease, receipt-due and ended indexes (first start of this layout)"
             );
         }
         let meta = &trees[T::Meta as usize];
@@ -286,8 +294,8 @@ impl SledStore {
     }
 
     /// Checks what the commits keep beside the trees against the trees
-    /// themselves: the entry counts, and that `leases` holds exactly the
-    /// keys of the leased outbox entries. Reads those trees whole, with
+    /// themselves: the entry counts, and that each index (`leases`,
+    /// `receipt_due`, `ended`) holds exactly the keys it should. Reads those trees whole, with
     /// writes held off meanwhile: for tests and an operator's check, not
     /// for a running load.
     ///
@@ -322,12 +330,40 @@ impl SledStore {
                 ),
             ));
         }
+        let mut due = Vec::new();
+        let mut awaiting = 0u64;
+        for kv in self.tree(T::AwaitingReceipts).iter() {
+            let (k, v) = kv?;
+            awaiting += 1;
+            let since = decode_u64(T::AwaitingReceipts.name(), &v)?;
+            let mid = trees::read_u64(&k).unwrap_or_default();
+            due.push(trees::time_key(since, mid).to_vec());
+        }
+        due.sort_unstable();
+        let mut ended = Vec::new();
+        for kv in self.tree(T::Conversations).iter() {
+            let (_, v) = kv?;
+            let c: Conversation = decode(T::Conversations.name(), &v)?;
+            if let (ConversationState::Ended, Some(at)) = (c.state, c.ended_ms) {
+                ended.push(trees::time_key(at, c.id).to_vec());
+            }
+        }
+        ended.sort_unstable();
+        for (t, want) in [(T::ReceiptDue, due), (T::Ended, ended)] {
+            let mut got = Vec::new();
+            for kv in self.tree(t).iter() {
+                got.push(kv?.0.to_vec());
+            }
+            if got != want {
+                return Err(mismatch(
+                    t.name(),
+                    format!("{} keys indexed, {} expected", got.len(), want.len()),
+                ));
+            }
+        }
         let held = [
             (T::Outbox, outbox),
-            (
-                T::AwaitingReceipts,
-                self.tree(T::AwaitingReceipts).len()? as u64,
-            ),
+            (T::AwaitingReceipts, awaiting),
             (T::HeldReceipts, self.tree(T::HeldReceipts).len()? as u64),
         ];
         let kept = [
@@ -696,8 +732,30 @@ impl Tx<'_> {
         self.get_val(T::Conversations, &id(cid))
     }
 
+    /// Every write of a conversation goes here: an ended one is indexed by
+    /// its end time (an ended conversation never changes state again).
     fn put_conv(&mut self, c: &Conversation) -> StoreResult<()> {
+        if let (ConversationState::Ended, Some(at)) = (c.state, c.ended_ms) {
+            self.put(T::Ended, trees::time_key(at, c.id), Vec::new());
+        }
         self.put_compact(T::Conversations, id(c.id), c)
+    }
+
+    /// A message submitted at `now` now waits for its final receipt.
+    fn await_receipt(&mut self, mid: MessageId, now: u64) -> StoreResult<()> {
+        self.stop_awaiting(mid)?;
+        self.put(T::AwaitingReceipts, id(mid), id(now).to_vec());
+        self.put(T::ReceiptDue, trees::time_key(now, mid), Vec::new());
+        Ok(())
+    }
+
+    /// A message no longer waits for a receipt (final, expired or purged).
+    fn stop_awaiting(&mut self, mid: MessageId) -> StoreResult<()> {
+        if let Some(since) = self.get_u64(T::AwaitingReceipts, &id(mid))? {
+            self.del(T::ReceiptDue, trees::time_key(since, mid));
+            self.del(T::AwaitingReceipts, id(mid));
+        }
+        Ok(())
     }
 
     fn msg(&self, mid: MessageId) -> StoreResult<Option<Message>> {
@@ -1213,10 +1271,10 @@ fn settle(tx: &mut Tx<'_>, m: &mut Message, now: u64) -> StoreResult<()> {
         }
         match new {
             MessageStatus::Submitted => {
-                tx.put(T::AwaitingReceipts, id(m.id), id(now).to_vec());
+                tx.await_receipt(m.id, now)?;
             }
             MessageStatus::Delivered => {
-                tx.del(T::AwaitingReceipts, id(m.id));
+                tx.stop_awaiting(m.id)?;
                 tx.event(
                     conv.as_ref(),
                     EventKind::MessageDelivered { message: m.id },
@@ -1224,7 +1282,7 @@ fn settle(tx: &mut Tx<'_>, m: &mut Message, now: u64) -> StoreResult<()> {
                 )?;
             }
             MessageStatus::Failed | MessageStatus::Expired => {
-                tx.del(T::AwaitingReceipts, id(m.id));
+                tx.stop_awaiting(m.id)?;
                 let kind = EventKind::MessageFailed {
                     message: m.id,
                     state: fail.unwrap_or(FailState::Unknown),
@@ -1402,18 +1460,8 @@ fn expire_pending(
     held_max_age: u64,
 ) -> StoreResult<ExpireReport> {
     let mut report = ExpireReport::default();
-    let mut due = Vec::new();
-    for kv in tx.tree(T::AwaitingReceipts).iter() {
-        let (k, v) = kv?;
-        let since = decode_u64(T::AwaitingReceipts.name(), &v)?;
-        if since.saturating_add(timeout) <= now {
-            if let Some(mid) = trees::read_u64(&k) {
-                due.push(mid);
-            }
-        }
-    }
-    for mid in due {
-        tx.del(T::AwaitingReceipts, id(mid));
+    for (_, mid) in due(tx.tree(T::ReceiptDue), now, timeout)? {
+        tx.stop_awaiting(mid)?;
         let Some(mut m) = tx.msg(mid)? else { continue };
         if m.status != MessageStatus::Submitted {
             continue;
@@ -1653,6 +1701,26 @@ fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
     Ok(report)
 }
 
+/// The entries of a time-ordered index (`receipt_due`, `ended`) at least
+/// `age_ms` old at `now`, as (key, id): reads only those, then stops.
+fn due(index: TreeView<'_>, now: u64, age_ms: u64) -> StoreResult<Vec<(Vec<u8>, u64)>> {
+    let mut out = Vec::new();
+    for kv in index.iter() {
+        let (k, _) = kv?;
+        match trees::split_time_key(&k) {
+            Some((at, id)) if at.saturating_add(age_ms) <= now => out.push((k.to_vec(), id)),
+            Some(_) => break,
+            None => {
+                return Err(StoreError::Corrupt {
+                    tree: "index",
+                    detail: format!("short time key {k:?}"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
     let mut n = 0;
     let mut keys = Vec::new();
@@ -1674,10 +1742,13 @@ fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
                 tx.del(T::Idempotency, trees::idempotency_key(agent, r));
             }
             tx.del_outbox(trees::outbox_key(carrier, mid));
-            tx.del(T::AwaitingReceipts, id(mid));
+            tx.stop_awaiting(mid)?;
             tx.del(T::Messages, id(mid));
             n += 1;
         }
+    }
+    if let Some(at) = c.ended_ms {
+        tx.del(T::Ended, trees::time_key(at, c.id));
     }
     tx.del(T::Conversations, id(c.id));
     Ok(n)
@@ -2189,19 +2260,24 @@ impl Store for SledStore {
     }
 
     async fn purge_ended(&self, now_ms: u64, max_age_ms: u64) -> StoreResult<PurgeReport> {
-        let mut doomed = Vec::new();
-        for c in self.scan_vals::<Conversation>(T::Conversations, &[])? {
-            if c.state == ConversationState::Ended
-                && c.ended_ms
-                    .is_some_and(|e| e.saturating_add(max_age_ms) <= now_ms)
-            {
-                doomed.push(c);
-            }
-        }
         let mut report = PurgeReport::default();
-        for c in doomed {
-            report.messages += self.run(|tx| purge_conversation(tx, &c)).await?;
-            report.conversations += 1;
+        for (key, cid) in due(self.tree(T::Ended), now_ms, max_age_ms)? {
+            let purged = self
+                .run(|tx| match tx.conv(cid)? {
+                    Some(c) if c.state == ConversationState::Ended => {
+                        purge_conversation(tx, &c).map(Some)
+                    }
+                    _ => {
+                        // An index entry without its ended conversation.
+                        tx.del(T::Ended, key);
+                        Ok(None)
+                    }
+                })
+                .await?;
+            if let Some(messages) = purged {
+                report.messages += messages;
+                report.conversations += 1;
+            }
         }
         Ok(report)
     }

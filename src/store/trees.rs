@@ -23,12 +23,19 @@
 //! | `templates`           | template id u64                       | [`Template`]                   |
 //! | `opt_outs`            | lp(sender) ++ customer                | since ms u64                   |
 //! | `leases`              | the outbox key of a leased entry      | empty                          |
+//! | `receipt_due`         | submitted at ms u64 ++ message id u64 | empty                          |
+//! | `ended`               | ended at ms u64 ++ conversation id u64 | empty                         |
 //!
-//! `meta` also holds the entry counts of `outbox`, `awaiting_receipts` and
-//! `held_receipts` (`count_*`, kept in step by every commit, see
-//! `counts.rs`) and `indexed` once `leases` and those counts are
-//! maintained, so that neither the start nor a gauge has to read a whole
-//! tree. `leases` holds a key exactly while that outbox entry has a lease.
+//! The last three are indexes, kept in step by the writes of the trees they
+//! index: `leases` holds a key exactly while that outbox entry has a lease
+//! (what the start releases), `receipt_due` one entry per
+//! `awaiting_receipts` entry in submit-time order (what the receipt sweep
+//! gives up on), `ended` one per ended conversation in end-time order (what
+//! retention purges). `meta` also holds the entry counts of `outbox`,
+//! `awaiting_receipts` and `held_receipts` (`count_*`), kept by every
+//! commit, and `indexed`, the version of these derived entries (see
+//! `derived.rs`). So neither the start, nor a gauge, nor a sweep reads a
+//! whole tree.
 //!
 //! Outbox keys order entries by message id per carrier: FIFO per carrier,
 //! and a released entry goes back to where it was (the head).
@@ -58,11 +65,13 @@ pub(crate) enum T {
     Templates,
     OptOuts,
     Leases,
+    ReceiptDue,
+    Ended,
 }
 
 impl T {
     /// All trees, in index order.
-    pub(crate) const ALL: [T; 16] = [
+    pub(crate) const ALL: [T; 18] = [
         T::Meta,
         T::Conversations,
         T::Open,
@@ -79,6 +88,8 @@ impl T {
         T::Templates,
         T::OptOuts,
         T::Leases,
+        T::ReceiptDue,
+        T::Ended,
     ];
 
     /// The sled tree name.
@@ -100,6 +111,8 @@ impl T {
             T::Templates => "templates",
             T::OptOuts => "opt_outs",
             T::Leases => "leases",
+            T::ReceiptDue => "receipt_due",
+            T::Ended => "ended",
         }
     }
 }
@@ -189,9 +202,23 @@ pub(crate) fn outbox_key(carrier: &str, message: u64) -> Vec<u8> {
 
 /// Conversation-messages key.
 pub(crate) fn conversation_message_key(conversation: u64, message: u64) -> [u8; 16] {
+    u64_pair(conversation, message)
+}
+
+/// `receipt_due` and `ended` key: (time ms, id), in time order.
+pub(crate) fn time_key(at_ms: u64, id: u64) -> [u8; 16] {
+    u64_pair(at_ms, id)
+}
+
+/// The (time ms, id) of a [`time_key`].
+pub(crate) fn split_time_key(k: &[u8]) -> Option<(u64, u64)> {
+    Some((read_u64(k)?, read_u64(k.get(8..)?)?))
+}
+
+fn u64_pair(a: u64, b: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&id(conversation));
-    k[8..].copy_from_slice(&id(message));
+    k[..8].copy_from_slice(&id(a));
+    k[8..].copy_from_slice(&id(b));
     k
 }
 

@@ -1,14 +1,16 @@
-//! Entry counts of the trees the start and the gauges report (`outbox`,
-//! `awaiting_receipts`, `held_receipts`), kept in `meta` by every commit,
-//! and the one-time build of those counts and of the `leases` index for a
-//! store written before they existed.
+//! Derived entries: the entry counts of the trees the start and the gauges
+//! report (`outbox`, `awaiting_receipts`, `held_receipts`), kept in `meta`
+//! by every commit, and the one-time build of those counts and of the
+//! index trees (`leases`, `receipt_due`, `ended`) for a store written
+//! before they existed (or by an older layout of them).
 //!
 //! sled counts a tree by reading all of it, which pulls every leaf into
 //! memory: with 100 000 queued messages the start read the whole outbox
 //! (~15 MB of sled nodes) to find its few leased entries, and the outbox
 //! gauge did so again every minute. A commit knows which keys it creates
 //! and deletes, so it keeps the counts instead, in the same log record as
-//! the writes they count.
+//! the writes they count. The index trees are written by the store's
+//! calls themselves (`Tx::put_outbox`, `Tx::await_receipt`, `Tx::put_conv`).
 
 use std::collections::BTreeMap;
 
@@ -23,8 +25,21 @@ pub(crate) const COUNTED: [(T, &[u8]); 3] = [
     (T::HeldReceipts, b"count_held_receipts"),
 ];
 
-/// `meta` key present once the counts and the `leases` index are kept.
+/// `meta` key holding the [`VERSION`] of the derived entries kept.
 pub(crate) const INDEXED: &[u8] = b"indexed";
+
+/// Version of the derived entries: 1 counts and `leases`, 2 also
+/// `receipt_due` and `ended`. A store below it has all of them rebuilt.
+pub(crate) const VERSION: u64 = 2;
+
+/// How the build reads the values it indexes (their types live with the
+/// store's calls).
+pub(crate) struct Readers<L, E> {
+    /// Whether an outbox value holds a lease.
+    pub(crate) leased: L,
+    /// When a conversation value ended, if it has.
+    pub(crate) ended_at: E,
+}
 
 /// One commit's writes: (tree, key) → new value, `None` for a delete.
 pub(crate) type Writes = BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>;
@@ -88,37 +103,32 @@ impl Counts {
     }
 }
 
-/// Reads the counts from `meta`. A store last written by a version that
-/// did not keep them (no [`INDEXED`] key) gets them built first, with the
-/// `leases` index, by reading the outbox and the two receipt trees once;
-/// `leased` says whether an outbox value holds a lease. Call at open,
-/// after the log's replay and before any commit. Returns whether it built.
+/// Reads the counts from `meta`. A store whose derived entries are older
+/// than [`VERSION`] (or missing) gets them all built first, by reading the
+/// trees they derive from once. Call at open, after the log's replay and
+/// before any commit. Returns whether it built.
 ///
 /// # Errors
-/// sled failed, or a stored count or outbox value does not decode.
-pub(crate) fn load(
+/// sled failed, or a stored count or an indexed value does not decode.
+pub(crate) fn load<L, E>(
     db: &sled::Db,
     all: &[sled::Tree],
-    leased: impl Fn(&[u8]) -> StoreResult<bool>,
-) -> StoreResult<(Counts, bool)> {
+    read: Readers<L, E>,
+) -> StoreResult<(Counts, bool)>
+where
+    L: Fn(&[u8]) -> StoreResult<bool>,
+    E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+{
     let meta = &all[T::Meta as usize];
-    let built = meta.get(INDEXED)?.is_none();
+    let version = match meta.get(INDEXED)? {
+        Some(v) => decode_u64("meta", &v)?,
+        None => 0,
+    };
+    let built = version < VERSION;
     if built {
-        // A build cut short by a crash left no `indexed` key: start over.
-        let leases = &all[T::Leases as usize];
-        leases.clear()?;
-        for (t, name) in COUNTED {
-            let mut n = 0u64;
-            for kv in all[t as usize].iter() {
-                let (k, v) = kv?;
-                n += 1;
-                if t == T::Outbox && leased(&v)? {
-                    leases.insert(k, &[][..])?;
-                }
-            }
-            meta.insert(name, &trees::id(n)[..])?;
-        }
-        meta.insert(INDEXED, &trees::id(1)[..])?;
+        build(all, &read)?;
+        // Written last: a build cut short by a crash runs again in full.
+        meta.insert(INDEXED, &trees::id(VERSION)[..])?;
         db.flush()?;
     }
     let mut counts = Counts::default();
@@ -137,6 +147,39 @@ pub(crate) fn load(
         }
     }
     Ok((counts, built))
+}
+
+fn build<L, E>(all: &[sled::Tree], read: &Readers<L, E>) -> StoreResult<()>
+where
+    L: Fn(&[u8]) -> StoreResult<bool>,
+    E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+{
+    let tree = |t: T| &all[t as usize];
+    for t in [T::Leases, T::ReceiptDue, T::Ended] {
+        tree(t).clear()?;
+    }
+    for (t, name) in COUNTED {
+        let mut n = 0u64;
+        for kv in tree(t).iter() {
+            let (k, v) = kv?;
+            n += 1;
+            if t == T::Outbox && (read.leased)(&v)? {
+                tree(T::Leases).insert(k.clone(), &[][..])?;
+            }
+            if let (T::AwaitingReceipts, Some(message)) = (t, trees::read_u64(&k)) {
+                let since = decode_u64(t.name(), &v)?;
+                tree(T::ReceiptDue).insert(trees::time_key(since, message), &[][..])?;
+            }
+        }
+        tree(T::Meta).insert(name, &trees::id(n)[..])?;
+    }
+    for kv in tree(T::Conversations).iter() {
+        let (k, v) = kv?;
+        if let (Some(cid), Some(at)) = (trees::read_u64(&k), (read.ended_at)(&v)?) {
+            tree(T::Ended).insert(trees::time_key(at, cid), &[][..])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
