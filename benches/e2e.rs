@@ -21,11 +21,18 @@
 //!   between the binds and the simulator that timestamps each submit_sm as
 //!   its bytes arrive, and peak RSS (VmHWM, simulator included).
 //!
+//! - `--daemon-rss [--conversations N]`: the real daemon (`smppgw run`, its
+//!   own process) on a store holding N open conversations (default
+//!   100 000), each with its message submitted and delivered, bound to the
+//!   simulator: the daemon's VmHWM after its start, after an agent client
+//!   pages through all N over the socket (1 000 per page), and after 1 000
+//!   more sends to those conversations were answered by the simulator.
+//!
 //! Every figure is printed as one `RESULT {json}` line with the machine
 //! load (`/proc/loadavg`) at the time.
 
 mod common;
-use common::concurrently;
+use common::{concurrently, submit_all};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +43,7 @@ use smppgw::clock;
 use smppgw::link::{LinkOptions, Links};
 use smppgw::model::{ReceiptState, ReceiptUpdate};
 use smppgw::sim::{SimConfig, SimHandle};
-use smppgw::store::{NewOutbound, SledStore, Store, SubmitOutcome};
+use smppgw::store::{NewOutbound, SledStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +67,12 @@ fn arg_u64(args: &[String], name: &str, default: u64) -> u64 {
 
 /// (VmHWM, VmRSS) of this process in KiB.
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_kib_of("self")
+}
+
+/// (VmHWM, VmRSS) in KiB of the process `/proc/<pid>` names.
+fn rss_kib_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -171,6 +183,43 @@ async fn load_messages(
     v
 }
 
+/// Claims the whole outbox, records a submit OK for all but the last
+/// `in_flight` claimed (left leased, as at a crash) and a delivery receipt
+/// for every `deliver_step`-th submitted one.
+async fn claim_submit_deliver(store: &Arc<SledStore>, in_flight: usize, deliver_step: usize) {
+    let mut claimed = Vec::new();
+    loop {
+        let items = store
+            .claim_outbox(CARRIER, 1000, 3_600_000, clock::wall_ms())
+            .await
+            .expect("claim");
+        if items.is_empty() {
+            break;
+        }
+        claimed.extend(items.into_iter().map(|i| i.message));
+    }
+    let in_flight = in_flight.min(claimed.len());
+    let submit: Arc<Vec<u64>> = Arc::new(claimed[..claimed.len() - in_flight].to_vec());
+    submit_all(store, &submit, clock::wall_ms()).await;
+    let (s, list) = (store.clone(), submit.clone());
+    let step = deliver_step.max(1);
+    concurrently(64, submit.len().div_ceil(step) as u64, move |i| {
+        let (s, list) = (s.clone(), list.clone());
+        async move {
+            let m = list[i as usize * step].to_string();
+            let up = ReceiptUpdate {
+                state: ReceiptState::Delivered,
+                error: None,
+                is_final: true,
+            };
+            s.record_receipt(CARRIER, &m, up, clock::wall_ms())
+                .await
+                .expect("store");
+        }
+    })
+    .await;
+}
+
 async fn store_scale(args: &[String]) {
     let messages = arg_u64(args, "--messages", 200_000);
     let conversations = arg_u64(args, "--conversations", 100_000);
@@ -203,56 +252,14 @@ async fn store_scale(args: &[String]) {
     {
         eprintln!("store-scale: {messages} messages");
         let store = Arc::new(SledStore::open(&msg_path).expect("open"));
-        let ids = load_messages(&store, messages, 10, 10_000_000).await;
+        load_messages(&store, messages, 10, 10_000_000).await;
         let t = clock::now();
-        let mut claimed = Vec::new();
-        loop {
-            let items = store
-                .claim_outbox(CARRIER, 1000, 3_600_000, clock::wall_ms())
-                .await
-                .expect("claim");
-            if items.is_empty() {
-                break;
-            }
-            claimed.extend(items.into_iter().map(|i| i.message));
-        }
-        let in_flight = 1000.min(claimed.len());
-        let submit: Arc<Vec<u64>> = Arc::new(claimed[..claimed.len() - in_flight].to_vec());
-        let (s, list) = (store.clone(), submit.clone());
-        concurrently(64, submit.len() as u64, move |i| {
-            let (s, list) = (s.clone(), list.clone());
-            async move {
-                let m = list[i as usize];
-                let o = s
-                    .record_submit(m, 0, 1, Ok(m.to_string()), clock::wall_ms())
-                    .await
-                    .expect("store");
-                assert!(matches!(o, SubmitOutcome::Done { .. }), "{o:?}");
-            }
-        })
-        .await;
-        let (s, list) = (store.clone(), submit.clone());
-        concurrently(64, submit.len() as u64 / 2, move |i| {
-            let (s, list) = (s.clone(), list.clone());
-            async move {
-                let m = list[i as usize * 2].to_string();
-                let up = ReceiptUpdate {
-                    state: ReceiptState::Delivered,
-                    error: None,
-                    is_final: true,
-                };
-                s.record_receipt(CARRIER, &m, up, clock::wall_ms())
-                    .await
-                    .expect("store");
-            }
-        })
-        .await;
+        claim_submit_deliver(&store, 1000, 2).await;
         eprintln!(
             "  claimed, submitted, half delivered in {:.1} s",
             t.elapsed().as_secs_f64()
         );
         store.flush().await.expect("flush");
-        drop(ids);
     }
     let size = dir_size(&msg_path);
     for round in ["first", "second"] {
@@ -390,7 +397,7 @@ fn main() {
     }
     let any_mode = args
         .iter()
-        .any(|a| a.starts_with("--store-scale") || a.starts_with("--e2e"));
+        .any(|a| a == "--store-scale" || a == "--e2e" || a == "--daemon-rss");
     eprintln!(
         "machine: {} cores, load {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -402,11 +409,173 @@ fn main() {
     if args.iter().any(|a| a == "--e2e") {
         rt.block_on(e2e(&args));
     }
+    if args.iter().any(|a| a == "--daemon-rss") {
+        rt.block_on(daemon_rss(&args));
+    }
     if !any_mode {
         eprintln!(
-            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N]"
+            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N] | --e2e [--secs S] ... | --daemon-rss [--conversations N]"
         );
     }
+}
+
+// === --daemon-rss ===
+
+/// A child process killed (and reaped) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sets `key` in every table of the array of tables `array` of `doc`.
+fn set_all(doc: &mut toml::Table, array: &str, key: &str, v: toml::Value) {
+    if let Some(toml::Value::Array(items)) = doc.get_mut(array) {
+        for item in items {
+            if let toml::Value::Table(t) = item {
+                t.insert(key.into(), v.clone());
+            }
+        }
+    }
+}
+
+async fn daemon_rss(args: &[String]) {
+    use serde_json::{Value, json};
+    let n = arg_u64(args, "--conversations", 100_000);
+    let stop = CancellationToken::new();
+    let sim_cfg = SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        window: 50,
+        receipt_delay_ms: 50,
+        queue_capacity: 200_000,
+        ..SimConfig::default()
+    };
+    let sim = smppgw::sim::start(sim_cfg, stop.clone())
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The demo configuration, with the bench's sender (so the sends below
+    // reach the loaded conversations) and a carrier rate that does not
+    // make 1 000 sends take 20 s.
+    let text = smppgw::config::demo_toml(dir.path(), sim.local_addr(), None).expect("demo");
+    let mut doc: toml::Table = toml::from_str(&text).expect("demo toml");
+    set_all(&mut doc, "carrier", "tps", 2_000.into());
+    set_all(&mut doc, "carrier", "window", 50.into());
+    set_all(&mut doc, "service", "sender", SENDER.into());
+    if let Some(toml::Value::Table(t)) = doc.get_mut("log") {
+        t.insert("level".into(), "warn".into());
+    }
+    if let (Some(mb), Some(toml::Value::Table(t))) = (
+        std::env::var("SMPPGW_BENCH_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok()),
+        doc.get_mut("store"),
+    ) {
+        t.insert("cache_mb".into(), mb.into());
+    }
+    let config = dir.path().join("smppgw.toml");
+    std::fs::write(&config, toml::to_string(&doc).expect("toml")).expect("write config");
+    let cfg = smppgw::config::load(&config).expect("bench config");
+    let service = cfg.services[0].name.clone();
+
+    eprintln!("daemon-rss: {n} open conversations, each message delivered");
+    {
+        let store = Arc::new(SledStore::open(&cfg.store.path).expect("store"));
+        load_messages(&store, n, 1, 0).await;
+        claim_submit_deliver(&store, 0, 1).await;
+        store.flush().await.expect("flush");
+    }
+
+    let t = clock::now();
+    let daemon = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_smppgw"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn smppgw run"),
+    );
+    let pid = daemon.0.id().to_string();
+    let mut client = None;
+    for _ in 0..600 {
+        if let Ok(c) = smppgw::agent::client::Client::connect(&cfg.agent.socket).await {
+            if c.request(json!({"op": "hello"})).await.is_ok() {
+                client = Some(c);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = Arc::new(client.expect("the daemon answers on its socket"));
+    let answered_ms = t.elapsed().as_secs_f64() * 1e3;
+    for _ in 0..200 {
+        if sim.stats().active_binds >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (hwm_started, _) = rss_kib_of(&pid);
+
+    let t = clock::now();
+    let (mut listed, mut after) = (0usize, Value::Null);
+    loop {
+        let mut req = json!({"op": "conversations", "limit": 1000});
+        if !after.is_null() {
+            req["after"] = after.clone();
+        }
+        let page = client.request(req).await.expect("conversations");
+        listed += page["conversations"].as_array().map_or(0, Vec::len);
+        after = page["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    let list_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (hwm_listed, _) = rss_kib_of(&pid);
+
+    let accepted_before = sim.stats().accepted;
+    let c = client.clone();
+    let service2 = service.clone();
+    concurrently(16, 1000, move |i| {
+        let (c, service) = (c.clone(), service2.clone());
+        async move {
+            let k = i * 97 % n.max(1);
+            let req = json!({
+                "op": "send",
+                "service": service,
+                "to": customer(k),
+                "agent": format!("agent-{}", k % 500),
+                "text": format!("Follow-up {i}: your parcel leaves the depot today."),
+            });
+            c.request(req).await.expect("send");
+        }
+    })
+    .await;
+    let t = clock::now();
+    while sim.stats().accepted < accepted_before + 1000 && t.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let submitted = sim.stats().accepted - accepted_before;
+    let (hwm, rss) = rss_kib_of(&pid);
+    drop(daemon);
+    stop.cancel();
+    result(
+        "daemon_rss/open_conversations",
+        json!({
+            "conversations": n,
+            "listed": listed,
+            "answered_ms": answered_ms,
+            "list_ms": list_ms,
+            "sends_submitted": submitted,
+            "vm_hwm_kib_after_start": hwm_started,
+            "vm_hwm_kib_after_list": hwm_listed,
+            "vm_hwm_kib": hwm,
+            "vm_rss_kib": rss,
+        }),
+    );
 }
 
 // === --e2e ===

@@ -14,7 +14,7 @@
 //! `cargo bench --bench store -- accept_send`.
 
 mod common;
-use common::concurrently;
+use common::{concurrently, submit_all};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,6 @@ use smppgw::clock;
 use smppgw::model::{ReceiptState, ReceiptUpdate};
 use smppgw::store::{
     InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, ReceiptOutcome, SledStore, Store,
-    SubmitOutcome,
 };
 
 const SENDER: &str = "447624000111";
@@ -153,26 +152,9 @@ async fn prepare(store: &Arc<SledStore>, n: u64, submit: bool) -> Vec<u64> {
     }
     let ids = std::mem::take(&mut *ids.lock().unwrap());
     if submit {
-        submit_all(store, &ids).await;
+        submit_all(store, &ids, T0 + 1).await;
     }
     ids
-}
-
-async fn submit_all(store: &Arc<SledStore>, ids: &[u64]) {
-    let ids: Arc<Vec<u64>> = Arc::new(ids.to_vec());
-    let (s, list) = (store.clone(), ids.clone());
-    concurrently(64, ids.len() as u64, move |i| {
-        let (s, list) = (s.clone(), list.clone());
-        async move {
-            let m = list[i as usize];
-            let o = s
-                .record_submit(m, 0, 1, Ok(m.to_string()), T0 + 1)
-                .await
-                .unwrap();
-            assert!(matches!(o, SubmitOutcome::Done { .. }), "{o:?}");
-        }
-    })
-    .await;
 }
 
 async fn receipts(store: &Arc<SledStore>, ids: Vec<u64>, tasks: usize) -> Duration {
@@ -219,7 +201,7 @@ fn receipt(c: &mut Criterion) {
             f.rt.block_on(async {
                 let ids = prepare(&f.store, iters, false).await;
                 let start = clock::now();
-                submit_all(&f.store, &ids).await;
+                submit_all(&f.store, &ids, T0 + 1).await;
                 let _ = receipts(&f.store, ids, 64).await;
                 start.elapsed()
             })

@@ -658,6 +658,19 @@ pub fn demo(
     smsc: SocketAddr,
     metrics: Option<SocketAddr>,
 ) -> Result<Config, ConfigErrors> {
+    parse(&demo_toml(dir, smsc, metrics)?, &ProcessEnv, dir)
+}
+
+/// The text of [`demo`]'s configuration, to write to a file for
+/// `smppgw run --config` (the benchmarks run the real daemon with it).
+///
+/// # Errors
+/// Only if the built-in demo file stopped parsing.
+pub fn demo_toml(
+    dir: &Path,
+    smsc: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<String, ConfigErrors> {
     let mut doc: toml::Table = toml::from_str(DEMO_TOML).map_err(|e| ConfigErrors {
         errors: vec![syntax_error(DEMO_TOML, &e)],
     })?;
@@ -688,10 +701,9 @@ pub fn demo(
             }
         }
     }
-    let text = toml::to_string(&doc).map_err(|e| ConfigErrors {
+    toml::to_string(&doc).map_err(|e| ConfigErrors {
         errors: vec![ConfigError::new("", e.to_string())],
-    })?;
-    parse(&text, &ProcessEnv, dir)
+    })
 }
 
 /// Reads and validates the file at `path` with the process environment.
