@@ -56,6 +56,15 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
+    fn get(self, t: T) -> Option<u64> {
+        match t {
+            T::Outbox => Some(self.outbox),
+            T::AwaitingReceipts => Some(self.awaiting_receipts),
+            T::HeldReceipts => Some(self.held_receipts),
+            _ => None,
+        }
+    }
+
     fn slot(&mut self, t: T) -> Option<&mut u64> {
         match t {
             T::Outbox => Some(&mut self.outbox),
@@ -65,41 +74,29 @@ impl Counts {
         }
     }
 
-    /// Folds one commit's writes into the counts and adds to `writes` the
-    /// `meta` entry of every count that changed. `exists` says whether a
-    /// key is held before the commit. On an error nothing has changed.
-    ///
-    /// # Errors
-    /// Whatever `exists` returns.
+    /// Folds one commit's writes into the counts: each as (tree, whether
+    /// the key was held before, whether the write is a put). Returns the
+    /// `meta` entries of the counts that changed, for the same commit.
     pub(crate) fn apply(
         &mut self,
-        writes: &mut Writes,
-        mut exists: impl FnMut(T, &[u8]) -> StoreResult<bool>,
-    ) -> StoreResult<()> {
-        let mut next = *self;
-        let mut changed = Vec::new();
-        for (t, name) in COUNTED {
-            let Some(n) = next.slot(t) else { continue };
-            let before = *n;
-            for ((_, key), value) in writes
-                .range((t, Vec::new())..)
-                .take_while(|((w, _), _)| *w == t)
-            {
-                match (exists(t, key)?, value.is_some()) {
-                    (false, true) => *n += 1,
-                    (true, false) => *n = n.saturating_sub(1),
-                    _ => {}
-                }
-            }
-            if *n != before {
-                changed.push((name, *n));
+        writes: impl IntoIterator<Item = (T, bool, bool)>,
+    ) -> Vec<(&'static [u8], u64)> {
+        let before = *self;
+        for (t, existed, put) in writes {
+            let Some(n) = self.slot(t) else { continue };
+            match (existed, put) {
+                (false, true) => *n += 1,
+                (true, false) => *n = n.saturating_sub(1),
+                _ => {}
             }
         }
-        for (name, n) in changed {
-            writes.insert((T::Meta, name.to_vec()), Some(trees::id(n).to_vec()));
-        }
-        *self = next;
-        Ok(())
+        COUNTED
+            .iter()
+            .filter_map(|&(t, name)| {
+                let n = self.get(t)?;
+                (before.get(t) != Some(n)).then_some((name, n))
+            })
+            .collect()
     }
 }
 
@@ -185,34 +182,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
-
-    fn writes(list: &[(T, &[u8], bool)]) -> Writes {
-        list.iter()
-            .map(|(t, k, put)| ((*t, k.to_vec()), put.then(Vec::new)))
-            .collect()
-    }
 
     #[test]
     fn a_commit_counts_created_keys_up_and_deleted_keys_down_and_records_the_change() {
-        let held: BTreeSet<(T, Vec<u8>)> = [(T::Outbox, b"a".to_vec()), (T::Outbox, b"b".to_vec())]
-            .into_iter()
-            .collect();
         let mut c = Counts {
             outbox: 2,
             ..Counts::default()
         };
-        let mut w = writes(&[
-            (T::Outbox, b"a", true),  // rewritten: no change
-            (T::Outbox, b"b", false), // deleted
-            (T::Outbox, b"c", true),  // created
-            (T::Outbox, b"d", true),  // created
-            (T::Outbox, b"e", false), // deleted, never held: no change
-            (T::AwaitingReceipts, b"m", true),
-            (T::Messages, b"x", true), // not counted
+        let changed = c.apply([
+            (T::Outbox, true, true),   // rewritten: no change
+            (T::Outbox, true, false),  // deleted
+            (T::Outbox, false, true),  // created
+            (T::Outbox, false, true),  // created
+            (T::Outbox, false, false), // deleted, never held: no change
+            (T::AwaitingReceipts, false, true),
+            (T::Messages, false, true), // not counted
         ]);
-        c.apply(&mut w, |t, k| Ok(held.contains(&(t, k.to_vec()))))
-            .unwrap();
         assert_eq!(
             c,
             Counts {
@@ -221,36 +206,27 @@ mod tests {
                 held_receipts: 0
             }
         );
-        let meta = |name: &[u8]| w.get(&(T::Meta, name.to_vec())).cloned();
-        assert_eq!(meta(b"count_outbox"), Some(Some(trees::id(3).to_vec())));
-        assert_eq!(
-            meta(b"count_awaiting_receipts"),
-            Some(Some(trees::id(1).to_vec()))
-        );
         // Unchanged counts add no write: the receipt path stays lean.
-        assert_eq!(meta(b"count_held_receipts"), None);
+        assert_eq!(
+            changed,
+            [
+                (&b"count_outbox"[..], 3),
+                (&b"count_awaiting_receipts"[..], 1)
+            ]
+        );
     }
 
     #[test]
-    fn a_failed_lookup_leaves_the_counts_and_the_writes_as_they_were() {
+    fn a_create_and_a_delete_in_one_commit_leave_the_count_unwritten() {
         let mut c = Counts {
-            outbox: 7,
+            held_receipts: 5,
             ..Counts::default()
         };
-        let mut w = writes(&[(T::Outbox, b"a", true), (T::AwaitingReceipts, b"m", true)]);
-        let before = w.clone();
-        let r = c.apply(&mut w, |t, _| {
-            if t == T::AwaitingReceipts {
-                Err(StoreError::Corrupt {
-                    tree: "test",
-                    detail: "read failed".into(),
-                })
-            } else {
-                Ok(false)
-            }
-        });
-        assert!(r.is_err());
-        assert_eq!(c.outbox, 7);
-        assert_eq!(w, before);
+        let changed = c.apply([
+            (T::HeldReceipts, false, true),
+            (T::HeldReceipts, true, false),
+        ]);
+        assert_eq!(c.held_receipts, 5);
+        assert!(changed.is_empty(), "{changed:?}");
     }
 }

@@ -92,12 +92,14 @@ struct Layers {
 }
 
 /// One write of a commit, with what the layer needs to know about it.
-struct Staged {
-    t: T,
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
+pub(crate) struct Staged {
+    pub(crate) t: T,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Option<Vec<u8>>,
     /// Nothing below the fresh layer holds the key (known before the lock).
     fresh: bool,
+    /// The key was held (by any layer or sled) before this write.
+    pub(crate) existed: bool,
 }
 
 /// The layers over sled, and sled's trees.
@@ -150,53 +152,56 @@ impl Overlay {
         Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec()))
     }
 
-    /// Whether `key` is held (fresh layer, frozen layer, then sled), without
-    /// copying its value.
-    ///
-    /// # Errors
-    /// sled failed reading.
-    pub(crate) fn contains(&self, t: T, key: &[u8]) -> StoreResult<bool> {
-        {
-            let l = self.read();
-            if let Some(s) = l.top[t as usize].get(key) {
-                return Ok(s.value.is_some());
-            }
-            if let Some(s) = l.frozen.as_ref().and_then(|f| f[t as usize].get(key)) {
-                return Ok(s.value.is_some());
-            }
-        }
-        Ok(self.trees[t as usize].contains_key(key)?)
-    }
-
-    /// Adds one commit's writes. Call under the store's writer lock (the
-    /// only place the fresh layer grows), so that the whole commit becomes
-    /// visible at once.
-    ///
-    /// # Errors
-    /// sled failed reading (whether it holds a key); nothing was added.
+    /// Adds one commit's writes: [`Overlay::stage`], then
+    /// [`Overlay::commit`] (the tests' shorthand).
+    #[cfg(test)]
     pub(crate) fn insert(
         &self,
         writes: impl IntoIterator<Item = ((T, Vec<u8>), Option<Vec<u8>>)>,
     ) -> StoreResult<()> {
+        let staged = self.stage(writes)?;
+        self.commit(staged);
+        Ok(())
+    }
+
+    /// Looks up what the layers and sled hold for each key of one commit's
+    /// writes (one lookup per write; the store's entry counts reuse it).
+    /// Call under the store's writer lock (the only place the fresh layer
+    /// grows) and hand the result to [`Overlay::commit`] under the same
+    /// lock, so that the whole commit becomes visible at once.
+    ///
+    /// # Errors
+    /// sled failed reading; nothing was added.
+    pub(crate) fn stage(
+        &self,
+        writes: impl IntoIterator<Item = ((T, Vec<u8>), Option<Vec<u8>>)>,
+    ) -> StoreResult<Vec<Staged>> {
         let mut staged = Vec::new();
-        {
-            let l = self.read();
-            for ((t, key), value) in writes {
-                let fresh = match l.top[t as usize].get(&key) {
-                    Some(s) => s.fresh,
-                    None => match l.frozen.as_ref().and_then(|f| f[t as usize].get(&key)) {
-                        Some(s) => s.value.is_none(),
-                        None => !self.trees[t as usize].contains_key(&key)?,
-                    },
-                };
-                staged.push(Staged {
-                    t,
-                    key,
-                    value,
-                    fresh,
-                });
-            }
+        let l = self.read();
+        for ((t, key), value) in writes {
+            let (fresh, existed) = match l.top[t as usize].get(&key) {
+                Some(s) => (s.fresh, s.value.is_some()),
+                None => match l.frozen.as_ref().and_then(|f| f[t as usize].get(&key)) {
+                    Some(s) => (s.value.is_none(), s.value.is_some()),
+                    None => {
+                        let held = self.trees[t as usize].contains_key(&key)?;
+                        (!held, held)
+                    }
+                },
+            };
+            staged.push(Staged {
+                t,
+                key,
+                value,
+                fresh,
+                existed,
+            });
         }
+        Ok(staged)
+    }
+
+    /// Makes [`Overlay::stage`]d writes visible, all at once.
+    pub(crate) fn commit(&self, staged: Vec<Staged>) {
         let mut l = self.write();
         for s in staged {
             let slot = Slot {
@@ -222,7 +227,6 @@ impl Overlay {
             l.top_bytes = (l.top_bytes + added).saturating_sub(removed);
             l.top_tombstones = (l.top_tombstones + tombstone).saturating_sub(was);
         }
-        Ok(())
     }
 
     /// Approximate bytes held by the fresh layer.

@@ -555,16 +555,23 @@ impl Inner {
                 writes.insert((T::Meta, name.to_vec()), Some(id(next).to_vec()));
             }
         }
+        let mut staged = self.overlay.stage(writes)?;
         let mut counts = w.counts;
-        counts.apply(&mut writes, |t, k| self.overlay.contains(t, k))?;
+        let changed = counts.apply(staged.iter().map(|s| (s.t, s.existed, s.value.is_some())));
+        if !changed.is_empty() {
+            let meta = changed
+                .into_iter()
+                .map(|(name, n)| ((T::Meta, name.to_vec()), Some(id(n).to_vec())));
+            staged.extend(self.overlay.stage(meta)?);
+        }
         let mut record = Vec::with_capacity(256);
         wal::encode(
-            writes
+            staged
                 .iter()
-                .map(|((t, k), v)| (*t as u8, k.as_slice(), v.as_deref())),
+                .map(|s| (s.t as u8, s.key.as_slice(), s.value.as_deref())),
             &mut record,
         );
-        self.overlay.insert(writes)?;
+        self.overlay.commit(staged);
         self.log.append(&record);
         w.next = c;
         w.counts = counts;
