@@ -183,11 +183,18 @@ async fn load_messages(
     v
 }
 
-/// Claims the whole outbox, records a submit OK for all but the last
-/// `in_flight` claimed (left leased, as at a crash) and a delivery receipt
-/// for every `deliver_step`-th submitted one.
+/// Claims the whole outbox a batch at a time, records a submit OK for all
+/// but the last `in_flight` claimed (left leased, as at a crash) and a
+/// delivery receipt for every `deliver_step`-th submitted one.
+///
+/// Each batch is submitted before the next claim, as a bind does: a claim
+/// reads a bounded run of the outbox, so claiming everything first stalled
+/// behind 4 096 leased entries (bug: the 20 000-message start and the
+/// daemon's 100k conversations had only 4 096 messages submitted).
 async fn claim_submit_deliver(store: &Arc<SledStore>, in_flight: usize, deliver_step: usize) {
-    let mut claimed = Vec::new();
+    let total = store.outbox_depth() as usize;
+    let to_submit = total.saturating_sub(in_flight);
+    let (mut claimed, mut submitted) = (0usize, Vec::new());
     loop {
         let items = store
             .claim_outbox(CARRIER, 1000, 3_600_000, clock::wall_ms())
@@ -196,14 +203,18 @@ async fn claim_submit_deliver(store: &Arc<SledStore>, in_flight: usize, deliver_
         if items.is_empty() {
             break;
         }
-        claimed.extend(items.into_iter().map(|i| i.message));
+        let ids: Vec<u64> = items.into_iter().map(|i| i.message).collect();
+        let n = to_submit.saturating_sub(claimed).min(ids.len());
+        submit_all(store, &ids[..n], clock::wall_ms()).await;
+        submitted.extend_from_slice(&ids[..n]);
+        claimed += ids.len();
     }
-    let in_flight = in_flight.min(claimed.len());
-    let submit: Arc<Vec<u64>> = Arc::new(claimed[..claimed.len() - in_flight].to_vec());
-    submit_all(store, &submit, clock::wall_ms()).await;
-    let (s, list) = (store.clone(), submit.clone());
+    assert_eq!(claimed, total, "the whole outbox was claimed");
+    assert_eq!(store.outbox_depth() as usize, total - submitted.len());
+    let list = Arc::new(submitted);
+    let s = store.clone();
     let step = deliver_step.max(1);
-    concurrently(64, submit.len().div_ceil(step) as u64, move |i| {
+    concurrently(64, list.len().div_ceil(step) as u64, move |i| {
         let (s, list) = (s.clone(), list.clone());
         async move {
             let m = list[i as usize * step].to_string();
