@@ -295,9 +295,9 @@ impl SledStore {
 
     /// Checks what the commits keep beside the trees against the trees
     /// themselves: the entry counts, and that each index (`leases`,
-    /// `receipt_due`, `ended`) holds exactly the keys it should. Reads those trees whole, with
-    /// writes held off meanwhile: for tests and an operator's check, not
-    /// for a running load.
+    /// `receipt_due`, `ended`) holds exactly the keys it should. Reads
+    /// those trees whole, with writes held off meanwhile: for tests and an
+    /// operator's check, not for a running load.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] naming the first mismatch; the engine failed.
@@ -510,12 +510,15 @@ impl SledStore {
 }
 
 impl Inner {
-    /// Runs `f` under the writer lock and applies its writes atomically.
-    /// Returns the group-commit ticket to wait on.
+    /// The writer lock (a panic while it was held left nothing half
+    /// applied: the overlay and the log change only at the end of `write`).
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` under the writer lock and applies its writes atomically,
+    /// with the entry counts they change. Returns the group-commit ticket
+    /// to wait on.
     fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
         let mut w = self.writer();
         let mut tx = Tx {
