@@ -11,8 +11,9 @@ use smppgw::model::{
 };
 use smppgw::store::{
     Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
-    OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, SubmitFailure,
-    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused, Unanswered,
+    OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, StoreError,
+    SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused,
+    Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -1037,6 +1038,39 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
     assert_eq!((purged.conversations, purged.messages), (1, 1));
     assert!(s.conversation(ended).await.unwrap().is_none());
     s.verify().unwrap();
+}
+
+/// A store whose derived entries a newer build wrote is refused with a
+/// clear error: this build's commits would not keep them up to date.
+#[tokio::test]
+async fn a_store_written_by_a_newer_layout_is_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    {
+        let s = open(&path);
+        send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+        s.flush().await.unwrap();
+    }
+    {
+        let db = sled::open(&path).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("indexed", &99u64.to_be_bytes()[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let mut refused = None;
+    for _ in 0..100 {
+        match SledStore::open(&path) {
+            Err(e @ StoreError::NewerLayout { .. }) => {
+                refused = Some(e);
+                break;
+            }
+            // sled's lock may still be held for a moment by the handle above.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Ok(_) => panic!("a newer layout was opened"),
+        }
+    }
+    let e = refused.expect("refused with NewerLayout");
+    assert!(e.to_string().contains("newer smppgw"), "{e}");
 }
 
 // === unknown outcomes and max_resubmits ===

@@ -121,6 +121,13 @@ where
         Some(v) => decode_u64("meta", &v)?,
         None => 0,
     };
+    if version > VERSION {
+        // Its commits would leave those entries behind: refuse, not guess.
+        return Err(StoreError::NewerLayout {
+            found: version,
+            supported: VERSION,
+        });
+    }
     let built = version < VERSION;
     if built {
         build(all, &read)?;

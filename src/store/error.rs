@@ -22,6 +22,17 @@ pub enum StoreError {
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    /// The store was last written by a newer smppgw, whose derived entries
+    /// (counts, indexes) this build would not keep up to date.
+    #[error(
+        "the store was written by a newer smppgw (derived entries version {found}, this build keeps version {supported}): run that version, or restore a backup"
+    )]
+    NewerLayout {
+        /// The version the store holds.
+        found: u64,
+        /// The version this build keeps.
+        supported: u64,
+    },
 }
 
 /// Result with a fail-stop [`StoreError`].
