@@ -12,8 +12,6 @@
 //! the writes they count. The index trees are written by the store's
 //! calls themselves (`Tx::put_outbox`, `Tx::await_receipt`, `Tx::put_conv`).
 
-use std::collections::BTreeMap;
-
 use super::error::{StoreError, StoreResult};
 use super::trees::{self, T};
 use super::value::decode_u64;
@@ -41,9 +39,6 @@ pub(crate) struct Readers<L, E> {
     pub(crate) ended_at: E,
 }
 
-/// One commit's writes: (tree, key) → new value, `None` for a delete.
-pub(crate) type Writes = BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>;
-
 /// Entries held by each counted tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Counts {
@@ -56,13 +51,8 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    fn get(self, t: T) -> Option<u64> {
-        match t {
-            T::Outbox => Some(self.outbox),
-            T::AwaitingReceipts => Some(self.awaiting_receipts),
-            T::HeldReceipts => Some(self.held_receipts),
-            _ => None,
-        }
+    fn get(mut self, t: T) -> Option<u64> {
+        self.slot(t).copied()
     }
 
     fn slot(&mut self, t: T) -> Option<&mut u64> {

@@ -24,7 +24,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::watch;
 
 use super::commit::{GroupCommit, blocking};
-use super::derived::{self, Counts, Readers, Writes};
+use super::derived::{self, Counts, Readers};
 use super::error::{StoreError, StoreResult};
 use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
@@ -109,6 +109,9 @@ pub struct StoreStats {
     /// Log syncs (group commits) since the store was opened.
     pub log_syncs: u64,
 }
+
+/// One commit's writes: (tree, key) → new value, `None` for a delete.
+type Writes = BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>;
 
 /// What the writer lock guards besides the write itself.
 #[derive(Debug)]
