@@ -136,6 +136,31 @@ async fn wait_socket(socket: &Path) -> Client {
     panic!("no daemon on {}", socket.display());
 }
 
+/// The simulator and `smppgw run` on it (config from `SMPPGW_CONFIG`,
+/// stderr in `daemon.log`), with a client of the daemon's socket.
+struct Started {
+    _sim: Sim,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    daemon: Proc,
+    client: Client,
+}
+
+async fn start_daemon(dir: &Path, receipt_delay_ms: &str) -> Started {
+    let sim = Sim::start(dir, &["--receipt-delay-ms", receipt_delay_ms]);
+    let config = write_config(dir, sim.port(), "", SERVICES);
+    let log = dir.join("daemon.log");
+    let daemon = run_with_env(&config, &log);
+    let client = wait_socket(&dir.join("agent.sock")).await;
+    Started {
+        _sim: sim,
+        config,
+        log,
+        daemon,
+        client,
+    }
+}
+
 async fn support_max_parts(client: &Client) -> Value {
     let s = client.request(json!({"op": "services"})).await.unwrap();
     s["services"][0]["max_parts"].clone()
@@ -144,11 +169,13 @@ async fn support_max_parts(client: &Client) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "50"]);
-    let config = write_config(dir.path(), sim.port(), "", SERVICES);
-    let log = dir.path().join("daemon.log");
-    let mut daemon = run_with_env(&config, &log);
-    let client = wait_socket(&dir.path().join("agent.sock")).await;
+    let Started {
+        _sim,
+        config,
+        log,
+        mut daemon,
+        client,
+    } = start_daemon(dir.path(), "50").await;
     assert_eq!(support_max_parts(&client).await, 3);
     let long = "x".repeat(500); // 4 parts
     let send = json!({"op": "send", "service": "support", "to": CUSTOMER, "agent": "alice",
@@ -244,6 +271,63 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
 
     let status = daemon.terminate().expect("exits within the grace");
     assert_eq!(status.code(), Some(0));
+}
+
+/// Regression (found in session 6's review, "a store failure leaves the
+/// daemon running"): once the store's write-ahead log fails, no commit can
+/// be acknowledged, yet the daemon stayed up refusing every send. It now
+/// stops with exit 1 and says why, so the service manager restarts it, and
+/// the restart opens the store again. The fault: the log's directory
+/// removed under the running daemon, so the next log file cannot be made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_log_stops_the_daemon_with_exit_1_and_a_restart_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_daemon(dir.path(), "20").await;
+    let socket = dir.path().join("agent.sock");
+    let send = |i: usize| {
+        json!({"op": "send", "service": "support", "to": CUSTOMER, "agent": "alice",
+               "text": format!("Your order {i} is on its way; reply STOP to opt out.")})
+    };
+    d.client
+        .request(send(0))
+        .await
+        .expect("accepted while the log works");
+    std::fs::remove_dir_all(dir.path().join("store").join("wal")).unwrap();
+    // The open log file takes writes until the log moves to its next file.
+    let mut refused = None;
+    for i in 1..5_000 {
+        match d.client.request(send(i)).await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((i, e.to_string()));
+                break;
+            }
+        }
+    }
+    let (at, why) = refused.expect("a send is refused once the log has failed");
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(st) = d.daemon.0.try_wait().unwrap() {
+            status = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = std::fs::read_to_string(&d.log).unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running after send {at} ({why}):\n{said}"));
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("write-ahead log failed") && said.contains("restart"),
+        "{said}"
+    );
+
+    let mut again = run_with_env(&d.config, &d.log);
+    let client = wait_socket(&socket).await;
+    client
+        .request(send(0))
+        .await
+        .expect("accepted after the restart");
+    assert_eq!(again.terminate().and_then(|s| s.code()), Some(0));
 }
 
 fn free_port() -> u16 {

@@ -38,6 +38,15 @@ pub enum DaemonError {
         /// What failed.
         source: crate::store::StoreError,
     },
+    /// The store's write-ahead log failed while running: nothing more could
+    /// be acknowledged, so the daemon stopped (a restart replays the log).
+    #[error("store {path} failed, stopped so that a restart recovers it: {why}")]
+    StoreFailed {
+        /// The store directory.
+        path: PathBuf,
+        /// What failed.
+        why: String,
+    },
     /// The agent socket could not be set up.
     #[error("agent socket: {0}")]
     Agent(#[from] crate::agent::server::ServerError),
@@ -238,10 +247,12 @@ async fn gauges(store: &SledStore) {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the config file.
+/// Runs the daemon until SIGTERM or SIGINT, or until its store's log fails;
+/// SIGHUP reloads the config file.
 ///
 /// # Errors
-/// The daemon could not start (see [`start`]).
+/// The daemon could not start (see [`start`]), or stopped because the
+/// store's write-ahead log failed ([`DaemonError::StoreFailed`]).
 pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let io = |what: &str| {
@@ -253,14 +264,22 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
     let mut hup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
     let shutdown = CancellationToken::new();
     let mut current = cfg.clone();
+    let store_path = cfg.store.path.clone();
     let running = start(cfg, shutdown.clone()).await?;
+    let store = running.store.clone();
     notify_systemd("READY=1");
     crate::metrics::ready(true);
     let reloader = {
         let shutdown = shutdown.clone();
         async move {
+            let mut failed = None;
             loop {
                 tokio::select! {
+                    why = store.failed() => {
+                        tracing::error!(error = %why, "the store's write-ahead log failed: no send or reply can be acknowledged any more; stopping so that a restart replays the log");
+                        failed = Some(why);
+                        break;
+                    }
                     _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
                     _ = hup.recv() => {
@@ -281,12 +300,18 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> Result<(), DaemonError> {
             notify_systemd("STOPPING=1");
             crate::metrics::ready(false);
             shutdown.cancel();
-            running
+            (running, failed)
         }
     };
-    let running = reloader.await;
+    let (running, failed) = reloader.await;
     running.wait().await;
-    Ok(())
+    match failed {
+        Some(why) => Err(DaemonError::StoreFailed {
+            path: store_path,
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What a reload from `old` to `new` does not apply at once, for the

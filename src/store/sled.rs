@@ -390,6 +390,19 @@ impl SledStore {
         self.inner.commit.flushes()
     }
 
+    /// Resolves once the write-ahead log has failed, with what failed. From
+    /// then on no commit is acknowledged (the store is fail-stop): the
+    /// process should stop, and a restart replays the log up to the last
+    /// commit that was. Never resolves while the log works.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.inner.log.failure();
+        match rx.wait_for(Option::is_some).await {
+            Ok(why) => why.as_deref().unwrap_or_default().to_string(),
+            // The log lives as long as `self`: not reached.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Sizes and counts of the log, the overlay and the checkpoints.
     pub fn stats(&self) -> StoreStats {
         let inner = &self.inner;

@@ -54,8 +54,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 use super::error::{StoreError, StoreResult};
 
@@ -93,7 +95,8 @@ pub(crate) struct Wal {
     /// A write or sync failed: the file may end in a partial record, and
     /// anything appended after it would be lost to the replay, so no later
     /// sync succeeds (the store is fail-stop; a restart replays up to it).
-    failed: AtomicBool,
+    /// Holds what failed, for [`Wal::failure`].
+    failed: watch::Sender<Option<Arc<str>>>,
 }
 
 #[derive(Debug, Default)]
@@ -306,7 +309,7 @@ impl Wal {
             next: Arc::new(Mutex::new(None)),
             size: AtomicU64::new(0),
             generation: AtomicU64::new(generation),
-            failed: AtomicBool::new(false),
+            failed: watch::channel(None).0,
         };
         wal.prepare_next(generation + 1, FIRST_SEGMENT_BYTES * 2);
         Ok(wal)
@@ -376,7 +379,7 @@ impl Wal {
     /// The write or the sync failed.
     pub(crate) fn sync(&self) -> StoreResult<()> {
         let mut cur = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if self.failed.load(Ordering::Acquire) {
+        if self.failed.borrow().is_some() {
             return Err(wal_io(io::Error::other(
                 "an earlier write-ahead log write failed; restart to recover",
             )));
@@ -384,10 +387,15 @@ impl Wal {
         let Pending { buf, cut } =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let written = self.write_out(&mut cur, &buf, cut);
-        if written.is_err() {
-            self.failed.store(true, Ordering::Release);
+        if let Err(e) = &written {
+            self.failed.send_replace(Some(e.to_string().into()));
         }
         written
+    }
+
+    /// A receiver of what made the log fail (`None` while it has not).
+    pub(crate) fn failure(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.failed.subscribe()
     }
 
     fn write_out(&self, cur: &mut Current, buf: &[u8], cut: Option<usize>) -> StoreResult<()> {
@@ -759,6 +767,7 @@ mod tests {
         );
         wal.append(&record(&[(1, b"a", Some(b"1"))]));
         assert!(matches!(wal.sync(), Err(StoreError::Log(_))));
+        assert!(wal.failure().borrow().is_some(), "the failure is signalled");
         // Even with a writable file again, nothing more is acknowledged.
         wal.file.lock().unwrap().file = good;
         wal.append(&record(&[(1, b"b", Some(b"2"))]));
