@@ -945,6 +945,7 @@ async fn latency(rate: u64, secs: u64) {
             "sent": total, "seen_on_wire": seen.len(),
             "send_to_wire_ms": {"p50": pct(&mut from_send, 0.5), "p99": pct(&mut from_send, 0.99), "max": pct(&mut from_send, 1.0)},
             "accepted_to_wire_ms": {"p50": pct(&mut from_accepted, 0.5), "p99": pct(&mut from_accepted, 0.99), "max": pct(&mut from_accepted, 1.0)},
+            "flushes": rig.store.flush_count(),
             "vm_hwm_kib": hwm,
         }),
     );
