@@ -514,6 +514,7 @@ async fn unanswered_submit_goes_out_one_plus_max_resubmits_times_then_ends_unkno
         for c in &mut cfg.carriers {
             c.response_timeout = Duration::from_millis(300);
             c.max_resubmits = MAX;
+            c.resubmit_delay = Duration::ZERO;
         }
     })
     .await;
@@ -567,26 +568,31 @@ async fn submit_lost_to_dropped_binds_goes_out_one_plus_max_resubmits_times() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
-    const TEXT: &str = "slow but sure";
-    // Every response comes after the response timeout (over twice it, so
-    // even a stalled machine sees the timeout first); the receipt after
-    // the response.
+/// An SMSC whose every response comes after the response timeout (over
+/// twice it, so even a stalled machine sees the timeout first), the receipt
+/// after the response; the carrier's resend settings as given.
+async fn late_answers(max_resubmits: u32, resubmit_delay: Duration) -> Env {
     let cfg = SimConfig {
         resp_delay_ms: 1_200,
         receipt_delay_ms: 2_500,
         ..sim_config()
     };
-    let env = setup(cfg, |cfg| {
+    setup(cfg, |cfg| {
         for c in &mut cfg.carriers {
             c.response_timeout = Duration::from_millis(500);
-            // Room for every resend before the first late answer lands:
-            // the message must end delivered, never given up.
-            c.max_resubmits = 10;
+            c.max_resubmits = max_resubmits;
+            c.resubmit_delay = resubmit_delay;
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
+    const TEXT: &str = "slow but sure";
+    // Room for every resend before the first late answer lands: the
+    // message must end delivered, never given up.
+    let env = late_answers(10, Duration::ZERO).await;
     let id = env.send(UK, TEXT).await;
     // Only a late response's id can match the receipt.
     env.wait_status(id, MessageStatus::Delivered).await;
@@ -638,6 +644,29 @@ async fn late_submit_responses_are_recorded_and_their_receipts_deliver() {
     env.stop().await;
 }
 
+/// Regression ("a timed-out message is handed back at once", left open in
+/// sessions 3-6): a submit that timed out went again at once, so an SMSC
+/// that answers late got it twice and the customer read it twice. With a
+/// resend delay longer than the SMSC's lateness, the late response lands
+/// first, records the message sent, and it never goes again.
+#[tokio::test]
+async fn a_late_response_inside_the_resend_delay_spares_the_customer_a_duplicate() {
+    const TEXT: &str = "only once, please";
+    let env = late_answers(1, Duration::from_secs(4)).await;
+    let sent = clock::now();
+    let id = env.send(UK, TEXT).await;
+    env.wait_status(id, MessageStatus::Delivered).await;
+    // Past the delay: a resend would have reached the SMSC by now.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(sent.elapsed())).await;
+    assert_eq!(
+        copies(&env.sim, TEXT),
+        1,
+        "sent again despite the late answer"
+    );
+    assert_eq!(env.store.outbox_depth(), 0);
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn late_response_to_a_message_given_up_still_lets_its_receipt_deliver_it() {
     const TEXT: &str = "better late than never";
@@ -650,6 +679,7 @@ async fn late_response_to_a_message_given_up_still_lets_its_receipt_deliver_it()
         for c in &mut cfg.carriers {
             c.response_timeout = Duration::from_millis(300);
             c.max_resubmits = 0;
+            c.resubmit_delay = Duration::ZERO;
         }
     })
     .await;
@@ -1560,9 +1590,10 @@ mod store_failure {
             message: MessageId,
             max_resubmits: u32,
             now_ms: u64,
+            resend_after_ms: u64,
         ) -> impl Future<Output = StoreResult<Unanswered>> + Send {
             self.inner
-                .release_unanswered(message, max_resubmits, now_ms)
+                .release_unanswered(message, max_resubmits, now_ms, resend_after_ms)
         }
 
         fn release_sent(

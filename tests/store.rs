@@ -32,9 +32,15 @@ fn db_path(dir: &tempfile::TempDir) -> PathBuf {
 /// bounded number of times. Regression: `store_matches_model_across_reboots`
 /// failed under load with "could not acquire lock … WouldBlock".
 fn open(p: &Path) -> SledStore {
+    reopen(|| SledStore::open(p))
+}
+
+/// Retries an open of a store just dropped: sled lets go of its file lock
+/// only once its background threads have ended.
+fn reopen<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
     let mut last = None;
     for _ in 0..100 {
-        match SledStore::open(p) {
+        match open() {
             Ok(s) => return s,
             Err(e) => {
                 last = Some(e);
@@ -921,7 +927,7 @@ async fn outbox_is_fifo_per_carrier_and_lapsed_leases_are_flagged() {
 
     // Sent but unanswered: flagged too, and the submitted event says so.
     assert_eq!(
-        s.release_unanswered(ids[2], 1, T0 + 5500).await.unwrap(),
+        s.release_unanswered(ids[2], 1, T0 + 5500, 0).await.unwrap(),
         Unanswered::Released { unknown: 1 }
     );
     s.record_submit(ids[2], 0, 1, Ok("A1".into()), T0 + 6000)
@@ -999,7 +1005,9 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
     };
     {
         // Take the store back to the older layout, as that version left it.
-        let db = sled::open(&path).unwrap();
+        // (Regression: a plain `sled::open` here failed now and then on the
+        // lock of the store just dropped.)
+        let db = reopen(|| sled::open(&path));
         let meta = db.open_tree("meta").unwrap();
         for k in [
             &b"indexed"[..],
@@ -1052,7 +1060,7 @@ async fn a_store_written_by_a_newer_layout_is_refused_not_guessed() {
         s.flush().await.unwrap();
     }
     {
-        let db = sled::open(&path).unwrap();
+        let db = reopen(|| sled::open(&path));
         let meta = db.open_tree("meta").unwrap();
         meta.insert("indexed", &99u64.to_be_bytes()[..]).unwrap();
         db.flush().unwrap();
@@ -1085,6 +1093,50 @@ async fn claim_ids(s: &SledStore, now: u64) -> Vec<u64> {
         .collect()
 }
 
+/// A submit that timed out waits its carrier's `resubmit_delay` before it
+/// can be claimed again (later messages of its chat wait behind it); a late
+/// response meanwhile records it sent, and it never goes again.
+#[tokio::test]
+async fn a_timed_out_message_waits_its_resend_delay_and_a_late_answer_spares_the_resend() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let late = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+    let lost = send(&s, out(SUPPORT, JP, "bob", "two"), T0).await.message;
+    assert_eq!(claim_ids(&s, T0 + 1).await, [late, lost]);
+    for id in [late, lost] {
+        assert_eq!(
+            s.release_unanswered(id, 1, T0 + 100, 30_000).await.unwrap(),
+            Unanswered::Released { unknown: 1 }
+        );
+    }
+    let after_alice = send(&s, out(SUPPORT, UK, "alice", "three"), T0 + 150)
+        .await
+        .message;
+    let ordered = |now| s.claim_outbox_in_order("acme", 10, 60_000, now);
+    let ids = |v: Vec<smppgw::store::OutboxItem>| v.iter().map(|i| i.message).collect::<Vec<_>>();
+    assert!(
+        ids(ordered(T0 + 200).await.unwrap()).is_empty(),
+        "both wait, and so does the chat's later message"
+    );
+    // The first one's response arrives late, inside the delay.
+    let r = s
+        .record_submit(late, 0, 1, Ok("5A".into()), T0 + 5_000)
+        .await
+        .unwrap();
+    assert!(matches!(r, SubmitOutcome::Done { .. }), "{r:?}");
+    assert_eq!(ids(ordered(T0 + 6_000).await.unwrap()), [after_alice]);
+    // The other goes again once the delay is over, flagged.
+    let again = ordered(T0 + 30_100).await.unwrap();
+    assert_eq!(ids(again.clone()), [lost]);
+    assert!(again[0].possible_duplicate);
+    assert_eq!(again[0].attempt, 2);
+    assert_eq!(
+        s.message(late).await.unwrap().unwrap().status,
+        MessageStatus::Submitted
+    );
+    s.verify().unwrap();
+}
+
 #[tokio::test]
 async fn unknown_outcomes_within_max_resubmits_are_claimable_again_flagged() {
     let dir = tempfile::tempdir().unwrap();
@@ -1094,7 +1146,7 @@ async fn unknown_outcomes_within_max_resubmits_are_claimable_again_flagged() {
         let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
         assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
         assert_eq!(
-            s.release_unanswered(id, 2, T0 + 2).await.unwrap(),
+            s.release_unanswered(id, 2, T0 + 2, 0).await.unwrap(),
             Unanswered::Released { unknown: 1 }
         );
         id
@@ -1106,7 +1158,7 @@ async fn unknown_outcomes_within_max_resubmits_are_claimable_again_flagged() {
     assert_eq!(got.len(), 1);
     assert!(got[0].possible_duplicate);
     assert_eq!(
-        s.release_unanswered(id, 2, T0 + 5).await.unwrap(),
+        s.release_unanswered(id, 2, T0 + 5, 0).await.unwrap(),
         Unanswered::Released { unknown: 2 }
     );
     let m = s.message(id).await.unwrap().unwrap();
@@ -1142,7 +1194,7 @@ async fn unknown_outcomes_past_max_resubmits_end_the_message_unknown_with_an_eve
     {
         let now = T0 + 10 * (i as u64 + 1);
         assert!(claim_ids(&s, now).await.contains(&id));
-        assert_eq!(s.release_unanswered(id, 1, now + 1).await.unwrap(), want);
+        assert_eq!(s.release_unanswered(id, 1, now + 1, 0).await.unwrap(), want);
         s.release(other).await.unwrap();
     }
     let m = s.message(id).await.unwrap().unwrap();
@@ -1163,7 +1215,7 @@ async fn unknown_outcomes_past_max_resubmits_end_the_message_unknown_with_an_eve
     // the other message is untouched.
     assert_eq!(claim_ids(&s, T0 + 100).await, [other]);
     assert_eq!(
-        s.release_unanswered(id, 1, T0 + 101).await.unwrap(),
+        s.release_unanswered(id, 1, T0 + 101, 0).await.unwrap(),
         Unanswered::NotFound
     );
     assert!(!s.release(id).await.unwrap());
@@ -1208,7 +1260,7 @@ async fn max_resubmits_zero_never_sends_an_unknown_outcome_again() {
     let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
     assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
     assert_eq!(
-        s.release_unanswered(id, 0, T0 + 2).await.unwrap(),
+        s.release_unanswered(id, 0, T0 + 2, 0).await.unwrap(),
         Unanswered::GaveUp { unknown: 1 }
     );
     assert!(claim_ids(&s, T0 + 3).await.is_empty());
@@ -1240,7 +1292,7 @@ async fn hand_backs_with_known_outcomes_are_flagged_but_not_counted() {
         assert!(s.release(id).await.unwrap());
     }
     assert_eq!(
-        s.release_unanswered(id, 1, T0 + 50).await.unwrap(),
+        s.release_unanswered(id, 1, T0 + 50, 0).await.unwrap(),
         Unanswered::Released { unknown: 1 }
     );
 }
@@ -1251,7 +1303,7 @@ async fn late_answer_to_a_message_back_in_the_outbox_finishes_it() {
     let s = open(&db_path(&dir));
     let id = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
     assert_eq!(claim_ids(&s, T0 + 1).await, [id]);
-    s.release_unanswered(id, 1, T0 + 2).await.unwrap();
+    s.release_unanswered(id, 1, T0 + 2, 0).await.unwrap();
     // The first send's response arrives now: the message is submitted,
     // flagged possible duplicate, and leaves the outbox unsent again.
     let r = s
@@ -1274,7 +1326,7 @@ async fn late_answer_to_a_message_back_in_the_outbox_finishes_it() {
     ));
     assert!(claim_ids(&s, T0 + 4).await.is_empty());
     assert_eq!(
-        s.release_unanswered(id, 1, T0 + 5).await.unwrap(),
+        s.release_unanswered(id, 1, T0 + 5, 0).await.unwrap(),
         Unanswered::NotFound
     );
 }
@@ -2108,7 +2160,7 @@ async fn run_model(ops: Vec<Op>) {
                 let mid = leased[pick % leased.len()];
                 let ok = if unanswered {
                     matches!(
-                        s.release_unanswered(mid, u32::MAX, now).await.unwrap(),
+                        s.release_unanswered(mid, u32::MAX, now, 0).await.unwrap(),
                         Unanswered::Released { .. }
                     )
                 } else {

@@ -377,6 +377,13 @@ pub struct CarrierConfig {
     /// resp, or no resp within `response_timeout_secs`) is sent again; past
     /// that the message ends with status `unknown`. Default 1.
     pub max_resubmits: u32,
+    /// How long a message whose submit timed out waits before it is sent
+    /// again, so that a late response can still tell it went (and spare the
+    /// customer a duplicate). Not applied when the bind dropped (no
+    /// response can come on a closed session). Default 30 s; 0 sends again
+    /// at once.
+    #[serde(rename = "resubmit_delay_secs", serialize_with = "ser_secs")]
+    pub resubmit_delay: Duration,
     /// Meaning of data_coding 0. Default gsm.
     pub data_coding0: DataCoding0,
     /// Latin-1 (data_coding 3) may be chosen. Default false.

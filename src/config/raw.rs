@@ -130,6 +130,7 @@ pub(crate) struct RawCarrier {
     pub(crate) already_bound_wait_secs: Option<i64>,
     pub(crate) auth_failure_retry_secs: Option<i64>,
     pub(crate) max_resubmits: Option<i64>,
+    pub(crate) resubmit_delay_secs: Option<i64>,
     pub data_coding0: Option<String>,
     pub allow_latin1: Option<bool>,
     pub allow_ia5: Option<bool>,

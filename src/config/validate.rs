@@ -629,6 +629,13 @@ fn check_carrier(
             86_400,
         ),
         max_resubmits: e.int(&format!("{p}.max_resubmits"), c.max_resubmits, 1, 0, 10) as u32,
+        resubmit_delay: e.secs(
+            &format!("{p}.resubmit_delay_secs"),
+            c.resubmit_delay_secs,
+            30,
+            0,
+            3600,
+        ),
         data_coding0: e.choice(
             &format!("{p}.data_coding0"),
             c.data_coding0.as_deref(),

@@ -24,6 +24,9 @@
 //!   flight, the message goes back flagged as a possible duplicate and
 //!   counted (`release_unanswered` with the carrier's `max_resubmits`; past
 //!   it the store ends the message `unknown` instead of sending it again).
+//!   After a response timeout it stays leased for the carrier's
+//!   `resubmit_delay` first, so a late response can still record it sent;
+//!   after a dropped bind it is free at once.
 //!   Messages that went out in part with every outcome known go back
 //!   flagged but not counted (`release_sent`); messages that never went
 //!   out go back plain (`release`).
@@ -219,6 +222,10 @@ struct Msg {
     /// Parts answered whose store record has not returned yet: the message
     /// is neither handed back nor forgotten until it has.
     unrecorded: usize,
+    /// A part's response timed out on a bind still up, so a late response
+    /// may yet come: handed back, it waits the carrier's
+    /// `resubmit_delay` before going again.
+    timed_out: bool,
 }
 
 impl Msg {
@@ -251,8 +258,12 @@ pub(crate) enum Handback {
     /// `release_sent`: parts went out, every outcome known.
     Sent(MessageId),
     /// `release_unanswered`: a part's outcome is unknown (counted against
-    /// the carrier's `max_resubmits`).
+    /// the carrier's `max_resubmits`): the bind dropped with it in flight.
     Unknown(MessageId),
+    /// As `Unknown`, after a response timeout on a bind still up: sent
+    /// again only after the carrier's `resubmit_delay`, in case a late
+    /// response tells it went.
+    TimedOut(MessageId),
 }
 
 /// A part whose response timed out, remembered so a late response can
@@ -281,6 +292,9 @@ pub(crate) struct Pump {
     /// How many timed-out parts are remembered (the session machine's
     /// [`late_memory`] for this window; 0 until set).
     late_capacity: usize,
+    /// [`Pump::drain`] was called: the bind ends once its window is empty,
+    /// so no late response will come and nothing waits to go again.
+    draining: bool,
 }
 
 impl Pump {
@@ -328,6 +342,7 @@ impl Pump {
             give_back: false,
             touched: false,
             unrecorded: 0,
+            timed_out: false,
         });
     }
 
@@ -436,9 +451,11 @@ impl Pump {
     /// stops and, once nothing of it is in flight, goes back flagged as a
     /// possible duplicate and counted ([`Handback::Unknown`]), unless a
     /// late response ([`Pump::revive`]) tells the outcome first.
-    pub(crate) fn unknown(&mut self, id: MessageId, part: usize) {
+    /// `timed_out`: its response timed out (else the bind dropped).
+    pub(crate) fn unknown(&mut self, id: MessageId, part: usize, timed_out: bool) {
         if let Some(m) = self.msg_mut(id) {
             m.touched = true;
+            m.timed_out |= timed_out;
             if let Some(p) = m.parts.get_mut(part) {
                 p.slot = Slot::Unknown;
             }
@@ -530,6 +547,7 @@ impl Pump {
     /// No new parts go out; every message will be handed back once its
     /// parts in flight are answered.
     pub(crate) fn drain(&mut self) {
+        self.draining = true;
         for m in &mut self.msgs {
             if !m.halted {
                 m.halted = true;
@@ -548,7 +566,11 @@ impl Pump {
                 let id = m.item.message;
                 gone.push(id);
                 if m.has_unknown() {
-                    out.push(Handback::Unknown(id));
+                    out.push(if m.timed_out && !self.draining {
+                        Handback::TimedOut(id)
+                    } else {
+                        Handback::Unknown(id)
+                    });
                 } else if m.give_back {
                     out.push(if m.touched {
                         Handback::Sent(id)
@@ -568,6 +590,8 @@ impl Pump {
     /// and every message goes back.
     pub(crate) fn abandon_all(&mut self) -> Vec<Handback> {
         for m in &mut self.msgs {
+            // No late response can come on a closed session.
+            m.timed_out = false;
             for p in &mut m.parts {
                 if p.slot == Slot::InFlight {
                     p.slot = Slot::Unknown;
@@ -958,10 +982,16 @@ async fn hand_back<S: Store>(store: &S, carrier: &CarrierConfig, h: Handback) {
     let r = match h {
         Handback::Release(id) => store.release(id).await.map(|_| ()),
         Handback::Sent(id) => store.release_sent(id).await.map(|_| ()),
-        Handback::Unknown(id) => {
+        Handback::Unknown(id) | Handback::TimedOut(id) => {
             let max = carrier.max_resubmits;
+            let after = match h {
+                Handback::TimedOut(_) => {
+                    u64::try_from(carrier.resubmit_delay.as_millis()).unwrap_or(u64::MAX)
+                }
+                _ => 0,
+            };
             store
-                .release_unanswered(id, max, clock::wall_ms())
+                .release_unanswered(id, max, clock::wall_ms(), after)
                 .await
                 .map(|r| match r {
                     Unanswered::GaveUp { unknown } => tracing::warn!(
@@ -976,6 +1006,7 @@ async fn hand_back<S: Store>(store: &S, carrier: &CarrierConfig, h: Handback) {
                         message = id,
                         unknown,
                         max_resubmits = max,
+                        resend_after_ms = after,
                         "submit outcome unknown; the message goes again, flagged possible duplicate"
                     ),
                     Unanswered::NotFound => {}
@@ -1188,7 +1219,7 @@ async fn handle_event<S: Store>(
             crate::metrics::response_timeout(carrier);
             pump.timed_out(tag);
             if let Some((id, part, ..)) = pump.lookup(tag) {
-                pump.unknown(id, part);
+                pump.unknown(id, part, true);
             }
             Step::Continue
         }
@@ -1219,7 +1250,7 @@ async fn handle_event<S: Store>(
         } => {
             for tag in unanswered {
                 if let Some((id, part, ..)) = pump.lookup(tag) {
-                    pump.unknown(id, part);
+                    pump.unknown(id, part, false);
                 }
             }
             Step::Closed(reason.as_str().to_owned())
@@ -1404,7 +1435,10 @@ mod tests {
         p.sent(m, i);
         let mut back = p.abandon_all();
         back.sort_by_key(|h| match h {
-            Handback::Release(id) | Handback::Sent(id) | Handback::Unknown(id) => *id,
+            Handback::Release(id)
+            | Handback::Sent(id)
+            | Handback::Unknown(id)
+            | Handback::TimedOut(id) => *id,
         });
         assert_eq!(back, vec![Handback::Unknown(1), Handback::Release(2)]);
     }
@@ -1456,13 +1490,13 @@ mod tests {
         p.sent(1, 0);
         p.sent(1, 1);
         p.timed_out(1);
-        p.unknown(1, 0);
+        p.unknown(1, 0, true);
         // No further part goes out while one is unknown.
         assert!(p.next(now).is_none());
         assert!(p.settle().is_empty(), "part 1 is still in flight");
         p.answered(1, 1);
         p.recorded(1);
-        assert_eq!(p.settle(), vec![Handback::Unknown(1)]);
+        assert_eq!(p.settle(), vec![Handback::TimedOut(1)]);
         // Its timed-out part is still remembered for a late response.
         assert_eq!(
             p.take_late(1),
@@ -1477,6 +1511,42 @@ mod tests {
         assert!(!p.revive(1), "the message left the pump");
     }
 
+    /// After a timeout the message waits the carrier's `resubmit_delay`
+    /// (a late response may still come on the bind), but not once the
+    /// bind is gone: no response can come on a closed session.
+    #[test]
+    fn a_timed_out_part_waits_to_go_again_unless_the_bind_dropped_or_drains() {
+        let mut p = Pump::new(16);
+        p.push(item(1, 10, "s", "a"), vec![req(1)]);
+        p.push(item(2, 20, "s", "b"), vec![req(2)]);
+        p.sent(1, 0);
+        p.sent(2, 0);
+        p.timed_out(1);
+        p.unknown(1, 0, true);
+        let mut back = p.abandon_all();
+        back.sort_by_key(|h| format!("{h:?}"));
+        assert_eq!(back, vec![Handback::Unknown(1), Handback::Unknown(2)]);
+
+        // Nor while the bind drains (shutdown, rebind): it ends next.
+        let mut p = Pump::new(16);
+        p.push(item(4, 40, "s", "d"), vec![req(4)]);
+        p.sent(4, 0);
+        p.drain();
+        p.timed_out(4);
+        p.unknown(4, 0, true);
+        assert_eq!(p.settle(), vec![Handback::Unknown(4)]);
+
+        let mut p = Pump::new(16);
+        p.push(item(3, 30, "s", "c"), vec![req(3)]);
+        p.sent(3, 0);
+        p.unknown(3, 0, false);
+        assert_eq!(
+            p.settle(),
+            vec![Handback::Unknown(3)],
+            "closed, not timed out"
+        );
+    }
+
     #[test]
     fn late_answer_while_still_here_lets_the_message_go_on() {
         let now = crate::clock::now();
@@ -1485,7 +1555,7 @@ mod tests {
         p.sent(1, 0);
         p.sent(1, 1);
         p.timed_out(1);
-        p.unknown(1, 0);
+        p.unknown(1, 0, true);
         assert!(p.next(now).is_none());
         // Part 0's response arrives late, part 1's in time.
         assert!(p.revive(1));

@@ -462,11 +462,17 @@ pub trait Store: Send + Sync + 'static {
     /// most `1 + max_resubmits` times through this path (0: never again).
     /// Leases that lapse and [`Store::recover`] are not counted: a crash
     /// replays the outbox regardless.
+    ///
+    /// With `resend_after_ms` > 0 the item stays leased that long (a claim
+    /// passes it over, and later messages of its conversation wait behind
+    /// it), so a late response can still record it sent and take it out of
+    /// the outbox before it goes again.
     fn release_unanswered(
         &self,
         message: MessageId,
         max_resubmits: u32,
         now_ms: u64,
+        resend_after_ms: u64,
     ) -> impl Future<Output = StoreResult<Unanswered>> + Send;
 
     /// Puts back a claimed item that went out in part, every part's outcome

@@ -1230,6 +1230,7 @@ fn release_unanswered(
     message: MessageId,
     max_resubmits: u32,
     now: u64,
+    resend_after: u64,
 ) -> StoreResult<Unanswered> {
     let Some(mut m) = tx.msg(message)? else {
         return Ok(Unanswered::NotFound);
@@ -1256,7 +1257,9 @@ fn release_unanswered(
             unknown: entry.unknown,
         });
     }
-    entry.lease_until_ms = None;
+    // Held leased until then; a claim after it takes it as a lapsed lease
+    // (flagged possible duplicate, as it is already).
+    entry.lease_until_ms = (resend_after > 0).then(|| now.saturating_add(resend_after));
     entry.possible_duplicate = true;
     tx.put_msg(&m)?;
     tx.put_outbox(key, &entry)?;
@@ -1873,8 +1876,9 @@ impl Store for SledStore {
         message: MessageId,
         max_resubmits: u32,
         now_ms: u64,
+        resend_after_ms: u64,
     ) -> StoreResult<Unanswered> {
-        self.run(|tx| release_unanswered(tx, message, max_resubmits, now_ms))
+        self.run(|tx| release_unanswered(tx, message, max_resubmits, now_ms, resend_after_ms))
             .await
     }
 
