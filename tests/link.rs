@@ -663,6 +663,8 @@ async fn a_late_response_inside_the_resend_delay_spares_the_customer_a_duplicate
         1,
         "sent again despite the late answer"
     );
+    let m = env.store.message(id).await.unwrap().unwrap();
+    assert!(!m.possible_duplicate, "it went out once: {m:?}");
     assert_eq!(env.store.outbox_depth(), 0);
     env.stop().await;
 }

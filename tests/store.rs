@@ -1130,10 +1130,13 @@ async fn a_timed_out_message_waits_its_resend_delay_and_a_late_answer_spares_the
     assert_eq!(ids(again.clone()), [lost]);
     assert!(again[0].possible_duplicate);
     assert_eq!(again[0].attempt, 2);
-    assert_eq!(
-        s.message(late).await.unwrap().unwrap().status,
-        MessageStatus::Submitted
+    let (late, lost) = (
+        s.message(late).await.unwrap().unwrap(),
+        s.message(lost).await.unwrap().unwrap(),
     );
+    assert_eq!(late.status, MessageStatus::Submitted);
+    assert!(!late.possible_duplicate, "it went out once");
+    assert!(lost.possible_duplicate, "it goes out again");
     s.verify().unwrap();
 }
 

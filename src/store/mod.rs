@@ -466,7 +466,8 @@ pub trait Store: Send + Sync + 'static {
     /// With `resend_after_ms` > 0 the item stays leased that long (a claim
     /// passes it over, and later messages of its conversation wait behind
     /// it), so a late response can still record it sent and take it out of
-    /// the outbox before it goes again.
+    /// the outbox before it goes again. It is flagged possible duplicate
+    /// only when it is claimed again (as a lapsed lease), not before.
     fn release_unanswered(
         &self,
         message: MessageId,

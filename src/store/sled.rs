@@ -1240,8 +1240,8 @@ fn release_unanswered(
         return Ok(Unanswered::NotFound);
     };
     entry.unknown = entry.unknown.saturating_add(1);
-    m.possible_duplicate = true;
     if entry.unknown > max_resubmits {
+        m.possible_duplicate = true;
         tx.del_outbox(key);
         m.status = MessageStatus::Unknown;
         m.updated_ms = now;
@@ -1257,11 +1257,18 @@ fn release_unanswered(
             unknown: entry.unknown,
         });
     }
-    // Held leased until then; a claim after it takes it as a lapsed lease
-    // (flagged possible duplicate, as it is already).
-    entry.lease_until_ms = (resend_after > 0).then(|| now.saturating_add(resend_after));
-    entry.possible_duplicate = true;
-    tx.put_msg(&m)?;
+    if resend_after > 0 {
+        // Held leased until then, and not flagged yet: a late response
+        // meanwhile shows it went once. The claim after the lapse flags it
+        // (a lapsed lease) before it goes again; so does a restart's
+        // release of the lease.
+        entry.lease_until_ms = Some(now.saturating_add(resend_after));
+    } else {
+        entry.lease_until_ms = None;
+        entry.possible_duplicate = true;
+        m.possible_duplicate = true;
+        tx.put_msg(&m)?;
+    }
     tx.put_outbox(key, &entry)?;
     Ok(Unanswered::Released {
         unknown: entry.unknown,
