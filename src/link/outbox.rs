@@ -984,11 +984,10 @@ async fn hand_back<S: Store>(store: &S, carrier: &CarrierConfig, h: Handback) {
         Handback::Sent(id) => store.release_sent(id).await.map(|_| ()),
         Handback::Unknown(id) | Handback::TimedOut(id) => {
             let max = carrier.max_resubmits;
-            let after = match h {
-                Handback::TimedOut(_) => {
-                    u64::try_from(carrier.resubmit_delay.as_millis()).unwrap_or(u64::MAX)
-                }
-                _ => 0,
+            let after = if matches!(h, Handback::TimedOut(_)) {
+                u64::try_from(carrier.resubmit_delay.as_millis()).unwrap_or(u64::MAX)
+            } else {
+                0
             };
             store
                 .release_unanswered(id, max, clock::wall_ms(), after)

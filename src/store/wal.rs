@@ -519,15 +519,10 @@ fn prepare(dir: &Path, generation: u64, len: u64) -> io::Result<Current> {
 /// never used is all zeros).
 fn first_written(dir: &Path, gens: &[u64]) -> io::Result<Option<u64>> {
     for g in gens {
-        let mut head = [0u8; 8];
-        let mut f = File::open(dir.join(file_name(*g)))?;
-        let mut got = 0;
-        while got < head.len() {
-            match f.read(&mut head[got..])? {
-                0 => break,
-                n => got += n,
-            }
-        }
+        let mut head = Vec::with_capacity(8);
+        File::open(dir.join(file_name(*g)))?
+            .take(8)
+            .read_to_end(&mut head)?;
         if head.iter().any(|&b| b != 0) {
             return Ok(Some(*g));
         }
@@ -552,6 +547,17 @@ mod tests {
         let mut out = Vec::new();
         encode(writes.iter().copied(), &mut out);
         out
+    }
+
+    /// Flips a bit in the last byte of the records of `generation`'s file;
+    /// returns the file's bytes before.
+    fn damage_last_record(dir: &Path, generation: u64) -> Vec<u8> {
+        let path = dir.join(file_name(generation));
+        let full = fs::read(&path).unwrap();
+        let mut bad = full.clone();
+        bad[records(&full).1 - 1] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        full
     }
 
     fn replay_all(dir: &Path) -> StoreResult<(Vec<Vec<Write1>>, Vec<u64>)> {
@@ -626,9 +632,8 @@ mod tests {
             }
         }
         // A flipped bit is caught by the checksum.
-        let mut bad = full.clone();
-        bad[used - 1] ^= 1;
-        fs::write(&path, &bad).unwrap();
+        fs::write(&path, &full).unwrap();
+        damage_last_record(dir.path(), 1);
         assert_eq!(replay_all(dir.path()).unwrap().0.len(), 1);
     }
 
@@ -642,11 +647,7 @@ mod tests {
         wal.append(&record(&[(1, b"b", Some(b"2"))]));
         wal.sync().unwrap();
         drop(wal);
-        let old = dir.path().join(file_name(1));
-        let mut bytes = fs::read(&old).unwrap();
-        let used = records(&bytes).1;
-        bytes[used - 1] ^= 1;
-        fs::write(&old, &bytes).unwrap();
+        damage_last_record(dir.path(), 1);
         assert!(matches!(
             replay_all(dir.path()),
             Err(StoreError::Corrupt { tree: "wal", .. })
@@ -665,11 +666,7 @@ mod tests {
         wal.sync().unwrap();
         wal.settle();
         drop(wal);
-        let path = dir.path().join(file_name(1));
-        let mut bytes = fs::read(&path).unwrap();
-        let used = records(&bytes).1;
-        bytes[used - 1] ^= 1;
-        fs::write(&path, &bytes).unwrap();
+        damage_last_record(dir.path(), 1);
         let (got, gens) = replay_all(dir.path()).unwrap();
         assert_eq!((got.len(), gens), (1, vec![1, 2]));
     }
