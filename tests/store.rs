@@ -1389,6 +1389,70 @@ async fn events_come_in_seq_order_and_trim_below_the_slowest_cursor() {
     assert_eq!(s.events_after(0, 10).await.unwrap()[0].seq, 7);
 }
 
+/// Checkpoints move events from the overlay to the event journal while a
+/// follower reads them: the follower must see every seq once, in order,
+/// however its reads fall around a checkpoint dropping its frozen layer.
+/// Reopened, the store serves the same events, continues their seqs, and
+/// keeps a trim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_every_event_once_while_checkpoints_move_them_to_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = |i: u64| EventKind::LinkUp {
+        carrier: "acme".into(),
+        bind: format!("trx{i}"),
+        reason: None,
+    };
+    const N: u64 = 3_000;
+    {
+        let s = open(&db_path(&dir));
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..N {
+                    s.append_event(link(i), T0 + i).await.unwrap();
+                    if i % 200 == 199 {
+                        s.flush().await.unwrap();
+                    }
+                }
+            })
+        };
+        let mut seen = 0u64;
+        while seen < N {
+            for ev in s.events_after(seen, 64).await.unwrap() {
+                assert_eq!(
+                    ev.seq,
+                    seen + 1,
+                    "a follower at {seen} was handed {}",
+                    ev.seq
+                );
+                assert!(
+                    matches!(&ev.kind, EventKind::LinkUp { bind, .. } if *bind == format!("trx{seen}"))
+                );
+                seen = ev.seq;
+            }
+            tokio::task::yield_now().await;
+        }
+        writer.await.unwrap();
+        assert!(s.stats().checkpoints >= 10);
+        // Trim the first thousand (past a day old, acked or not).
+        assert_eq!(
+            s.trim_events(T0 + 86_400_000 + 999, 0, 86_400_000)
+                .await
+                .unwrap(),
+            1_000
+        );
+        assert_eq!(s.first_event_seq().await.unwrap(), Some(1_001));
+    }
+    let s = open(&db_path(&dir));
+    assert_eq!(s.first_event_seq().await.unwrap(), Some(1_001));
+    let all = all_events(&s).await;
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1_001..=N).collect::<Vec<_>>()
+    );
+    assert_eq!(s.append_event(link(N), T0 + N).await.unwrap(), N + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_sends_shares_few_flushes() {
     let s = SledStore::temporary().unwrap();

@@ -26,9 +26,12 @@ pub(crate) const COUNTED: [(T, &[u8]); 3] = [
 /// `meta` key holding the [`VERSION`] of the derived entries kept.
 pub(crate) const INDEXED: &[u8] = b"indexed";
 
-/// Version of the derived entries: 1 counts and `leases`, 2 also
-/// `receipt_due` and `ended`. A store below it has all of them rebuilt.
-pub(crate) const VERSION: u64 = 2;
+/// Version of the store's layout beyond its trees: 1 counts and `leases`,
+/// 2 also `receipt_due` and `ended`, 3 events in the journal
+/// ([`super::journal`]: a build before it would not see them, and would hand
+/// their seqs out again). A store below it has its derived entries rebuilt
+/// (and its events moved, at every open); one above it is refused.
+pub(crate) const VERSION: u64 = 3;
 
 /// How the build reads the values it indexes (their types live with the
 /// store's calls).

@@ -13,12 +13,14 @@
 //! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
 //! (group commit), `wal.rs` (the write-ahead log that makes a commit
 //! durable), `overlay.rs` (committed writes not yet applied to sled),
+//! `journal.rs` (the event stream's files, beside sled),
 //! `derived.rs` (entry counts kept by every commit, the index trees' build),
 //! `sled.rs` (the sled backend), `error.rs`.
 
 mod commit;
 mod derived;
 mod error;
+mod journal;
 mod overlay;
 mod sled;
 mod trees;

@@ -6,7 +6,8 @@
 //! *checkpoint*, in the background: the writer lock freezes the layer at
 //! the same point as the log is cut, a fresh layer takes new writes, the
 //! frozen one is applied to sled and sled is flushed, and then the log
-//! files before the cut are deleted.
+//! files before the cut are deleted. (Tree `events` is the exception: its
+//! writes go to the event journal, [`super::journal`], not to sled.)
 //!
 //! Most keys of a message live for milliseconds (its outbox entry, its
 //! lease, the submit correlation) or are rewritten at every step (the
@@ -269,27 +270,58 @@ impl Overlay {
         l.frozen = Some(Arc::new(frozen));
     }
 
-    /// Applies the frozen layer to sled and drops it (the checkpoint's
-    /// middle step; sled is not flushed here). Blocking.
+    /// Applies the frozen layer to sled and drops it (sled is not flushed
+    /// here). Blocking. The checkpoint's middle step is
+    /// [`Overlay::apply_frozen_except`].
     ///
     /// # Errors
     /// sled failed writing; the layer stays, and the next checkpoint
     /// applies it again (its writes are absolute).
+    #[cfg(test)]
     pub(crate) fn apply_frozen(&self) -> StoreResult<usize> {
+        self.apply_frozen_except(None, |_| Ok(()))
+    }
+
+    /// As [`Overlay::apply_frozen`], except that the puts of tree `side`
+    /// (if any) go to `sink` instead of sled, in key order; its deletes
+    /// are dropped. The layer is dropped after `sink` returned.
+    pub(crate) fn apply_frozen_except(
+        &self,
+        side: Option<T>,
+        sink: impl FnOnce(&mut dyn Iterator<Item = (&[u8], &[u8])>) -> StoreResult<()>,
+    ) -> StoreResult<usize> {
         let Some(frozen) = self.read().frozen.clone() else {
             return Ok(0);
         };
-        let applied = self.apply_layer(&frozen, usize::MAX)?;
+        let applied = self.apply_layer(&frozen, usize::MAX, side)?;
+        if let Some(map) = side.and_then(|t| frozen.get(t as usize)) {
+            sink(
+                &mut map
+                    .iter()
+                    .filter_map(|(k, slot)| Some((k.as_slice(), slot.value.as_deref()?))),
+            )?;
+        }
         let mut l = self.write();
         l.frozen = None;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(applied)
     }
 
-    /// Writes up to `limit` entries of `layer` to sled; returns how many.
-    fn apply_layer(&self, layer: &[Map], limit: usize) -> StoreResult<usize> {
+    /// Bumped each time a frozen layer is dropped: a reader that merges
+    /// the overlay with something the layer went to checks that it did not
+    /// move.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Writes up to `limit` entries of `layer` to sled, except tree
+    /// `side`'s; returns how many.
+    fn apply_layer(&self, layer: &[Map], limit: usize, side: Option<T>) -> StoreResult<usize> {
         let mut applied = 0;
-        for (tree, map) in self.trees.iter().zip(layer) {
+        for ((tree, map), t) in self.trees.iter().zip(layer).zip(T::ALL) {
+            if side == Some(t) {
+                continue;
+            }
             for (key, slot) in map {
                 if applied == limit {
                     return Ok(applied);
@@ -549,14 +581,6 @@ impl<'a> TreeView<'a> {
             .scan(self.t, own(range.start_bound()), own(range.end_bound()))
     }
 
-    /// The entry with the least key.
-    ///
-    /// # Errors
-    /// sled failed reading.
-    pub(crate) fn first(&self) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
-        self.iter().next().transpose()
-    }
-
     /// Number of entries (counts them: not for a hot path).
     ///
     /// # Errors
@@ -658,7 +682,7 @@ mod tests {
                     }
                     Op::FailedApply(n) => {
                         if let Some(f) = ov.read().frozen.clone() {
-                            ov.apply_layer(&f, n).unwrap();
+                            ov.apply_layer(&f, n, None).unwrap();
                         }
                     }
                 }

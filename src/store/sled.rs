@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::commit::{GroupCommit, blocking};
 use super::derived::{self, Counts, Readers};
 use super::error::{StoreError, StoreResult};
+use super::journal::Journal;
 use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
 use super::trees::{self, T, id};
 use super::value::{compact, decode, decode_u64, encode};
@@ -85,6 +86,11 @@ struct Inner {
     /// Held while a checkpoint runs (at most one at a time).
     checkpointing: Arc<tokio::sync::Mutex<()>>,
     stats: CheckpointCounts,
+    /// Where checkpointed events live (not sled: see [`super::journal`]).
+    events: Journal,
+    /// The lowest event seq still served (events below it are trimmed);
+    /// stored as `meta`'s [`trees::EVENTS_FROM`].
+    events_from: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -154,8 +160,11 @@ struct HeldReceipt {
     siblings: Vec<String>,
 }
 
-/// Events removed per trim transaction, so one call never builds a huge batch.
+/// Events a trim reads at a time.
 const TRIM_CHUNK: usize = 10_000;
+
+/// Events moved at a time from sled's `events` tree to the journal at open.
+const MOVE_CHUNK: usize = 4_096;
 
 /// Outbox entries one claim looks at before it stops. Leased entries and
 /// messages of busy conversations are skipped, so without a bound one claim
@@ -250,6 +259,9 @@ impl SledStore {
                 "store: built the entry counts and the lease, receipt-due and ended indexes (first start of this layout)"
             );
         }
+        // After the layout check: a newer build's store is left as it is.
+        let events = Journal::open(&config.get_path().join("events"))?;
+        move_events(&db, &trees[T::Events as usize], &events)?;
         let meta = &trees[T::Meta as usize];
         let counter = |name: &[u8], tree: T| -> StoreResult<u64> {
             let stored = match meta.get(name)? {
@@ -266,10 +278,14 @@ impl SledStore {
         let counters = Counters {
             conversation: counter(trees::NEXT_CONVERSATION, T::Conversations)?,
             message: counter(trees::NEXT_MESSAGE, T::Messages)?,
-            seq: counter(trees::NEXT_SEQ, T::Events)?,
+            seq: counter(trees::NEXT_SEQ, T::Events)?.max(events.last() + 1),
             template: counter(trees::NEXT_TEMPLATE, T::Templates)?,
         };
         let commit = GroupCommit::new(log.clone(), counters.seq - 1);
+        let events_from = match meta.get(trees::EVENTS_FROM)? {
+            Some(v) => decode_u64("meta", &v)?,
+            None => 1,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -282,6 +298,8 @@ impl SledStore {
                 log,
                 checkpointing: Arc::new(tokio::sync::Mutex::new(())),
                 stats: CheckpointCounts::default(),
+                events,
+                events_from: AtomicU64::new(events_from),
             }),
         })
     }
@@ -427,39 +445,34 @@ impl SledStore {
         self.inner.checkpoint(running).await
     }
 
-    /// One bounded trim transaction (at most [`TRIM_CHUNK`] events).
-    async fn trim_chunk(
-        &self,
-        now_ms: u64,
-        acked_keep_ms: u64,
-        max_age_ms: u64,
-    ) -> StoreResult<usize> {
-        self.run(|tx| {
-            let mut slowest: Option<Seq> = None;
-            for kv in tx.tree(T::Cursors).iter() {
-                let (_, v) = kv?;
-                let s = decode_u64(T::Cursors.name(), &v)?;
-                slowest = Some(slowest.map_or(s, |m| m.min(s)));
-            }
-            let mut doomed = Vec::new();
-            for kv in tx.tree(T::Events).iter() {
-                let (k, v) = kv?;
-                let ev: Event = decode(T::Events.name(), &v)?;
-                let acked = slowest.is_some_and(|m| ev.seq <= m);
-                let old = ev.at_ms.saturating_add(max_age_ms) <= now_ms;
-                let acked_old = acked && ev.at_ms.saturating_add(acked_keep_ms) <= now_ms;
-                if !(old || acked_old) || doomed.len() >= TRIM_CHUNK {
-                    break;
+    /// The durable events with seqs in `from..`, at most `limit`: those
+    /// a checkpoint moved to the journal, then those still in the overlay.
+    /// A checkpoint that drops its frozen layer between the two reads could
+    /// hide the layer's events from both, so the reads are retried then.
+    fn durable_events(&self, from: Seq, limit: usize) -> StoreResult<Vec<(Seq, Vec<u8>)>> {
+        let durable = self.inner.commit.durable_seq();
+        let from = from.max(self.inner.events_from.load(Ordering::Acquire));
+        if from > durable || limit == 0 {
+            return Ok(Vec::new());
+        }
+        loop {
+            let epoch = self.inner.overlay.epoch();
+            let mut out = self.inner.events.read(from, durable, limit)?;
+            let next = out.last().map_or(from, |(seq, _)| seq + 1);
+            if out.len() < limit && next <= durable {
+                for kv in self
+                    .tree(T::Events)
+                    .range(id(next)..=id(durable))
+                    .take(limit - out.len())
+                {
+                    let (k, v) = kv?;
+                    out.push((event_seq(&k)?, v));
                 }
-                doomed.push(k.to_vec());
             }
-            let n = doomed.len();
-            for k in doomed {
-                tx.del(T::Events, k);
+            if self.inner.overlay.epoch() == epoch {
+                return Ok(out);
             }
-            Ok(n)
-        })
-        .await
+        }
     }
 
     fn tree(&self, t: T) -> TreeView<'_> {
@@ -601,7 +614,8 @@ impl Inner {
     /// Makes sled hold every write so far and drops the log files that
     /// recorded them: freeze the overlay and cut the log at one point (under
     /// the writer lock), sync the log (the frozen writes are then durable, so
-    /// sled may hold them before its flush), apply the frozen layer, flush
+    /// sled may hold them before its flush), apply the frozen layer (its
+    /// events appended to the journal and synced, the rest to sled), flush
     /// sled, delete the files before the cut. `running` is the checkpoint
     /// lock.
     async fn checkpoint(
@@ -642,7 +656,17 @@ impl Inner {
         let log = self.log.clone();
         blocking(move || log.sync()).await?;
         let inner = self.clone();
-        let applied = blocking(move || inner.overlay.apply_frozen()).await?;
+        let applied = blocking(move || {
+            inner
+                .overlay
+                .apply_frozen_except(Some(T::Events), |events| {
+                    let events = events
+                        .map(|(k, v)| Ok((event_seq(k)?, v)))
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    inner.events.append(events).map(drop)
+                })
+        })
+        .await?;
         self.db.flush_async().await?;
         let log = self.log.clone();
         blocking(move || log.remove_before(keep)).await?;
@@ -682,6 +706,40 @@ fn apply(all: &[sled::Tree], writes: &Writes) -> StoreResult<()> {
                 detail: "aborted".into(),
             },
         })
+}
+
+/// The seq an `events` key holds.
+fn event_seq(key: &[u8]) -> StoreResult<Seq> {
+    trees::read_u64(key).ok_or_else(|| StoreError::Corrupt {
+        tree: "events",
+        detail: format!("key of {} bytes", key.len()),
+    })
+}
+
+/// Moves the events in sled's `events` tree to the journal (at open: those
+/// of the commits the log's replay brought back, or all of a store written
+/// before the journal), oldest first; the journal skips those it holds.
+fn move_events(db: &sled::Db, tree: &sled::Tree, journal: &Journal) -> StoreResult<()> {
+    let mut moved = 0usize;
+    let mut batch: Vec<(Seq, sled::IVec)> = Vec::with_capacity(MOVE_CHUNK);
+    let mut iter = tree.iter();
+    loop {
+        batch.clear();
+        for kv in iter.by_ref().take(MOVE_CHUNK) {
+            let (k, v) = kv?;
+            batch.push((event_seq(&k)?, v));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        moved += journal.append(batch.iter().map(|(s, v)| (*s, v.as_ref())))?;
+    }
+    if !tree.is_empty() {
+        tree.clear()?;
+        db.flush()?;
+        tracing::info!(moved, "store: moved events from sled to the event journal");
+    }
+    Ok(())
 }
 
 // === Tx: writes of one call, with read-your-writes ===
@@ -2111,27 +2169,14 @@ impl Store for SledStore {
     }
 
     async fn events_after(&self, after: Seq, limit: usize) -> StoreResult<Vec<Event>> {
-        let durable = self.inner.commit.durable_seq();
-        if after >= durable {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for kv in self
-            .tree(T::Events)
-            .range(id(after + 1)..=id(durable))
-            .take(limit)
-        {
-            let (_, v) = kv?;
-            out.push(decode(T::Events.name(), &v)?);
-        }
-        Ok(out)
+        self.durable_events(after.saturating_add(1), limit)?
+            .iter()
+            .map(|(_, v)| decode(T::Events.name(), v))
+            .collect()
     }
 
     async fn first_event_seq(&self) -> StoreResult<Option<Seq>> {
-        Ok(self
-            .tree(T::Events)
-            .first()?
-            .and_then(|(k, _)| trees::read_u64(&k)))
+        Ok(self.durable_events(1, 1)?.first().map(|(seq, _)| *seq))
     }
 
     fn subscribe(&self) -> watch::Receiver<Seq> {
@@ -2162,14 +2207,48 @@ impl Store for SledStore {
         acked_keep_ms: u64,
         max_age_ms: u64,
     ) -> StoreResult<usize> {
-        let mut total = 0;
-        loop {
-            let n = self.trim_chunk(now_ms, acked_keep_ms, max_age_ms).await?;
-            total += n;
-            if n < TRIM_CHUNK {
-                return Ok(total);
+        let mut slowest: Option<Seq> = None;
+        for kv in self.tree(T::Cursors).iter() {
+            let (_, v) = kv?;
+            let s = decode_u64(T::Cursors.name(), &v)?;
+            slowest = Some(slowest.map_or(s, |m| m.min(s)));
+        }
+        // The oldest events go while they are past the max age, or acked
+        // by every consumer and past the acked keep.
+        let (mut from, mut trimmed) = (1, 0);
+        'read: loop {
+            let page = self.durable_events(from, TRIM_CHUNK)?;
+            for (_, v) in &page {
+                let ev: Event = decode(T::Events.name(), v)?;
+                let acked = slowest.is_some_and(|m| ev.seq <= m);
+                let old = ev.at_ms.saturating_add(max_age_ms) <= now_ms;
+                let acked_old = acked && ev.at_ms.saturating_add(acked_keep_ms) <= now_ms;
+                if !(old || acked_old) {
+                    break 'read;
+                }
+                trimmed += 1;
+                from = ev.seq + 1;
+            }
+            if page.len() < TRIM_CHUNK {
+                break;
             }
         }
+        if trimmed == 0 {
+            return Ok(0);
+        }
+        // Durable (through the log) before readers stop seeing them.
+        self.run(|tx| {
+            let stored = tx.get_u64(T::Meta, trees::EVENTS_FROM)?;
+            if stored.is_none_or(|s| s < from) {
+                tx.put(T::Meta, trees::EVENTS_FROM, id(from).to_vec());
+            }
+            Ok(())
+        })
+        .await?;
+        self.inner.events_from.fetch_max(from, Ordering::AcqRel);
+        let inner = self.inner.clone();
+        blocking(move || inner.events.remove_below(from)).await?;
+        Ok(trimmed)
     }
 
     async fn put_template(
@@ -2426,6 +2505,78 @@ mod tests {
             both.iter().map(|i| i.message).collect::<Vec<_>>(),
             [x1.message, x2.message]
         );
+    }
+
+    /// A store from before the journal (layout 2) kept its events in
+    /// sled's `events` tree. Opened by this build, they move to the
+    /// journal: all still served, in order, the tree emptied, seqs
+    /// continued; and an older build would now refuse the store.
+    #[tokio::test]
+    async fn events_of_a_store_written_before_the_journal_move_to_it_at_open() {
+        const T0: u64 = 1_795_611_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let open = |p: &Path| {
+            // sled lets go of its lock once its threads end.
+            let mut tries = 0;
+            loop {
+                match SledStore::open(p) {
+                    Ok(s) => return s,
+                    Err(e) if tries > 100 => panic!("{e}"),
+                    Err(_) => tries += 1,
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        let events: Vec<(Seq, Vec<u8>)> = {
+            let s = open(&path);
+            for text in ["one", "two", "three"] {
+                s.accept_send(out("+447911123456", text), T0)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            s.flush().await.unwrap();
+            s.inner.events.read(1, u64::MAX, 100).unwrap()
+        };
+        assert!(events.len() >= 3);
+        // Rewrite it as the old layout had it.
+        std::fs::remove_dir_all(path.join("events")).unwrap();
+        {
+            let db = loop {
+                match sled::open(&path) {
+                    Ok(db) => break db,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            };
+            let tree = db.open_tree(T::Events.name()).unwrap();
+            for (seq, v) in &events {
+                tree.insert(id(*seq), v.as_slice()).unwrap();
+            }
+            let meta = db.open_tree(T::Meta.name()).unwrap();
+            meta.insert(derived::INDEXED, &id(2)[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let s = open(&path);
+        let seqs = |evs: Vec<Event>| evs.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let want: Vec<Seq> = events.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs(s.events_after(0, 100).await.unwrap()), want);
+        assert!(s.inner.db.open_tree(T::Events.name()).unwrap().is_empty());
+        let next = s
+            .append_event(
+                EventKind::LinkDown {
+                    carrier: "acme".into(),
+                    bind: "trx".into(),
+                    reason: None,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(next, want.last().unwrap() + 1);
+        let meta = s.inner.db.open_tree(T::Meta.name()).unwrap();
+        let version = meta.get(derived::INDEXED).unwrap().unwrap();
+        assert_eq!(decode_u64("meta", &version).unwrap(), derived::VERSION);
     }
 
     fn conv(id: ConversationId, owner: &str) -> Conversation {

@@ -122,6 +122,8 @@ pub(crate) const NEXT_CONVERSATION: &[u8] = b"next_conversation";
 pub(crate) const NEXT_MESSAGE: &[u8] = b"next_message";
 pub(crate) const NEXT_SEQ: &[u8] = b"next_seq";
 pub(crate) const NEXT_TEMPLATE: &[u8] = b"next_template";
+/// `meta` key: the lowest event seq still served (those below were trimmed).
+pub(crate) const EVENTS_FROM: &[u8] = b"events_from";
 
 /// u64 as a big-endian key.
 pub(crate) fn id(v: u64) -> [u8; 8] {
