@@ -64,6 +64,8 @@ pub const OUTBOX_DEPTH: &str = "smppgw_outbox_depth";
 pub const STORE_LOG_BYTES: &str = "smppgw_store_log_bytes";
 /// Gauge: bytes of committed writes held in memory, not yet applied to sled.
 pub const STORE_OVERLAY_BYTES: &str = "smppgw_store_overlay_bytes";
+/// Gauge: bytes of the event journal's files (events kept for consumers).
+pub const STORE_EVENT_JOURNAL_BYTES: &str = "smppgw_store_event_journal_bytes";
 /// Counter: store checkpoints completed.
 pub const STORE_CHECKPOINTS: &str = "smppgw_store_checkpoints_total";
 /// Counter: store checkpoints failed (each retried by the next).
@@ -164,6 +166,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         STORE_OVERLAY_BYTES,
         Kind::Gauge,
         "committed writes held in memory until the next checkpoint, in bytes",
+    ),
+    (
+        STORE_EVENT_JOURNAL_BYTES,
+        Kind::Gauge,
+        "bytes of the event journal's files; they go once their events pass store.event_log_max_age_days",
     ),
     (
         STORE_CHECKPOINTS,
@@ -430,10 +437,12 @@ pub fn outbox_depth(depth: u64) {
     gauge!(OUTBOX_DEPTH).set(depth as f64);
 }
 
-/// The store's internals: log and overlay sizes, checkpoints, log syncs.
+/// The store's internals: log, overlay and event journal sizes,
+/// checkpoints, log syncs.
 pub fn store_stats(s: &crate::store::StoreStats) {
     gauge!(STORE_LOG_BYTES).set(s.log_bytes as f64);
     gauge!(STORE_OVERLAY_BYTES).set(s.overlay_bytes as f64);
+    gauge!(STORE_EVENT_JOURNAL_BYTES).set(s.event_journal_bytes as f64);
     counter!(STORE_CHECKPOINTS).absolute(s.checkpoints);
     counter!(STORE_CHECKPOINT_FAILURES).absolute(s.checkpoint_failures);
     counter!(STORE_LOG_SYNCS).absolute(s.log_syncs);
@@ -630,6 +639,7 @@ mod tests {
             store_stats(&crate::store::StoreStats {
                 log_bytes: 4096,
                 overlay_bytes: 100,
+                event_journal_bytes: 8192,
                 checkpoints: 3,
                 checkpoint_failures: 0,
                 log_syncs: 70,
@@ -643,6 +653,10 @@ mod tests {
         );
         assert!(text.contains("smppgw_outbox_depth 5"), "{text}");
         assert!(text.contains("smppgw_store_log_bytes 4096"), "{text}");
+        assert!(
+            text.contains("smppgw_store_event_journal_bytes 8192"),
+            "{text}"
+        );
         assert!(text.contains("smppgw_store_checkpoints_total 3"), "{text}");
         assert!(text.contains("smppgw_store_log_syncs_total 70"), "{text}");
     }

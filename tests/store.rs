@@ -1434,6 +1434,7 @@ async fn a_follower_sees_every_event_once_while_checkpoints_move_them_to_the_jou
         }
         writer.await.unwrap();
         assert!(s.stats().checkpoints >= 10);
+        assert!(s.stats().event_journal_bytes > 0);
         // Trim the first thousand (past a day old, acked or not).
         assert_eq!(
             s.trim_events(T0 + 86_400_000 + 999, 0, 86_400_000)

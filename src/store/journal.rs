@@ -289,6 +289,11 @@ impl Journal {
         }))
     }
 
+    /// Bytes of whole records in the files.
+    pub(crate) fn bytes(&self) -> u64 {
+        lock(&self.files).iter().map(|s| s.len).sum()
+    }
+
     /// The newest seq held (0 if none ever was).
     pub(crate) fn last(&self) -> Seq {
         lock(&self.files).last().map_or(0, |s| s.last)
@@ -561,7 +566,10 @@ mod tests {
         assert!(read.iter().all(|(_, v)| *v == big));
         // Everything below 9 trimmed: the first two files go, the newest
         // stays whatever the floor.
+        let record = (HEADER + big.len()) as u64;
+        assert_eq!(j.bytes(), 10 * record);
         assert_eq!(j.remove_below(9).unwrap(), 2);
+        assert_eq!(j.bytes(), 2 * record);
         assert_eq!(j.remove_below(u64::MAX).unwrap(), 0);
         assert_eq!(j.files(), 1);
         assert_eq!(seqs(&j.read(1, u64::MAX, 100).unwrap()), [9, 10]);

@@ -107,6 +107,8 @@ pub struct StoreStats {
     /// Approximate bytes of committed writes held in memory, not yet
     /// applied to sled.
     pub overlay_bytes: u64,
+    /// Bytes of the event journal's files.
+    pub event_journal_bytes: u64,
     /// Checkpoints completed since the store was opened.
     pub checkpoints: u64,
     /// Checkpoints that failed since the store was opened (each is retried
@@ -427,6 +429,7 @@ impl SledStore {
         StoreStats {
             log_bytes: inner.log.size(),
             overlay_bytes: inner.overlay.top_bytes() as u64,
+            event_journal_bytes: inner.events.bytes(),
             checkpoints: inner.stats.checkpoints.load(Ordering::Relaxed),
             checkpoint_failures: inner.stats.checkpoint_failures.load(Ordering::Relaxed),
             log_syncs: inner.commit.flushes(),
