@@ -217,14 +217,17 @@ impl Journal {
         }
         firsts.sort_unstable();
         let mut files: Vec<Segment> = Vec::with_capacity(firsts.len());
-        // The newest file: read whole; one holding nothing whole goes, and
-        // the one before it is the newest.
+        // The newest file: read whole. One holding nothing whole (a crash
+        // right after its creation) goes, and the one before it, complete
+        // then, is the newest.
         let mut newest = None;
+        let mut may_remove = true;
         while let Some(first) = firsts.pop() {
-            if let Some(seg) = Self::open_newest(dir, first).map_err(StoreError::Log)? {
+            if let Some(seg) = Self::open_newest(dir, first, may_remove)? {
                 newest = Some(seg);
                 break;
             }
+            may_remove = false;
         }
         for (i, &first) in firsts.iter().enumerate() {
             let next = firsts.get(i + 1).copied();
@@ -248,26 +251,57 @@ impl Journal {
     }
 
     /// Reads file `first` whole, truncates it after its last whole record,
-    /// and returns it indexed; removes it and returns `None` if it holds
-    /// no whole record.
-    fn open_newest(dir: &Path, first: Seq) -> io::Result<Option<Segment>> {
+    /// and returns it indexed; if it holds no whole record, removes it and
+    /// returns `None` when `may_remove`.
+    ///
+    /// # Errors
+    /// I/O; a first record that is not the file's first event (the file
+    /// was renamed or overwritten: not something to cut off); no whole
+    /// record in a file that may not be removed (one before a removed
+    /// one was complete).
+    fn open_newest(dir: &Path, first: Seq, may_remove: bool) -> StoreResult<Option<Segment>> {
         let path = dir.join(file_name(first));
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let end = file.metadata()?.len();
+        let io = |e| StoreError::Log(e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let end = file.metadata().map_err(io)?.len();
         let (mut last, mut len, mut index) = (first - 1, 0, Vec::new());
-        let walked = walk(&file, 0, end, first - 1, |seq, value, at| {
+        let mut misnamed = None;
+        let walked = walk(&file, 0, end, 0, |seq, value, at| {
             if len == 0 && seq != first {
+                misnamed = Some(seq);
                 return false;
             }
             note(&mut index, seq, at);
             last = seq;
             len = at + (HEADER + value.len()) as u64;
             true
-        })?;
+        })
+        .map_err(io)?;
+        if let Some(seq) = misnamed {
+            return Err(corrupt(format!(
+                "{} starts with event {seq}",
+                file_name(first)
+            )));
+        }
+        if len == 0 && !may_remove {
+            return Err(corrupt(format!(
+                "{} holds no whole record",
+                file_name(first)
+            )));
+        }
         if len == 0 {
+            tracing::warn!(
+                file = %path.display(),
+                dropped = end,
+                "store: removed an event journal file holding no whole record (its events come back from the write-ahead log)"
+            );
             drop(file);
-            fs::remove_file(&path)?;
-            sync_dir(dir)?;
+            fs::remove_file(&path).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
             return Ok(None);
         }
         if walked != Walked::Done || len < end {
@@ -277,8 +311,9 @@ impl Journal {
                 dropped = end - len,
                 "store: cut a torn tail off the event journal (its events come back from the write-ahead log)"
             );
-            file.set_len(len)?;
-            file.sync_all()?;
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
         }
         Ok(Some(Segment {
             first,
@@ -633,6 +668,16 @@ mod tests {
         assert!(!path.exists());
         assert_eq!(j.append([(2, &b"two"[..])]).unwrap(), 1);
         assert_eq!(seqs(&j.read(1, 2, 9).unwrap()), [1, 2]);
+        drop(j);
+        // Two files without a whole record: the older one was complete
+        // once, so that is damage, not a crash.
+        fs::write(dir.path().join(file_name(1)), [9u8; 20]).unwrap();
+        fs::write(&path, [5u8, 0, 0]).unwrap();
+        assert!(matches!(
+            Journal::open(dir.path()),
+            Err(StoreError::Corrupt { tree: "events", .. })
+        ));
+        assert!(dir.path().join(file_name(1)).exists());
     }
 
     #[test]
@@ -656,6 +701,21 @@ mod tests {
         ));
         // The newer file still reads.
         assert_eq!(seqs(&j.read(3, 3, 9).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_newest_file_that_does_not_start_with_its_named_event_is_corruption_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            append_range(&j, 1..=3);
+        }
+        fs::rename(dir.path().join(file_name(1)), dir.path().join(file_name(2))).unwrap();
+        assert!(matches!(
+            Journal::open(dir.path()),
+            Err(StoreError::Corrupt { tree: "events", .. })
+        ));
+        assert!(dir.path().join(file_name(2)).exists(), "kept for a look");
     }
 
     #[test]

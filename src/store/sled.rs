@@ -162,7 +162,9 @@ struct HeldReceipt {
     siblings: Vec<String>,
 }
 
-/// Events a trim reads at a time.
+/// Events a trim reads at a time: a few first (most runs stop at the
+/// first event, still kept), then larger pages.
+const TRIM_FIRST: usize = 64;
 const TRIM_CHUNK: usize = 10_000;
 
 /// Events moved at a time from sled's `events` tree to the journal at open.
@@ -2218,9 +2220,9 @@ impl Store for SledStore {
         }
         // The oldest events go while they are past the max age, or acked
         // by every consumer and past the acked keep.
-        let (mut from, mut trimmed) = (1, 0);
+        let (mut from, mut trimmed, mut size) = (1, 0, TRIM_FIRST);
         'read: loop {
-            let page = self.durable_events(from, TRIM_CHUNK)?;
+            let page = self.durable_events(from, size)?;
             for (_, v) in &page {
                 let ev: Event = decode(T::Events.name(), v)?;
                 let acked = slowest.is_some_and(|m| ev.seq <= m);
@@ -2232,9 +2234,10 @@ impl Store for SledStore {
                 trimmed += 1;
                 from = ev.seq + 1;
             }
-            if page.len() < TRIM_CHUNK {
+            if page.len() < size {
                 break;
             }
+            size = TRIM_CHUNK;
         }
         if trimmed == 0 {
             return Ok(0);
@@ -2513,7 +2516,8 @@ mod tests {
     /// A store from before the journal (layout 2) kept its events in
     /// sled's `events` tree. Opened by this build, they move to the
     /// journal: all still served, in order, the tree emptied, seqs
-    /// continued; and an older build would now refuse the store.
+    /// continued, and the layout version raised (so that an older build
+    /// refuses the store rather than reuse the seqs).
     #[tokio::test]
     async fn events_of_a_store_written_before_the_journal_move_to_it_at_open() {
         const T0: u64 = 1_795_611_600_000;
@@ -2546,11 +2550,14 @@ mod tests {
         // Rewrite it as the old layout had it.
         std::fs::remove_dir_all(path.join("events")).unwrap();
         {
+            let mut tries = 0;
             let db = loop {
                 match sled::open(&path) {
                     Ok(db) => break db,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                    Err(e) if tries > 100 => panic!("{e}"),
+                    Err(_) => tries += 1,
                 }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             };
             let tree = db.open_tree(T::Events.name()).unwrap();
             for (seq, v) in &events {
