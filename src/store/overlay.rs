@@ -728,6 +728,46 @@ mod tests {
         assert!(sled_entries(&ov).is_empty());
     }
 
+    /// A checkpoint hands tree `side`'s puts to the sink, in key order,
+    /// and none of them to sled; the other trees reach sled as before; the
+    /// layer (and with it the side's entries) goes only after the sink
+    /// returned, and stays if the sink failed.
+    #[test]
+    fn a_side_trees_puts_go_to_the_sink_in_key_order_and_not_to_sled() {
+        let ov = overlay();
+        let side = T::Events;
+        for k in [3u16, 1, 2] {
+            ov.insert([((side, key(k)), Some(vec![k as u8]))]).unwrap();
+        }
+        put(&ov, 9, b"m");
+        ov.freeze();
+        let failed = ov.apply_frozen_except(Some(side), |_| {
+            Err(super::super::StoreError::Corrupt {
+                tree: "test",
+                detail: "sink failed".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(ov.get(side, &key(2)).unwrap(), Some(vec![2]), "layer kept");
+        let mut sunk = Vec::new();
+        let applied = ov
+            .apply_frozen_except(Some(side), |it| {
+                assert_eq!(
+                    ov.get(side, &key(1)).unwrap(),
+                    Some(vec![1]),
+                    "still readable"
+                );
+                sunk.extend(it.map(|(k, v)| (k.to_vec(), v.to_vec())));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(applied, 1, "only tree {TREE:?} went to sled");
+        assert_eq!(sunk, [1u16, 2, 3].map(|k| (key(k), vec![k as u8])).to_vec());
+        assert!(ov.trees[side as usize].is_empty());
+        assert_eq!(sled_entries(&ov), [(key(9), b"m".to_vec())]);
+        assert_eq!(ov.get(side, &key(1)).unwrap(), None, "layer dropped");
+    }
+
     /// The one race of a scan: its sled iterator holds the node it read,
     /// then a checkpoint applies a newer value of a later key and drops its
     /// layer. The scan must return the newer value (it did not, before the
