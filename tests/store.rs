@@ -1140,6 +1140,57 @@ async fn a_timed_out_message_waits_its_resend_delay_and_a_late_answer_spares_the
     s.verify().unwrap();
 }
 
+/// Regression (session 7's note: "a restart cuts a resend delay short"):
+/// a restart released every lease, the resend delay's too, so a message
+/// waiting out its delay went again at once. Now only the binds' leases go;
+/// the delay runs its course, and the resend is flagged.
+#[tokio::test]
+async fn a_resend_delay_holds_across_a_restart_while_in_flight_leases_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let (resting, in_flight) = {
+        let s = open(&path);
+        let resting = send(&s, out(SUPPORT, UK, "alice", "one"), T0).await.message;
+        let in_flight = send(&s, out(SUPPORT, JP, "bob", "two"), T0).await.message;
+        assert_eq!(claim_ids(&s, T0 + 1).await, [resting, in_flight]);
+        assert_eq!(
+            s.release_unanswered(resting, 3, T0 + 100, 30_000)
+                .await
+                .unwrap(),
+            Unanswered::Released { unknown: 1 }
+        );
+        (resting, in_flight)
+    };
+    let s = open(&path);
+    let report = s.recover(T0 + 200).await.unwrap();
+    assert_eq!((report.released_leases, report.resting), (1, 1));
+    let now = s.claim_outbox("acme", 10, 60_000, T0 + 300).await.unwrap();
+    assert_eq!(
+        now.iter()
+            .map(|i| (i.message, i.possible_duplicate))
+            .collect::<Vec<_>>(),
+        [(in_flight, true)],
+        "the bind's lease goes, the delay stays"
+    );
+    let later = s
+        .claim_outbox("acme", 10, 60_000, T0 + 30_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        later
+            .iter()
+            .map(|i| (i.message, i.possible_duplicate))
+            .collect::<Vec<_>>(),
+        [(resting, true)]
+    );
+    // Claimed again, it is a bind's lease: the next restart releases it.
+    drop(s);
+    let s = open(&path);
+    let report = s.recover(T0 + 30_200).await.unwrap();
+    assert_eq!((report.released_leases, report.resting), (2, 0));
+    s.verify().unwrap();
+}
+
 #[tokio::test]
 async fn unknown_outcomes_within_max_resubmits_are_claimable_again_flagged() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,6 +124,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         })?;
     tracing::info!(
         released_leases = report.released_leases,
+        resting = report.resting,
         outbox = report.outbox,
         awaiting_receipts = report.awaiting_receipts,
         held_receipts = report.held_receipts,

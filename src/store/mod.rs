@@ -358,6 +358,9 @@ pub enum TemplateRefused {
 pub struct RecoverReport {
     /// Leased outbox items made claimable again, flagged possible duplicates.
     pub released_leases: usize,
+    /// Outbox items kept waiting out their resend delay (see
+    /// [`Store::release_unanswered`]): claimable, flagged, once it is over.
+    pub resting: usize,
     /// Outbox entries in all.
     pub outbox: usize,
     /// Messages waiting for a final receipt.
@@ -732,7 +735,8 @@ pub trait Store: Send + Sync + 'static {
     fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send;
 
     /// At start: leased outbox items (in flight at a crash) become claimable,
-    /// flagged possible duplicate.
+    /// flagged possible duplicate; those waiting out a resend delay still
+    /// lapsing after `now_ms` keep waiting.
     fn recover(&self, now_ms: u64) -> impl Future<Output = StoreResult<RecoverReport>> + Send;
 
     /// Removes ended conversations (and their messages) ended more than

@@ -150,6 +150,10 @@ struct OutboxEntry {
     /// entries written before the count existed read as 0.
     #[serde(default)]
     unknown: u32,
+    /// Its lease is a resend delay (`release_unanswered`), not a bind's:
+    /// a restart keeps it. Entries written before it read as false.
+    #[serde(default)]
+    resting: bool,
 }
 
 /// A receipt waiting for its submit response.
@@ -1169,6 +1173,7 @@ fn put_outbound(
         lease_until_ms: None,
         possible_duplicate: false,
         unknown: 0,
+        resting: false,
     };
     tx.put_outbox(trees::outbox_key(o.carrier, m.id), &entry)?;
     if let Some(k) = o.idempotency {
@@ -1245,6 +1250,7 @@ fn claim_outbox(
         entry.attempt = entry.attempt.saturating_add(1);
         let lease_until_ms = now.saturating_add(lease_ms);
         entry.lease_until_ms = Some(lease_until_ms);
+        entry.resting = false;
         tx.put_outbox(k, &entry)?;
         out.push(OutboxItem {
             message: m.id,
@@ -1274,6 +1280,7 @@ fn release(tx: &mut Tx<'_>, message: MessageId, duplicate: bool) -> StoreResult<
         return Ok(false);
     };
     entry.lease_until_ms = None;
+    entry.resting = false;
     if duplicate {
         entry.possible_duplicate = true;
         if !m.possible_duplicate {
@@ -1323,9 +1330,10 @@ fn release_unanswered(
     if resend_after > 0 {
         // Held leased until then, and not flagged yet: a late response
         // meanwhile shows it went once. The claim after the lapse flags it
-        // (a lapsed lease) before it goes again; so does a restart's
-        // release of the lease.
+        // (a lapsed lease) before it goes again. A restart keeps this
+        // lease (no bind holds it), so the delay holds across one.
         entry.lease_until_ms = Some(now.saturating_add(resend_after));
+        entry.resting = true;
     } else {
         entry.lease_until_ms = None;
         entry.possible_duplicate = true;
@@ -1770,7 +1778,7 @@ fn assign(
 
 /// Releases every lease (the previous process's binds are gone), reading
 /// only the `leases` index, not the outbox.
-fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
+fn recover(tx: &mut Tx<'_>, now: u64) -> StoreResult<RecoverReport> {
     let mut report = RecoverReport::default();
     let mut keys = Vec::new();
     for kv in tx.tree(T::Leases).iter() {
@@ -1787,7 +1795,13 @@ fn recover(tx: &mut Tx<'_>) -> StoreResult<RecoverReport> {
             tx.del(T::Leases, k);
             continue;
         }
+        if entry.resting && entry.lease_until_ms.is_some_and(|t| t > now) {
+            // Waiting out its resend delay: not a bind's, so it stays.
+            report.resting += 1;
+            continue;
+        }
         entry.lease_until_ms = None;
+        entry.resting = false;
         entry.possible_duplicate = true;
         if let Some(mut m) = tx.msg(entry.message)? {
             m.possible_duplicate = true;
@@ -2372,8 +2386,8 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn recover(&self, _now_ms: u64) -> StoreResult<RecoverReport> {
-        let mut report = self.run(recover).await?;
+    async fn recover(&self, now_ms: u64) -> StoreResult<RecoverReport> {
+        let mut report = self.run(|tx| recover(tx, now_ms)).await?;
         let c = self.counts();
         report.outbox = c.outbox as usize;
         report.awaiting_receipts = c.awaiting_receipts as usize;
@@ -2420,6 +2434,16 @@ mod tests {
         let e: OutboxEntry = decode("outbox", &old).unwrap();
         assert_eq!((e.message, e.attempt, e.unknown), (7, 2, 0));
         assert!(e.possible_duplicate);
+    }
+
+    /// Entries written before `resting` existed (six positional fields)
+    /// still read, as not resting.
+    #[test]
+    fn outbox_entry_without_the_resting_flag_reads_as_not_resting() {
+        let old = compact(&(7u64, 3u64, 2u32, Some(99u64), true, 1u32)).unwrap();
+        let e: OutboxEntry = decode("outbox", &old).unwrap();
+        assert_eq!((e.message, e.lease_until_ms, e.unknown), (7, Some(99), 1));
+        assert!(!e.resting);
     }
 
     fn out(customer: &str, text: &str) -> NewOutbound {
