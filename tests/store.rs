@@ -961,9 +961,7 @@ async fn in_flight_items_are_flagged_after_a_restart() {
     assert_eq!((report.released_leases, report.outbox), (1, 2));
     let got = s.claim_outbox("acme", 5, 60_000, T0 + 4).await.unwrap();
     assert_eq!(
-        got.iter()
-            .map(|i| (i.message, i.possible_duplicate))
-            .collect::<Vec<_>>(),
+        flagged(&got),
         [(in_flight.message, true), (queued.message, false)]
     );
     // Ids and seqs continue after the restart.
@@ -1084,6 +1082,14 @@ async fn a_store_written_by_a_newer_layout_is_refused_not_guessed() {
 // === unknown outcomes and max_resubmits ===
 
 /// Claims everything of "acme" at `now` and returns the ids.
+/// Each claimed item as (message, flagged possible duplicate).
+fn flagged(items: &[smppgw::store::OutboxItem]) -> Vec<(u64, bool)> {
+    items
+        .iter()
+        .map(|i| (i.message, i.possible_duplicate))
+        .collect()
+}
+
 async fn claim_ids(s: &SledStore, now: u64) -> Vec<u64> {
     s.claim_outbox("acme", 10, 60_000, now)
         .await
@@ -1166,9 +1172,7 @@ async fn a_resend_delay_holds_across_a_restart_while_in_flight_leases_are_releas
     assert_eq!((report.released_leases, report.resting), (1, 1));
     let now = s.claim_outbox("acme", 10, 60_000, T0 + 300).await.unwrap();
     assert_eq!(
-        now.iter()
-            .map(|i| (i.message, i.possible_duplicate))
-            .collect::<Vec<_>>(),
+        flagged(&now),
         [(in_flight, true)],
         "the bind's lease goes, the delay stays"
     );
@@ -1176,13 +1180,7 @@ async fn a_resend_delay_holds_across_a_restart_while_in_flight_leases_are_releas
         .claim_outbox("acme", 10, 60_000, T0 + 30_100)
         .await
         .unwrap();
-    assert_eq!(
-        later
-            .iter()
-            .map(|i| (i.message, i.possible_duplicate))
-            .collect::<Vec<_>>(),
-        [(resting, true)]
-    );
+    assert_eq!(flagged(&later), [(resting, true)]);
     // Claimed again, it is a bind's lease: the next restart releases it.
     drop(s);
     let s = open(&path);
@@ -2254,10 +2252,7 @@ async fn run_model(ops: Vec<Op>) {
                     .take(max)
                     .map(|(id, (lease, dup))| (*id, *dup || lease.is_some()))
                     .collect();
-                let got: Vec<(u64, bool)> = got
-                    .iter()
-                    .map(|i| (i.message, i.possible_duplicate))
-                    .collect();
+                let got = flagged(&got);
                 assert_eq!(got, expect);
                 for (id, dup) in got {
                     *m.outbox.get_mut(&id).unwrap() = (Some(now + LEASE), dup);
