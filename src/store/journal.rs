@@ -354,10 +354,13 @@ impl Journal {
         let (mut seg, fresh) = match newest {
             Some(s) if s.len < FILE_BYTES => (s, false),
             _ => {
+                // Nothing refers to a file of this name yet: one left by an
+                // append that failed before it was published is reused.
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .create_new(true)
+                    .create(true)
+                    .truncate(true)
                     .open(self.dir.join(file_name(first)))
                     .map_err(StoreError::Log)?;
                 let seg = Segment {
@@ -650,16 +653,21 @@ mod tests {
         }
     }
 
+    /// A journal in a new directory whose first file is full with event 1.
+    fn one_full_file() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.append([(1, vec![1u8; FILE_BYTES as usize].as_slice())])
+            .unwrap();
+        (dir, j)
+    }
+
     #[test]
     fn a_newest_file_with_no_whole_record_goes_and_the_one_before_is_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        let big = vec![1u8; FILE_BYTES as usize];
-        {
-            let j = Journal::open(dir.path()).unwrap();
-            j.append([(1, big.as_slice())]).unwrap();
-            j.append([(2, &b"two"[..])]).unwrap();
-            assert_eq!(j.files(), 2);
-        }
+        let (dir, j) = one_full_file();
+        j.append([(2, &b"two"[..])]).unwrap();
+        assert_eq!(j.files(), 2);
+        drop(j);
         // A crash after the second file's first bytes.
         let path = newest_path(dir.path());
         fs::write(&path, [5u8, 0, 0]).unwrap();
@@ -716,6 +724,21 @@ mod tests {
             Err(StoreError::Corrupt { tree: "events", .. })
         ));
         assert!(dir.path().join(file_name(2)).exists(), "kept for a look");
+    }
+
+    /// Regression (final review): an append that failed after creating
+    /// its new file left it behind unpublished, and every later append
+    /// failed to create it again, so no checkpoint could succeed.
+    #[test]
+    fn a_file_left_by_a_failed_append_is_reused_by_the_next_one() {
+        let (dir, j) = one_full_file();
+        // What the failed append left: file 2, written in part.
+        fs::write(dir.path().join(file_name(2)), [7u8; 10]).unwrap();
+        assert_eq!(j.append([(2, &b"two"[..])]).unwrap(), 1);
+        assert_eq!(seqs(&j.read(1, 2, 9).unwrap()), [1, 2]);
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!((j.last(), j.files()), (2, 2));
     }
 
     #[test]
