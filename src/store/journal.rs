@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{StoreError, StoreResult};
+use super::wal::{numbered_files, sync_dir};
 use crate::model::Seq;
 
 /// Size past which the next append starts a new file.
@@ -192,10 +193,6 @@ fn note(index: &mut Vec<(Seq, u64)>, seq: Seq, at: u64) {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl Journal {
     /// Opens the journal in `dir` (created if missing): lists its files,
     /// reads the newest one whole and cuts off a torn tail.
@@ -204,18 +201,8 @@ impl Journal {
     /// I/O on the directory or its files.
     pub(crate) fn open(dir: &Path) -> StoreResult<Self> {
         fs::create_dir_all(dir).map_err(StoreError::Log)?;
-        let mut firsts = Vec::new();
-        for entry in fs::read_dir(dir).map_err(StoreError::Log)? {
-            let name = entry.map_err(StoreError::Log)?.file_name();
-            let first = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".ev"))
-                .and_then(|stem| u64::from_str_radix(stem, 16).ok());
-            if let Some(first) = first.filter(|&f| f > 0) {
-                firsts.push(first);
-            }
-        }
-        firsts.sort_unstable();
+        let mut firsts = numbered_files(dir, ".ev").map_err(StoreError::Log)?;
+        firsts.retain(|&f| f > 0);
         let mut files: Vec<Segment> = Vec::with_capacity(firsts.len());
         // The newest file: read whole. One holding nothing whole (a crash
         // right after its creation) goes, and the one before it, complete
@@ -301,7 +288,7 @@ impl Journal {
             );
             drop(file);
             fs::remove_file(&path).map_err(io)?;
-            sync_dir(dir).map_err(io)?;
+            sync_dir(dir)?;
             return Ok(None);
         }
         if walked != Walked::Done || len < end {
@@ -393,7 +380,7 @@ impl Journal {
             .and_then(|()| seg.file.sync_data())
             .map_err(StoreError::Log)?;
         if fresh {
-            sync_dir(&self.dir).map_err(StoreError::Log)?;
+            sync_dir(&self.dir)?;
         }
         seg.len += buf.len() as u64;
         seg.index = Some(Arc::new(index));
@@ -512,7 +499,7 @@ impl Journal {
             fs::remove_file(self.dir.join(file_name(*first))).map_err(StoreError::Log)?;
         }
         if !doomed.is_empty() {
-            sync_dir(&self.dir).map_err(StoreError::Log)?;
+            sync_dir(&self.dir)?;
         }
         Ok(doomed.len())
     }

@@ -133,10 +133,16 @@ fn file_name(generation: u64) -> String {
 
 /// The generations present in `dir`, ascending.
 fn generations(dir: &Path) -> io::Result<Vec<u64>> {
+    numbered_files(dir, ".log")
+}
+
+/// The numbers of the files in `dir` named `<hex number><suffix>`,
+/// ascending; other names are ignored (the event journal's files too).
+pub(super) fn numbered_files(dir: &Path, suffix: &str) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(suffix)) else {
             continue;
         };
         if let Ok(g) = u64::from_str_radix(stem, 16) {
@@ -531,7 +537,7 @@ fn first_written(dir: &Path, gens: &[u64]) -> io::Result<Option<u64>> {
 }
 
 /// Makes a file's creation or removal in `dir` durable.
-fn sync_dir(dir: &Path) -> StoreResult<()> {
+pub(super) fn sync_dir(dir: &Path) -> StoreResult<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(wal_io)
 }
 
