@@ -2,7 +2,7 @@
 //! PRNG, counters, the bounded record of received submits and the bounded
 //! queue of deliveries (receipts and MOs) waiting for a receiving bind.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -114,10 +114,15 @@ pub(crate) struct OutItem {
     pub(crate) sends: u32,
 }
 
-/// The bounded delivery queue.
+/// The bounded delivery queue: in order (a re-send goes back to the head),
+/// each item going out once due.
 #[derive(Debug)]
 pub(crate) struct Outbound {
     queue: VecDeque<OutItem>,
+    /// How many queued items are due at each instant, so the next due
+    /// instant is not a walk over the whole queue (a backlog of receipts
+    /// made every delivery cost a pass over all of them).
+    dues: BTreeMap<Instant, u32>,
     capacity: usize,
     /// Receipts whose submit_sm_resp waits until they went out
     /// (`receipt_before_response`).
@@ -128,6 +133,7 @@ impl Outbound {
     pub(crate) fn new(capacity: usize) -> Self {
         Outbound {
             queue: VecDeque::new(),
+            dues: BTreeMap::new(),
             capacity: capacity.max(1),
             awaited: HashSet::new(),
         }
@@ -138,6 +144,7 @@ impl Outbound {
         if self.queue.len() >= self.capacity {
             return Err(item);
         }
+        *self.dues.entry(item.due).or_default() += 1;
         self.queue.push_back(item);
         Ok(())
     }
@@ -146,18 +153,31 @@ impl Outbound {
     /// refused: it was in the queue before, so the bound holds up to the
     /// number of items in flight.
     pub(crate) fn push_front(&mut self, item: OutItem) {
+        *self.dues.entry(item.due).or_default() += 1;
         self.queue.push_front(item);
     }
 
-    /// Takes the first item that is due.
+    /// Takes the first item (in queue order) that is due. The walk stops
+    /// at it: only items queued ahead of it that are not due yet (re-sends
+    /// waiting out a refusal, receipts behind a delay) are passed over.
     pub(crate) fn take_due(&mut self, now: Instant) -> Option<OutItem> {
+        if self.next_due().is_none_or(|d| d > now) {
+            return None;
+        }
         let i = self.queue.iter().position(|x| x.due <= now)?;
-        self.queue.remove(i)
+        let item = self.queue.remove(i)?;
+        if let Some(n) = self.dues.get_mut(&item.due) {
+            *n -= 1;
+            if *n == 0 {
+                self.dues.remove(&item.due);
+            }
+        }
+        Some(item)
     }
 
     /// When the next item becomes due.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.queue.iter().map(|x| x.due).min()
+        self.dues.keys().next().copied()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -379,5 +399,66 @@ impl Shared {
             Ok(_) => CommandStatus::ROK,
             Err(_) => CommandStatus::RALYBND,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock;
+    use crate::pdu::Pdu;
+
+    fn item(tag: u64, due: Instant) -> OutItem {
+        OutItem {
+            req: SubmitRequest::new(tag, &Pdu::EnquireLink),
+            kind: OutKind::Receipt,
+            due,
+            sends: 0,
+        }
+    }
+
+    fn tags(out: &mut Outbound, now: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| out.take_due(now))
+            .map(|i| i.req.tag)
+            .collect()
+    }
+
+    #[test]
+    fn the_delivery_queue_hands_out_due_items_in_queue_order_and_knows_the_next_due() {
+        let t0 = clock::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut out = Outbound::new(10);
+        assert_eq!(out.next_due(), None);
+        // Receipts behind a delay, two due at the same instant.
+        for (tag, due) in [(1, 50), (2, 50), (3, 60)] {
+            out.push(item(tag, ms(due))).unwrap();
+        }
+        // A refused re-send goes back to the head, due later than the rest.
+        out.push_front(item(9, ms(100)));
+        assert_eq!(out.next_due(), Some(ms(50)));
+        assert_eq!(out.take_due(ms(49)).map(|i| i.req.tag), None);
+        // Due ones in their order; the refused one is passed over.
+        assert_eq!(tags(&mut out, ms(55)), vec![1, 2]);
+        assert_eq!(out.next_due(), Some(ms(60)));
+        assert_eq!(tags(&mut out, ms(60)), vec![3]);
+        assert_eq!(out.next_due(), Some(ms(100)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(tags(&mut out, ms(100)), vec![9]);
+        assert_eq!(out.next_due(), None);
+        assert_eq!(out.room(), 10);
+    }
+
+    #[test]
+    fn the_delivery_queue_refuses_past_its_bound_and_a_refused_item_leaves_no_due_behind() {
+        let t0 = clock::now();
+        let mut out = Outbound::new(1);
+        out.push(item(1, t0 + Duration::from_millis(5))).unwrap();
+        let back = out.push(item(2, t0)).unwrap_err();
+        assert_eq!(back.req.tag, 2);
+        // Item 2 was never queued: nothing is due at t0.
+        assert_eq!(out.next_due(), Some(t0 + Duration::from_millis(5)));
+        assert!(out.take_due(t0).is_none());
     }
 }
