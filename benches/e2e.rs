@@ -27,6 +27,11 @@
 //!   simulator: the daemon's VmHWM after its start, after an agent client
 //!   pages through all N over the socket (1 000 per page), and after 1 000
 //!   more sends to those conversations were answered by the simulator.
+//!   `E2E_SMAPS=1` also prints, at each of those points, the daemon's
+//!   resident KiB by kind of mapping (program files, heap, anonymous maps:
+//!   glibc's per-thread arenas); `E2E_KEEP=1` keeps the store and config
+//!   directory (its path is printed) for a profiler run on the same data.
+//!   `SMPPGW_BENCH_CACHE_MB` sets `store.cache_mb`.
 //!
 //! Every figure is printed as one `RESULT {json}` line with the machine
 //! load (`/proc/loadavg`) at the time.
@@ -82,6 +87,51 @@ fn rss_kib_of(pid: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Resident KiB of `pid` by kind of mapping (from /proc/<pid>/smaps):
+/// the program's files, the heap, anonymous maps, the rest. Printed with
+/// `E2E_SMAPS=1` to see where a high-water mark comes from.
+fn rss_by_kind(pid: &str) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut file, mut heap, mut anon, mut other) = (0u64, 0u64, 0u64, 0u64);
+    let mut bucket = 3;
+    let mut big = Vec::new();
+    let mut name = String::new();
+    for line in smaps.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            name = line.split_whitespace().nth(5).unwrap_or("").to_string();
+            bucket = if name.starts_with('/') {
+                0
+            } else if name == "[heap]" {
+                1
+            } else if name.is_empty() {
+                2
+            } else {
+                3
+            };
+        } else if first == "Rss:" {
+            let kib: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            if kib >= 1024 {
+                big.push(format!(
+                    "{}:{kib}",
+                    if name.is_empty() { "anon" } else { &name }
+                ));
+            }
+            match bucket {
+                0 => file += kib,
+                1 => heap += kib,
+                2 => anon += kib,
+                _ => other += kib,
+            }
+        }
+    }
+    format!(
+        "file {file} heap {heap} anon {anon} other {other} KiB; maps >= 1 MiB: {}",
+        big.join(" ")
+    )
 }
 
 /// Bytes this process has caused to be written to storage so far
@@ -529,6 +579,10 @@ async fn daemon_rss(args: &[String]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (hwm_started, _) = rss_kib_of(&pid);
+    let smaps = std::env::var_os("E2E_SMAPS").is_some();
+    if smaps {
+        eprintln!("after start: {}", rss_by_kind(&pid));
+    }
 
     let t = clock::now();
     let (mut listed, mut after) = (0usize, Value::Null);
@@ -546,6 +600,9 @@ async fn daemon_rss(args: &[String]) {
     }
     let list_ms = t.elapsed().as_secs_f64() * 1e3;
     let (hwm_listed, _) = rss_kib_of(&pid);
+    if smaps {
+        eprintln!("after listing: {}", rss_by_kind(&pid));
+    }
 
     let accepted_before = sim.stats().accepted;
     let c = client.clone();
@@ -571,7 +628,13 @@ async fn daemon_rss(args: &[String]) {
     }
     let submitted = sim.stats().accepted - accepted_before;
     let (hwm, rss) = rss_kib_of(&pid);
+    if smaps {
+        eprintln!("after sends: {}", rss_by_kind(&pid));
+    }
     drop(daemon);
+    if std::env::var_os("E2E_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     stop.cancel();
     result(
         "daemon_rss/open_conversations",
