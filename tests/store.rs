@@ -92,6 +92,13 @@ fn receipt(state: ReceiptState, error: Option<&str>) -> ReceiptUpdate {
     }
 }
 
+/// A final DELIVRD receipt from carrier `acme` for carrier id `id`.
+async fn delivered(s: &SledStore, id: &str, now: u64) -> ReceiptOutcome {
+    s.record_receipt("acme", id, receipt(ReceiptState::Delivered, None), now)
+        .await
+        .unwrap()
+}
+
 async fn send(s: &SledStore, n: NewOutbound, now: u64) -> Accepted {
     s.accept_send(n, now).await.unwrap().unwrap()
 }
@@ -700,9 +707,7 @@ async fn multi_part_message_fails_as_soon_as_one_part_fails() {
             .await
             .unwrap();
     }
-    s.record_receipt("acme", "X0", receipt(ReceiptState::Delivered, None), T0 + 2)
-        .await
-        .unwrap();
+    delivered(&s, "X0", T0 + 2).await;
     let r = s
         .record_receipt(
             "acme",
@@ -721,9 +726,7 @@ async fn multi_part_message_fails_as_soon_as_one_part_fails() {
         }
     );
     // A later delivered part does not undo the failure.
-    s.record_receipt("acme", "X2", receipt(ReceiptState::Delivered, None), T0 + 4)
-        .await
-        .unwrap();
+    delivered(&s, "X2", T0 + 4).await;
     let m = s.message(a.message).await.unwrap().unwrap();
     assert_eq!(m.status, MessageStatus::Failed);
     assert_eq!(m.error.as_deref(), Some("err:001"));
@@ -741,6 +744,55 @@ async fn multi_part_message_fails_as_soon_as_one_part_fails() {
     );
 }
 
+/// The receipt sweep finds old holds through their time index (it used to
+/// read every held receipt, under the writer lock, each minute): it drops
+/// those past the age once each, keeps a hold renewed since, and the index
+/// stays exact through holds, renewals, a submit that claims one, and drops.
+#[tokio::test]
+async fn the_receipt_sweep_drops_only_holds_past_their_age_and_a_renewed_hold_keeps_its_new_time() {
+    let s = SledStore::temporary().unwrap();
+    let hour = 3_600_000;
+    let enroute = ReceiptUpdate {
+        state: ReceiptState::Enroute,
+        error: None,
+        is_final: false,
+    };
+    // Receipts for ids never submitted (yet): "1F" may also be decimal 31,
+    // so it is held under each form.
+    delivered(&s, "1F", T0).await;
+    s.record_receipt("acme", "A1B2", enroute, T0).await.unwrap();
+    delivered(&s, "C3D4", T0).await;
+    // A1B2's final receipt replaces its intermediate one an hour later.
+    delivered(&s, "A1B2", T0 + hour).await;
+    // C3D4's submit response arrives after all: the hold is applied.
+    let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
+    s.record_submit(a.message, 0, 1, Ok("C3D4".into()), T0 + hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.message(a.message).await.unwrap().unwrap().status,
+        MessageStatus::Delivered
+    );
+    s.verify().unwrap();
+    let early = s
+        .expire_pending(T0 + hour - 1, 10 * hour, hour)
+        .await
+        .unwrap();
+    assert_eq!(early.held_dropped, 0);
+    // An hour on: "1F" goes (counted once for its two forms); A1B2, held
+    // again at T0 + hour, stays.
+    let first = s.expire_pending(T0 + hour, 10 * hour, hour).await.unwrap();
+    assert_eq!(first.held_dropped, 1);
+    s.verify().unwrap();
+    let second = s
+        .expire_pending(T0 + 2 * hour, 10 * hour, hour)
+        .await
+        .unwrap();
+    assert_eq!(second.held_dropped, 1);
+    s.verify().unwrap();
+    assert_eq!(s.recover(T0 + 2 * hour).await.unwrap().held_receipts, 0);
+}
+
 #[tokio::test]
 async fn missing_receipt_turns_unknown_after_the_timeout() {
     let s = SledStore::temporary().unwrap();
@@ -748,14 +800,7 @@ async fn missing_receipt_turns_unknown_after_the_timeout() {
     s.record_submit(a.message, 0, 1, Ok("77".into()), T0 + 10)
         .await
         .unwrap();
-    s.record_receipt(
-        "acme",
-        "999",
-        receipt(ReceiptState::Delivered, None),
-        T0 + 10,
-    )
-    .await
-    .unwrap();
+    delivered(&s, "999", T0 + 10).await;
     let hour = 3_600_000;
     let early = s
         .expire_pending(T0 + 10 + hour - 1, hour, 10 * hour)
@@ -973,9 +1018,10 @@ async fn in_flight_items_are_flagged_after_a_restart() {
 }
 
 /// A store written before the derived entries existed (no `indexed` key,
-/// no counts, empty `leases`, `receipt_due` and `ended` trees) gets them
-/// built at its first open: its in-flight items are still released at the
-/// start, its overdue receipts still expire, its ended chats still purge.
+/// no counts, empty `leases`, `receipt_due`, `ended` and `held_due` trees)
+/// gets them built at its first open: its in-flight items are still
+/// released at the start, its overdue receipts still expire, its old held
+/// receipts are still dropped, its ended chats still purge.
 #[tokio::test]
 async fn a_store_without_its_indexes_gets_them_built_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -998,6 +1044,7 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
             .await
             .unwrap()
             .unwrap();
+        delivered(&s, "A1B2", T0 + 8).await;
         s.flush().await.unwrap();
         (sent[0].message, sent[3].conversation)
     };
@@ -1015,7 +1062,12 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
         ] {
             assert!(meta.remove(k).unwrap().is_some(), "{k:?} was kept");
         }
-        for (tree, held) in [("leases", 2), ("receipt_due", 1), ("ended", 1)] {
+        for (tree, held) in [
+            ("leases", 2),
+            ("receipt_due", 1),
+            ("ended", 1),
+            ("held_due", 1),
+        ] {
             let t = db.open_tree(tree).unwrap();
             assert_eq!(t.len(), held, "{tree}");
             t.clear().unwrap();
@@ -1035,7 +1087,7 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
         (2, 3, 1)
     );
     let expired = s.expire_pending(T0 + 100, 10, 10).await.unwrap();
-    assert_eq!(expired.no_receipt, 1);
+    assert_eq!((expired.no_receipt, expired.held_dropped), (1, 1));
     assert_eq!(
         s.message(submitted).await.unwrap().unwrap().status,
         MessageStatus::Unknown

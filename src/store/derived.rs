@@ -1,7 +1,7 @@
 //! Derived entries: the entry counts of the trees the start and the gauges
 //! report (`outbox`, `awaiting_receipts`, `held_receipts`), kept in `meta`
 //! by every commit, and the one-time build of those counts and of the
-//! index trees (`leases`, `receipt_due`, `ended`) for a store written
+//! index trees (`leases`, `receipt_due`, `ended`, `held_due`) for a store written
 //! before they existed (or by an older layout of them).
 //!
 //! sled counts a tree by reading all of it, which pulls every leaf into
@@ -29,17 +29,20 @@ pub(crate) const INDEXED: &[u8] = b"indexed";
 /// Version of the store's layout beyond its trees: 1 counts and `leases`,
 /// 2 also `receipt_due` and `ended`, 3 events in the journal
 /// ([`super::journal`]: a build before it would not see them, and would hand
-/// their seqs out again). A store below it has its derived entries rebuilt
-/// (and its events moved, at every open); one above it is refused.
-pub(crate) const VERSION: u64 = 3;
+/// their seqs out again), 4 also `held_due` (a build before it would not
+/// keep it). A store below it has its derived entries rebuilt (and its
+/// events moved, at every open); one above it is refused.
+pub(crate) const VERSION: u64 = 4;
 
 /// How the build reads the values it indexes (their types live with the
 /// store's calls).
-pub(crate) struct Readers<L, E> {
+pub(crate) struct Readers<L, E, H> {
     /// Whether an outbox value holds a lease.
     pub(crate) leased: L,
     /// When a conversation value ended, if it has.
     pub(crate) ended_at: E,
+    /// When a held receipt value was held.
+    pub(crate) held_at: H,
 }
 
 /// Entries held by each counted tree.
@@ -100,14 +103,15 @@ impl Counts {
 ///
 /// # Errors
 /// sled failed, or a stored count or an indexed value does not decode.
-pub(crate) fn load<L, E>(
+pub(crate) fn load<L, E, H>(
     db: &sled::Db,
     all: &[sled::Tree],
-    read: Readers<L, E>,
+    read: Readers<L, E, H>,
 ) -> StoreResult<(Counts, bool)>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
     E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+    H: Fn(&[u8]) -> StoreResult<u64>,
 {
     let meta = &all[T::Meta as usize];
     let version = match meta.get(INDEXED)? {
@@ -146,13 +150,14 @@ where
     Ok((counts, built))
 }
 
-fn build<L, E>(all: &[sled::Tree], read: &Readers<L, E>) -> StoreResult<()>
+fn build<L, E, H>(all: &[sled::Tree], read: &Readers<L, E, H>) -> StoreResult<()>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
     E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+    H: Fn(&[u8]) -> StoreResult<u64>,
 {
     let tree = |t: T| &all[t as usize];
-    for t in [T::Leases, T::ReceiptDue, T::Ended] {
+    for t in [T::Leases, T::ReceiptDue, T::Ended, T::HeldDue] {
         tree(t).clear()?;
     }
     for (t, name) in COUNTED {
@@ -162,6 +167,10 @@ where
             n += 1;
             if t == T::Outbox && (read.leased)(&v)? {
                 tree(T::Leases).insert(k.clone(), &[][..])?;
+            }
+            if t == T::HeldReceipts {
+                let at = (read.held_at)(&v)?;
+                tree(T::HeldDue).insert(trees::held_due_key(at, &k), &[][..])?;
             }
             if let (T::AwaitingReceipts, Some(message)) = (t, trees::read_u64(&k)) {
                 let since = decode_u64(t.name(), &v)?;

@@ -258,13 +258,14 @@ impl SledStore {
                 let c: Conversation = decode(T::Conversations.name(), v)?;
                 Ok(c.ended_ms.filter(|_| c.state == ConversationState::Ended))
             },
+            held_at: |v: &[u8]| Ok(decode::<HeldReceipt>(T::HeldReceipts.name(), v)?.at_ms),
         };
         let (counts, built) = derived::load(&db, &trees, readers)?;
         if built {
             tracing::info!(
                 outbox = counts.outbox,
                 awaiting_receipts = counts.awaiting_receipts,
-                "store: built the entry counts and the lease, receipt-due and ended indexes (first start of this layout)"
+                "store: built the entry counts and the lease, receipt-due, ended and held-due indexes (first start of this layout)"
             );
         }
         // After the layout check: a newer build's store is left as it is.
@@ -324,7 +325,7 @@ impl SledStore {
 
     /// Checks what the commits keep beside the trees against the trees
     /// themselves: the entry counts, and that each index (`leases`,
-    /// `receipt_due`, `ended`) holds exactly the keys it should. Reads
+    /// `receipt_due`, `ended`, `held_due`) holds exactly the keys it should. Reads
     /// those trees whole, with writes held off meanwhile: for tests and an
     /// operator's check, not for a running load.
     ///
@@ -378,7 +379,18 @@ impl SledStore {
             }
         }
         ended.sort_unstable();
-        for (t, want) in [(T::ReceiptDue, due), (T::Ended, ended)] {
+        let mut held_due = Vec::new();
+        for kv in self.tree(T::HeldReceipts).iter() {
+            let (k, v) = kv?;
+            let h: HeldReceipt = decode(T::HeldReceipts.name(), &v)?;
+            held_due.push(trees::held_due_key(h.at_ms, &k));
+        }
+        held_due.sort_unstable();
+        for (t, want) in [
+            (T::ReceiptDue, due),
+            (T::Ended, ended),
+            (T::HeldDue, held_due),
+        ] {
             let mut got = Vec::new();
             for kv in self.tree(t).iter() {
                 got.push(kv?.0.to_vec());
@@ -802,6 +814,34 @@ impl Tx<'_> {
 
     fn del(&mut self, t: T, k: impl Into<Vec<u8>>) {
         self.writes.insert((t, k.into()), None);
+    }
+
+    /// Every hold of a receipt goes here: `held_due` holds its key under
+    /// the time it was held, and only that one (a replaced hold's entry
+    /// goes), so the sweep reads the old ones alone.
+    fn put_held(&mut self, key: Vec<u8>, held: &HeldReceipt) -> StoreResult<()> {
+        if let Some(old) = self.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
+            if old.at_ms != held.at_ms {
+                self.del(T::HeldDue, trees::held_due_key(old.at_ms, &key));
+            }
+        }
+        self.put(
+            T::HeldDue,
+            trees::held_due_key(held.at_ms, &key),
+            Vec::new(),
+        );
+        self.put_val(T::HeldReceipts, key, held)
+    }
+
+    /// Drops the receipt held under `key` with its `held_due` entry;
+    /// returns it.
+    fn take_held(&mut self, key: &[u8]) -> StoreResult<Option<HeldReceipt>> {
+        let held = self.get_val::<HeldReceipt>(T::HeldReceipts, key)?;
+        if let Some(h) = &held {
+            self.del(T::HeldDue, trees::held_due_key(h.at_ms, key));
+            self.del(T::HeldReceipts, key.to_vec());
+        }
+        Ok(held)
     }
 
     /// Every write of an outbox entry goes here: `leases` holds its key
@@ -1440,10 +1480,9 @@ fn record_submit(
             if m.part_states[p] == PartState::Pending {
                 m.part_states[p] = PartState::Submitted;
             }
-            if let Some(held) = tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
-                tx.del(T::HeldReceipts, key);
+            if let Some(held) = tx.take_held(&key)? {
                 for sib in &held.siblings {
-                    tx.del(T::HeldReceipts, trees::carrier_id_key(&carrier, sib));
+                    tx.take_held(&trees::carrier_id_key(&carrier, sib))?;
                 }
                 if !m.part_states[p].is_final() {
                     let state = PartState::from_receipt(&held.update);
@@ -1517,7 +1556,7 @@ fn record_receipt(
             siblings: candidates.iter().map(|c| c.to_string()).collect(),
         };
         for c in candidates {
-            tx.put_val(T::HeldReceipts, trees::carrier_id_key(carrier, c), &held)?;
+            tx.put_held(trees::carrier_id_key(carrier, c), &held)?;
         }
         return Ok((ReceiptOutcome::Held, None));
     };
@@ -1585,22 +1624,37 @@ fn expire_pending(
         tx.event(conv.as_ref(), kind, now)?;
         report.no_receipt += 1;
     }
-    let mut stale = Vec::new();
-    for kv in tx.tree(T::HeldReceipts).iter() {
-        let (k, v) = kv?;
-        let held: HeldReceipt = decode(T::HeldReceipts.name(), &v)?;
-        if held.at_ms.saturating_add(held_max_age) <= now {
-            // Count a receipt held under several forms once.
-            let primary = match (held.siblings.first(), trees::split_lp(&k)) {
-                (Some(first), Some((_, rest))) => rest == first.as_bytes(),
-                _ => true,
-            };
-            report.held_dropped += usize::from(primary);
-            stale.push(k.to_vec());
+    // Only the holds old enough, oldest first, from their time index (a
+    // carrier sending receipts for ids never submitted made this a read
+    // of every held receipt, under the writer lock, every sweep).
+    let mut old = Vec::new();
+    for kv in tx.tree(T::HeldDue).iter() {
+        let (k, _) = kv?;
+        let Some((at, key)) = trees::split_held_due_key(&k) else {
+            return Err(StoreError::Corrupt {
+                tree: T::HeldDue.name(),
+                detail: format!("short key {k:?}"),
+            });
+        };
+        if at.saturating_add(held_max_age) > now {
+            break;
         }
+        old.push((k.to_vec(), at, key.to_vec()));
     }
-    for k in stale {
-        tx.del(T::HeldReceipts, k);
+    for (index_key, at, key) in old {
+        match tx.get_val::<HeldReceipt>(T::HeldReceipts, &key)? {
+            Some(held) if held.at_ms == at => {
+                // Count a receipt held under several forms once.
+                let primary = match (held.siblings.first(), trees::split_lp(&key)) {
+                    (Some(first), Some((_, rest))) => rest == first.as_bytes(),
+                    _ => true,
+                };
+                report.held_dropped += usize::from(primary);
+                tx.take_held(&key)?;
+            }
+            // An entry its hold no longer matches: only the entry goes.
+            _ => tx.del(T::HeldDue, index_key),
+        }
     }
     Ok(report)
 }

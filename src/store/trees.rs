@@ -25,13 +25,15 @@
 //! | `leases`              | the outbox key of a leased entry      | empty                          |
 //! | `receipt_due`         | submitted at ms u64 ++ message id u64 | empty                          |
 //! | `ended`               | ended at ms u64 ++ conversation id u64 | empty                         |
+//! | `held_due`            | held at ms u64 ++ `held_receipts` key | empty                          |
 //!
-//! The last three are indexes, kept in step by the writes of the trees they
+//! The last four are indexes, kept in step by the writes of the trees they
 //! index: `leases` holds a key exactly while that outbox entry has a lease
 //! (what the start releases), `receipt_due` one entry per
 //! `awaiting_receipts` entry in submit-time order (what the receipt sweep
 //! gives up on), `ended` one per ended conversation in end-time order (what
-//! retention purges). `meta` also holds the entry counts of `outbox`,
+//! retention purges), `held_due` one per held receipt in the order it was
+//! held (what the receipt sweep drops once too old). `meta` also holds the entry counts of `outbox`,
 //! `awaiting_receipts` and `held_receipts` (`count_*`), kept by every
 //! commit, and `indexed`, the version of these derived entries (see
 //! `derived.rs`). So neither the start, nor a gauge, nor a sweep reads a
@@ -67,11 +69,12 @@ pub(crate) enum T {
     Leases,
     ReceiptDue,
     Ended,
+    HeldDue,
 }
 
 impl T {
     /// All trees, in index order.
-    pub(crate) const ALL: [T; 18] = [
+    pub(crate) const ALL: [T; 19] = [
         T::Meta,
         T::Conversations,
         T::Open,
@@ -90,6 +93,7 @@ impl T {
         T::Leases,
         T::ReceiptDue,
         T::Ended,
+        T::HeldDue,
     ];
 
     /// The sled tree name.
@@ -113,6 +117,7 @@ impl T {
             T::Leases => "leases",
             T::ReceiptDue => "receipt_due",
             T::Ended => "ended",
+            T::HeldDue => "held_due",
         }
     }
 }
@@ -210,6 +215,18 @@ pub(crate) fn conversation_message_key(conversation: u64, message: u64) -> [u8; 
 /// `receipt_due` and `ended` key: (time ms, id), in time order.
 pub(crate) fn time_key(at_ms: u64, id: u64) -> [u8; 16] {
     u64_pair(at_ms, id)
+}
+
+/// `held_due` key: when a receipt was held, then its `held_receipts` key.
+pub(crate) fn held_due_key(at_ms: u64, held: &[u8]) -> Vec<u8> {
+    let mut k = id(at_ms).to_vec();
+    k.extend_from_slice(held);
+    k
+}
+
+/// The (time ms, `held_receipts` key) of a [`held_due_key`].
+pub(crate) fn split_held_due_key(k: &[u8]) -> Option<(u64, &[u8])> {
+    Some((read_u64(k)?, k.get(8..)?))
 }
 
 /// The (time ms, id) of a [`time_key`].
