@@ -86,22 +86,35 @@ async fn setup(sim_cfg: SimConfig, tweak: impl FnOnce(&mut Config)) -> Env {
     }
 }
 
+/// Accepts a send through `store` as the gateway's `send` op does (the
+/// text counted for the demo's `support` service on carrier `sim`), then
+/// wakes the binds.
+async fn accept_and_wake<S: Store>(
+    store: &S,
+    links: &Links,
+    cfg: &Config,
+    owner: &str,
+    customer: &str,
+    text: &str,
+) -> MessageId {
+    let service = cfg.service("support").unwrap();
+    let carrier = cfg.carrier("sim").unwrap();
+    let count = smppgw::text::count(text, &plan_options(carrier, Some(service)));
+    let mut new = outbound(owner, customer, text);
+    new.encoding = count.encoding.as_str().into();
+    new.parts = count.parts as u8;
+    let a = store
+        .accept_send(new, clock::wall_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    links.wake();
+    a.message
+}
+
 impl Env {
     async fn send_from(&self, owner: &str, customer: &str, text: &str) -> MessageId {
-        let service = self.cfg.service("support").unwrap();
-        let carrier = self.cfg.carrier("sim").unwrap();
-        let count = smppgw::text::count(text, &plan_options(carrier, Some(service)));
-        let mut new = outbound(owner, customer, text);
-        new.encoding = count.encoding.as_str().into();
-        new.parts = count.parts as u8;
-        let a = self
-            .store
-            .accept_send(new, clock::wall_ms())
-            .await
-            .unwrap()
-            .unwrap();
-        self.links.wake();
-        a.message
+        accept_and_wake(&*self.store, &self.links, &self.cfg, owner, customer, text).await
     }
 
     async fn send(&self, customer: &str, text: &str) -> MessageId {
@@ -1525,11 +1538,13 @@ mod store_failure {
     /// The real sled store with faults injected: `record_inbound` fails
     /// the first `fail_inbound` times, the batch write `record_receipts`
     /// the first `fail_receipts` times (`record_receipt_any` never fails,
-    /// so a refusal proves the batch path ran).
+    /// so a refusal proves the batch path ran), and `record_submits`
+    /// panics the first `panic_records` times, before writing.
     struct Flaky {
         inner: Arc<SledStore>,
         fail_inbound: AtomicU32,
         fail_receipts: AtomicU32,
+        panic_records: AtomicU32,
     }
 
     fn injected() -> StoreError {
@@ -1615,6 +1630,19 @@ mod store_failure {
         ) -> impl Future<Output = StoreResult<SubmitOutcome>> + Send {
             self.inner
                 .record_submit(message, part, total_parts, result, now_ms)
+        }
+
+        fn record_submits(
+            &self,
+            batch: Vec<SubmitRecord>,
+            now_ms: u64,
+        ) -> impl Future<Output = StoreResult<Vec<SubmitOutcome>>> + Send {
+            let panic = take(&self.panic_records);
+            let inner = self.inner.clone();
+            async move {
+                assert!(!panic, "injected panic in record_submits");
+                inner.record_submits(batch, now_ms).await
+            }
         }
 
         fn record_receipt(
@@ -1906,7 +1934,12 @@ mod store_failure {
             inner: Arc::new(SledStore::open(dir.join("store")).unwrap()),
             fail_inbound: AtomicU32::new(fail_inbound),
             fail_receipts: AtomicU32::new(fail_receipts),
+            panic_records: AtomicU32::new(0),
         }
+    }
+
+    fn flaky_of(fail_inbound: u32, fail_receipts: u32) -> impl FnOnce(&std::path::Path) -> Flaky {
+        move |dir| flaky(dir, fail_inbound, fail_receipts)
     }
 
     /// The simulator and `Links` over a [`Flaky`] store.
@@ -1915,11 +1948,19 @@ mod store_failure {
         sim: SimHandle,
         store: Arc<Flaky>,
         links: Links,
+        cfg: Arc<Config>,
         cancel: CancellationToken,
     }
 
     impl FlakyEnv {
         async fn start(fail_inbound: u32, fail_receipts: u32) -> FlakyEnv {
+            Self::start_with(flaky_of(fail_inbound, fail_receipts), |_| {}).await
+        }
+
+        async fn start_with(
+            store: impl FnOnce(&std::path::Path) -> Flaky,
+            tweak: impl FnOnce(&mut Config),
+        ) -> FlakyEnv {
             let cancel = CancellationToken::new();
             let sim = sim::start(sim_config(), cancel.child_token())
                 .await
@@ -1927,18 +1968,17 @@ mod store_failure {
             let dir = tempfile::tempdir().unwrap();
             let mut cfg = config::demo(dir.path(), sim.local_addr(), None).unwrap();
             shorten(&mut cfg);
-            let store = Arc::new(flaky(dir.path(), fail_inbound, fail_receipts));
-            let links = Links::start_with(
-                store.clone(),
-                Arc::new(cfg),
-                cancel.child_token(),
-                options(),
-            );
+            tweak(&mut cfg);
+            let cfg = Arc::new(cfg);
+            let store = Arc::new(store(dir.path()));
+            let links =
+                Links::start_with(store.clone(), cfg.clone(), cancel.child_token(), options());
             FlakyEnv {
                 _dir: dir,
                 sim,
                 store,
                 links,
+                cfg,
                 cancel,
             }
         }
@@ -1949,6 +1989,50 @@ mod store_failure {
                 .unwrap();
             self.cancel.cancel();
         }
+    }
+
+    /// Regression: a `record_submits` task that panicked took its batch
+    /// down with it, and the pump kept waiting for those records for as
+    /// long as the bind lived. Each such message held one of the pump's
+    /// places (twice the window): with a window of 1, two of them and the
+    /// bind claimed nothing more. Now they stop as when the store fails
+    /// (their leases lapse, they go again flagged) and the bind goes on.
+    #[tokio::test]
+    async fn a_bind_keeps_sending_after_its_record_task_panicked() {
+        let env = FlakyEnv::start_with(
+            |dir| Flaky {
+                panic_records: AtomicU32::new(2),
+                ..flaky(dir, 0, 0)
+            },
+            |cfg| {
+                for c in &mut cfg.carriers {
+                    c.binds = 1;
+                    c.window = 1;
+                }
+            },
+        )
+        .await;
+        let mut ids = Vec::new();
+        for (i, customer) in ["+447911123456", "+447911123457", "+447911123458"]
+            .into_iter()
+            .enumerate()
+        {
+            let text = format!("record panic {i}");
+            ids.push(
+                accept_and_wake(&*env.store, &env.links, &env.cfg, "alice", customer, &text).await,
+            );
+            // One record batch each: the first two panic.
+            assert!(
+                wait(|| async { copies(&env.sim, &text) == 1 }).await,
+                "{text} never sent"
+            );
+        }
+        let delivered = wait(|| async {
+            env.store.message(ids[2]).await.unwrap().unwrap().status == MessageStatus::Delivered
+        })
+        .await;
+        assert!(delivered, "the third message was not recorded");
+        env.stop().await;
     }
 
     #[tokio::test]

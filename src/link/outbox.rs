@@ -705,6 +705,9 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
 
     let mut claiming: Pending<StoreResult<Vec<OutboxItem>>> = None;
     let mut recording: Pending<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>)> = None;
+    // The parts the pump waits on in the batch being recorded, kept out of
+    // the task: should it panic, the batch goes down with it.
+    let mut recording_awaited: Vec<(MessageId, usize)> = Vec::new();
     let mut answers: Vec<Answer> = Vec::new();
 
     let mut blocked = false;
@@ -754,6 +757,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
 
         // 3. Record what was answered (one batch at a time).
         if recording.is_none() && !answers.is_empty() {
+            recording_awaited = awaited(&answers);
             recording = Some(spawn_record(&ctx.store, std::mem::take(&mut answers)));
         }
 
@@ -782,7 +786,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
             r = join(&mut recording) => {
                 recording = None;
                 let before = pump.len();
-                settle_records(&carrier, &mut pump, r);
+                settle_records(&carrier, &mut pump, &recording_awaited, r);
                 // A finished message may free the next one of its
                 // conversation (the store holds it back while leased).
                 if pump.len() < before {
@@ -843,12 +847,13 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     }
     if recording.is_some() {
         let r = join(&mut recording).await;
-        settle_records(&carrier, &mut pump, r);
+        settle_records(&carrier, &mut pump, &recording_awaited, r);
     }
     if !answers.is_empty() {
+        let parts = awaited(&answers);
         let mut last = Some(spawn_record(&ctx.store, std::mem::take(&mut answers)));
         let r = join(&mut last).await;
-        settle_records(&carrier, &mut pump, r);
+        settle_records(&carrier, &mut pump, &parts, r);
     }
     for h in pump.abandon_all() {
         hand_back(&*ctx.store, &ctx.carrier, h).await;
@@ -879,18 +884,36 @@ fn spawn_record<S: Store>(
     })
 }
 
-/// Applies what the store said about a batch of answers to the pump.
+/// The parts of `batch` the pump waits on a record for.
+fn awaited(batch: &[Answer]) -> Vec<(MessageId, usize)> {
+    batch
+        .iter()
+        .filter(|a| a.accepted && !a.late)
+        .map(|a| (a.record.message, usize::from(a.record.part)))
+        .collect()
+}
+
+/// Applies what the store said about a batch of answers to the pump;
+/// `awaited` is [`awaited`] of that batch.
 fn settle_records(
     carrier: &str,
     pump: &mut Pump,
+    awaited: &[(MessageId, usize)],
     r: Result<(Vec<Answer>, StoreResult<Vec<SubmitOutcome>>), tokio::task::JoinError>,
 ) {
     let (batch, outcomes) = match r {
         Ok(v) => v,
         Err(e) => {
-            // The task panicked or was cancelled: its answers are lost to
-            // this bind; their leases lapse and they go again, flagged.
-            tracing::error!(carrier, error = %e, "submit record task failed");
+            // The task panicked or was cancelled, and the batch with it.
+            // As when the store fails: the parts stop here and their leases
+            // lapse, so they go again, flagged. (Left waiting, each message
+            // held a place in the pump for as long as the bind lived: with
+            // a window of 1, two such failures stopped the bind's claims.)
+            tracing::error!(carrier, parts = awaited.len(), error = %e, "submit record task failed; their leases will lapse");
+            for &(id, part) in awaited {
+                pump.recorded(id);
+                pump.stop(id, part, false);
+            }
             return;
         }
     };
