@@ -33,11 +33,11 @@
 //! `awaiting_receipts` entry in submit-time order (what the receipt sweep
 //! gives up on), `ended` one per ended conversation in end-time order (what
 //! retention purges), `held_due` one per held receipt in the order it was
-//! held (what the receipt sweep drops once too old). `meta` also holds the entry counts of `outbox`,
-//! `awaiting_receipts` and `held_receipts` (`count_*`), kept by every
-//! commit, and `indexed`, the version of these derived entries (see
-//! `derived.rs`). So neither the start, nor a gauge, nor a sweep reads a
-//! whole tree.
+//! held (what the receipt sweep drops once too old). `meta` also holds the
+//! entry counts of `outbox`, `awaiting_receipts` and `held_receipts`
+//! (`count_*`), kept by every commit, and `indexed`, the version of these
+//! derived entries (see `derived.rs`). So neither the start, nor a gauge,
+//! nor a sweep reads a whole tree.
 //!
 //! Outbox keys order entries by message id per carrier: FIFO per carrier,
 //! and a released entry goes back to where it was (the head).
