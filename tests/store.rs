@@ -10,10 +10,10 @@ use smppgw::model::{
     ConversationState, EventKind, FailState, MessageStatus, ReceiptState, ReceiptUpdate,
 };
 use smppgw::store::{
-    Accepted, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, NewTemplate,
-    OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, StoreError,
-    SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused,
-    Unanswered,
+    Accepted, CONVERSATION_SCAN_MIN, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy,
+    NewOutbound, NewTemplate, OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore,
+    Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason,
+    SystemRefused, Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -416,6 +416,55 @@ async fn conversation_pages_list_each_one_once_in_id_order_by_owner_and_state() 
         .await
         .unwrap();
     assert_eq!((page.conversations.len(), page.next), (0, None));
+}
+
+/// Regression: the listing read every conversation retention keeps, the
+/// ended ones too (90 days of them by default), so an agent's console went
+/// through all of them, 8 192 per request, to find its few open ones. Ended
+/// conversations now live in a tree of their own.
+#[tokio::test]
+async fn a_listing_reads_past_no_ended_conversation_however_many_came_first() {
+    let s = std::sync::Arc::new(SledStore::temporary().unwrap());
+    let ended = CONVERSATION_SCAN_MIN as u64 + 8;
+    let mut tasks = Vec::new();
+    for w in 0..16u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut first = None;
+            for i in (w..ended).step_by(16) {
+                let customer = format!("+4479112{i:05}");
+                let a = send(&s, out(SUPPORT, &customer, "alice", "hi"), T0 + i).await;
+                s.end_chat(a.conversation, "alice", T0 + ended + i)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                first.get_or_insert(a.conversation);
+            }
+            first.unwrap()
+        }));
+    }
+    let mut first_ended = u64::MAX;
+    for t in tasks {
+        first_ended = first_ended.min(t.await.unwrap());
+    }
+    let open = send(&s, out(SUPPORT, UK, "alice", "still here"), T0 + 3 * ended).await;
+    for owner in [Some("alice"), None] {
+        let page = s.conversations(owner, true, None, 1).await.unwrap();
+        let ids: Vec<u64> = page.conversations.iter().map(|c| c.id).collect();
+        assert_eq!(
+            (ids, page.next),
+            (vec![open.conversation], None),
+            "{owner:?}"
+        );
+    }
+    // An ended conversation is still there by its id, with its transcript.
+    let (c, msgs) = s.transcript(first_ended).await.unwrap().unwrap();
+    assert_eq!((c.state, msgs.len()), (ConversationState::Ended, 1));
+    assert_eq!(
+        s.conversation(first_ended).await.unwrap().map(|c| c.state),
+        Some(ConversationState::Ended)
+    );
+    s.verify().unwrap();
 }
 
 // === receipts ===
@@ -1072,10 +1121,26 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
             assert_eq!(t.len(), held, "{tree}");
             t.clear().unwrap();
         }
+        // Layouts before 5 kept ended conversations with the live ones.
+        let ended_tree = db.open_tree("ended_conversations").unwrap();
+        let moved: Vec<_> = ended_tree.iter().map(Result::unwrap).collect();
+        assert_eq!(moved.len(), 1);
+        let live = db.open_tree("conversations").unwrap();
+        for (k, v) in moved {
+            live.insert(k, v).unwrap();
+        }
+        assert!(db.drop_tree("ended_conversations").unwrap());
         db.flush().unwrap();
     }
     let s = open(&path);
     s.verify().unwrap();
+    let listed = s.conversations(None, true, None, 10).await.unwrap();
+    assert_eq!(listed.conversations.len(), 3);
+    assert!(listed.conversations.iter().all(|c| c.id != ended));
+    assert_eq!(
+        s.conversation(ended).await.unwrap().map(|c| c.state),
+        Some(ConversationState::Ended)
+    );
     assert_eq!(s.outbox_depth(), 3);
     let report = s.recover(T0 + 10).await.unwrap();
     assert_eq!(

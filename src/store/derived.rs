@@ -1,8 +1,10 @@
 //! Derived entries: the entry counts of the trees the start and the gauges
 //! report (`outbox`, `awaiting_receipts`, `held_receipts`), kept in `meta`
 //! by every commit, and the one-time build of those counts and of the
-//! index trees (`leases`, `receipt_due`, `ended`, `held_due`) for a store written
-//! before they existed (or by an older layout of them).
+//! index trees (`leases`, `receipt_due`, `ended`, `held_due`) for a store
+//! written before they existed (or by an older layout of them). The same
+//! build moves ended conversations out of `conversations`, where layouts
+//! before 5 kept them, into `ended_conversations`.
 //!
 //! sled counts a tree by reading all of it, which pulls every leaf into
 //! memory: with 100 000 queued messages the start read the whole outbox
@@ -30,17 +32,18 @@ pub(crate) const INDEXED: &[u8] = b"indexed";
 /// 2 also `receipt_due` and `ended`, 3 events in the journal
 /// ([`super::journal`]: a build before it would not see them, and would hand
 /// their seqs out again), 4 also `held_due` (a build before it would not
-/// keep it). A store below it has its derived entries rebuilt (and its
-/// events moved, at every open); one above it is refused.
-pub(crate) const VERSION: u64 = 4;
+/// keep it), 5 ended conversations in `ended_conversations` (a build before
+/// it would not find them). A store below it has its derived entries
+/// rebuilt (and its events moved, at every open); one above it is refused.
+pub(crate) const VERSION: u64 = 5;
 
 /// How the build reads the values it indexes (their types live with the
 /// store's calls).
 pub(crate) struct Readers<L, E, H> {
     /// Whether an outbox value holds a lease.
     pub(crate) leased: L,
-    /// When a conversation value ended, if it has.
-    pub(crate) ended_at: E,
+    /// Whether a conversation value has ended (`Some`), and when, if known.
+    pub(crate) ended: E,
     /// When a held receipt value was held.
     pub(crate) held_at: H,
 }
@@ -110,7 +113,7 @@ pub(crate) fn load<L, E, H>(
 ) -> StoreResult<(Counts, bool)>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
-    E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+    E: Fn(&[u8]) -> StoreResult<Option<Option<u64>>>,
     H: Fn(&[u8]) -> StoreResult<u64>,
 {
     let meta = &all[T::Meta as usize];
@@ -153,7 +156,7 @@ where
 fn build<L, E, H>(all: &[sled::Tree], read: &Readers<L, E, H>) -> StoreResult<()>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
-    E: Fn(&[u8]) -> StoreResult<Option<u64>>,
+    E: Fn(&[u8]) -> StoreResult<Option<Option<u64>>>,
     H: Fn(&[u8]) -> StoreResult<u64>,
 {
     let tree = |t: T| &all[t as usize];
@@ -179,9 +182,17 @@ where
         }
         tree(T::Meta).insert(name, &trees::id(n)[..])?;
     }
+    // Copied before removed: a move cut short by a crash is done again.
     for kv in tree(T::Conversations).iter() {
         let (k, v) = kv?;
-        if let (Some(cid), Some(at)) = (trees::read_u64(&k), (read.ended_at)(&v)?) {
+        if (read.ended)(&v)?.is_some() {
+            tree(T::EndedConversations).insert(k.clone(), v)?;
+            tree(T::Conversations).remove(k)?;
+        }
+    }
+    for kv in tree(T::EndedConversations).iter() {
+        let (k, v) = kv?;
+        if let (Some(cid), Some(Some(at))) = (trees::read_u64(&k), (read.ended)(&v)?) {
             tree(T::Ended).insert(trees::time_key(at, cid), &[][..])?;
         }
     }

@@ -130,6 +130,9 @@ struct Writer {
 
 /// Next ids: one past the highest key of each tree, or the `meta` value
 /// stored when a call deleted from that tree, whichever is higher.
+/// The trees a conversation is held in: live, then once ended.
+const CONVERSATION_TREES: [T; 2] = [T::Conversations, T::EndedConversations];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counters {
     conversation: u64,
@@ -254,9 +257,9 @@ impl SledStore {
                     .lease_until_ms
                     .is_some())
             },
-            ended_at: |v: &[u8]| {
+            ended: |v: &[u8]| {
                 let c: Conversation = decode(T::Conversations.name(), v)?;
-                Ok(c.ended_ms.filter(|_| c.state == ConversationState::Ended))
+                Ok((c.state == ConversationState::Ended).then_some(c.ended_ms))
             },
             held_at: |v: &[u8]| Ok(decode::<HeldReceipt>(T::HeldReceipts.name(), v)?.at_ms),
         };
@@ -265,30 +268,31 @@ impl SledStore {
             tracing::info!(
                 outbox = counts.outbox,
                 awaiting_receipts = counts.awaiting_receipts,
-                "store: built the entry counts and the lease, receipt-due, ended and held-due indexes (first start of this layout)"
+                "store: built the entry counts and the lease, receipt-due, ended and held-due indexes, and kept ended conversations apart (first start of this layout)"
             );
         }
         // After the layout check: a newer build's store is left as it is.
         let events = Journal::open(&config.get_path().join("events"))?;
         move_events(&db, &trees[T::Events as usize], &events)?;
         let meta = &trees[T::Meta as usize];
-        let counter = |name: &[u8], tree: T| -> StoreResult<u64> {
-            let stored = match meta.get(name)? {
+        let counter = |name: &[u8], held_in: &[T]| -> StoreResult<u64> {
+            let mut next = match meta.get(name)? {
                 Some(v) => decode_u64("meta", &v)?,
                 None => 1,
             };
             // One past the highest key held; `meta` covers deleted tails.
-            let last = match trees[tree as usize].last()? {
-                Some((k, _)) => trees::read_u64(&k).map_or(0, |v| v + 1),
-                None => 0,
-            };
-            Ok(stored.max(last).max(1))
+            for t in held_in {
+                if let Some((k, _)) = trees[*t as usize].last()? {
+                    next = next.max(trees::read_u64(&k).map_or(0, |v| v + 1));
+                }
+            }
+            Ok(next.max(1))
         };
         let counters = Counters {
-            conversation: counter(trees::NEXT_CONVERSATION, T::Conversations)?,
-            message: counter(trees::NEXT_MESSAGE, T::Messages)?,
-            seq: counter(trees::NEXT_SEQ, T::Events)?.max(events.last() + 1),
-            template: counter(trees::NEXT_TEMPLATE, T::Templates)?,
+            conversation: counter(trees::NEXT_CONVERSATION, &CONVERSATION_TREES)?,
+            message: counter(trees::NEXT_MESSAGE, &[T::Messages])?,
+            seq: counter(trees::NEXT_SEQ, &[T::Events])?.max(events.last() + 1),
+            template: counter(trees::NEXT_TEMPLATE, &[T::Templates])?,
         };
         let commit = GroupCommit::new(log.clone(), counters.seq - 1);
         let events_from = match meta.get(trees::EVENTS_FROM)? {
@@ -371,11 +375,20 @@ impl SledStore {
         }
         due.sort_unstable();
         let mut ended = Vec::new();
-        for kv in self.tree(T::Conversations).iter() {
-            let (_, v) = kv?;
-            let c: Conversation = decode(T::Conversations.name(), &v)?;
-            if let (ConversationState::Ended, Some(at)) = (c.state, c.ended_ms) {
-                ended.push(trees::time_key(at, c.id).to_vec());
+        for t in CONVERSATION_TREES {
+            for kv in self.tree(t).iter() {
+                let (_, v) = kv?;
+                let c: Conversation = decode(t.name(), &v)?;
+                let is_ended = c.state == ConversationState::Ended;
+                if is_ended != (t == T::EndedConversations) {
+                    return Err(mismatch(
+                        t.name(),
+                        format!("conversation {} is {:?}", c.id, c.state),
+                    ));
+                }
+                if let Some(at) = c.ended_ms.filter(|_| is_ended) {
+                    ended.push(trees::time_key(at, c.id).to_vec());
+                }
             }
         }
         ended.sort_unstable();
@@ -537,6 +550,15 @@ impl SledStore {
         }
     }
 
+    fn read_conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
+        for t in CONVERSATION_TREES {
+            if let Some(c) = self.read_val(t, &id(cid))? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
     fn scan_vals<V: DeserializeOwned>(&self, t: T, prefix: &[u8]) -> StoreResult<Vec<V>> {
         let mut out = Vec::new();
         for kv in self.tree(t).scan_prefix(prefix) {
@@ -593,17 +615,23 @@ impl Inner {
         // tree, so it is stored only when that could fall short: when this
         // call deletes from the tree (the highest key may be among them).
         // The hot path (accept, submit, receipt) thus writes no meta key.
-        let meta = [
-            (trees::NEXT_CONVERSATION, T::Conversations, c.conversation),
-            (trees::NEXT_MESSAGE, T::Messages, c.message),
-            (trees::NEXT_SEQ, T::Events, c.seq),
-            (trees::NEXT_TEMPLATE, T::Templates, c.template),
+        let meta: [(_, &[T], _); 4] = [
+            (
+                trees::NEXT_CONVERSATION,
+                &CONVERSATION_TREES,
+                c.conversation,
+            ),
+            (trees::NEXT_MESSAGE, &[T::Messages], c.message),
+            (trees::NEXT_SEQ, &[T::Events], c.seq),
+            (trees::NEXT_TEMPLATE, &[T::Templates], c.template),
         ];
-        for (name, tree, next) in meta {
-            let deletes = writes
-                .range((tree, Vec::new())..)
-                .take_while(|((t, _), _)| *t == tree)
-                .any(|(_, v)| v.is_none());
+        for (name, held_in, next) in meta {
+            let deletes = held_in.iter().any(|&tree| {
+                writes
+                    .range((tree, Vec::new())..)
+                    .take_while(|((t, _), _)| *t == tree)
+                    .any(|(_, v)| v.is_none())
+            });
             if deletes {
                 writes.insert((T::Meta, name.to_vec()), Some(id(next).to_vec()));
             }
@@ -862,16 +890,26 @@ impl Tx<'_> {
     }
 
     fn conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
-        self.get_val(T::Conversations, &id(cid))
+        for t in CONVERSATION_TREES {
+            if let Some(c) = self.get_val(t, &id(cid))? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
     }
 
-    /// Every write of a conversation goes here: an ended one is indexed by
-    /// its end time (an ended conversation never changes state again).
+    /// Every write of a conversation goes here. An ended one (it never
+    /// changes state again) moves to `ended_conversations`, indexed by its
+    /// end time.
     fn put_conv(&mut self, c: &Conversation) -> StoreResult<()> {
-        if let (ConversationState::Ended, Some(at)) = (c.state, c.ended_ms) {
+        if c.state != ConversationState::Ended {
+            return self.put_compact(T::Conversations, id(c.id), c);
+        }
+        if let Some(at) = c.ended_ms {
             self.put(T::Ended, trees::time_key(at, c.id), Vec::new());
         }
-        self.put_compact(T::Conversations, id(c.id), c)
+        self.del(T::Conversations, id(c.id));
+        self.put_compact(T::EndedConversations, id(c.id), c)
     }
 
     /// A message submitted at `now` now waits for its final receipt.
@@ -1917,7 +1955,9 @@ fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
     if let Some(at) = c.ended_ms {
         tx.del(T::Ended, trees::time_key(at, c.id));
     }
-    tx.del(T::Conversations, id(c.id));
+    for t in CONVERSATION_TREES {
+        tx.del(t, id(c.id));
+    }
     Ok(n)
 }
 
@@ -2186,7 +2226,7 @@ impl Store for SledStore {
     }
 
     async fn conversation(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
-        self.read_val(T::Conversations, &id(cid))
+        self.read_conv(cid)
     }
 
     async fn message(&self, mid: MessageId) -> StoreResult<Option<Message>> {
@@ -2197,7 +2237,7 @@ impl Store for SledStore {
         &self,
         cid: ConversationId,
     ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
-        let Some(c) = self.read_val::<Conversation>(T::Conversations, &id(cid))? else {
+        let Some(c) = self.read_conv(cid)? else {
             return Ok(None);
         };
         let mut msgs = Vec::new();

@@ -7,7 +7,7 @@
 //! | tree                  | key                                   | value                          |
 //! |-----------------------|---------------------------------------|--------------------------------|
 //! | `meta`                | ASCII name (`next_message`, ...)      | u64 BE counter                 |
-//! | `conversations`       | conversation id u64                   | [`Conversation`] (value.rs)    |
+//! | `conversations`       | conversation id u64                   | a live [`Conversation`] (value.rs) |
 //! | `open`                | lp(sender) ++ customer                | conversation id u64            |
 //! | `messages`            | message id u64                        | [`Message`]                    |
 //! | `conversation_messages` | conversation id u64 ++ message id u64 | empty                        |
@@ -26,18 +26,24 @@
 //! | `receipt_due`         | submitted at ms u64 ++ message id u64 | empty                          |
 //! | `ended`               | ended at ms u64 ++ conversation id u64 | empty                         |
 //! | `held_due`            | held at ms u64 ++ `held_receipts` key | empty                          |
+//! | `ended_conversations` | conversation id u64                   | an ended [`Conversation`]      |
 //!
-//! The last four are indexes, kept in step by the writes of the trees they
-//! index: `leases` holds a key exactly while that outbox entry has a lease
-//! (what the start releases), `receipt_due` one entry per
-//! `awaiting_receipts` entry in submit-time order (what the receipt sweep
-//! gives up on), `ended` one per ended conversation in end-time order (what
-//! retention purges), `held_due` one per held receipt in the order it was
-//! held (what the receipt sweep drops once too old). `meta` also holds the
-//! entry counts of `outbox`, `awaiting_receipts` and `held_receipts`
-//! (`count_*`), kept by every commit, and `indexed`, the version of these
-//! derived entries (see `derived.rs`). So neither the start, nor a gauge,
-//! nor a sweep reads a whole tree.
+//! A live conversation is open or requested. It moves from `conversations`
+//! to `ended_conversations` when it ends (and never changes state again), so
+//! listing the live ones reads only those, however many ended ones retention
+//! keeps.
+//!
+//! `leases`, `receipt_due`, `ended` and `held_due` are indexes, kept in step
+//! by the writes of the trees they index: `leases` holds a key exactly while
+//! that outbox entry has a lease (what the start releases), `receipt_due`
+//! one entry per `awaiting_receipts` entry in submit-time order (what the
+//! receipt sweep gives up on), `ended` one per ended conversation in
+//! end-time order (what retention purges), `held_due` one per held receipt
+//! in the order it was held (what the receipt sweep drops once too old).
+//! `meta` also holds the entry counts of `outbox`, `awaiting_receipts` and
+//! `held_receipts` (`count_*`), kept by every commit, and `indexed`, the
+//! version of these derived entries (see `derived.rs`). So neither the
+//! start, nor a gauge, nor a sweep, nor a listing reads a whole tree.
 //!
 //! Outbox keys order entries by message id per carrier: FIFO per carrier,
 //! and a released entry goes back to where it was (the head).
@@ -70,11 +76,12 @@ pub(crate) enum T {
     ReceiptDue,
     Ended,
     HeldDue,
+    EndedConversations,
 }
 
 impl T {
     /// All trees, in index order.
-    pub(crate) const ALL: [T; 19] = [
+    pub(crate) const ALL: [T; 20] = [
         T::Meta,
         T::Conversations,
         T::Open,
@@ -94,6 +101,7 @@ impl T {
         T::ReceiptDue,
         T::Ended,
         T::HeldDue,
+        T::EndedConversations,
     ];
 
     /// The sled tree name.
@@ -118,6 +126,7 @@ impl T {
             T::ReceiptDue => "receipt_due",
             T::Ended => "ended",
             T::HeldDue => "held_due",
+            T::EndedConversations => "ended_conversations",
         }
     }
 }
