@@ -2,12 +2,15 @@
 //! `cargo bench --bench e2e -- <mode>...`.
 //!
 //! Modes:
-//! - `--store-scale [--messages N] [--conversations N]`: the store alone.
-//!   Peak RSS with N open conversations (default 100 000) and time to start
-//!   (open + recover) with N stored messages (default 200 000; 1 000 000
-//!   takes ~10 min on the 2 loaded cores). Both measured in a fresh child
-//!   process (this executable re-run with `--child-open`), so the figures
-//!   are those of a daemon starting on that store, not of the loader.
+//! - `--store-scale [--messages N] [--conversations N] [--ended N]`: the
+//!   store alone. Peak RSS with N open conversations (default 100 000), time
+//!   to start (open + recover) with N stored messages (default 200 000;
+//!   1 000 000 takes ~10 min on the 2 loaded cores), and what an agent's
+//!   console costs to list its open conversations (2 of 1 000, among N
+//!   ended ones that retention keeps; default 100 000; `--ended 0` skips
+//!   it). All measured in a fresh child process (this executable re-run
+//!   with `--child-open`), so the figures are those of a daemon starting on
+//!   that store, not of the loader.
 //!
 //! - `--e2e [--secs S] [--senders N] [--preload N]`: the gateway's parts and the
 //!   simulator in ONE process on loopback, durable sled store on: the
@@ -284,6 +287,7 @@ async fn claim_submit_deliver(store: &Arc<SledStore>, in_flight: usize, deliver_
 async fn store_scale(args: &[String]) {
     let messages = arg_u64(args, "--messages", 200_000);
     let conversations = arg_u64(args, "--conversations", 100_000);
+    let ended = arg_u64(args, "--ended", 100_000);
     let keep = args.iter().any(|a| a == "--keep");
     let dir = tempfile::tempdir().expect("tempdir");
 
@@ -300,7 +304,7 @@ async fn store_scale(args: &[String]) {
         );
         store.flush().await.expect("flush");
     }
-    let child = child_open(&conv_path, true);
+    let child = child_open(&conv_path, Some(None));
     result(
         "store_scale/rss_open_conversations",
         serde_json::json!({"conversations": conversations, "child": child}),
@@ -324,10 +328,40 @@ async fn store_scale(args: &[String]) {
     }
     let size = dir_size(&msg_path);
     for round in ["first", "second"] {
-        let child = child_open(&msg_path, false);
+        let child = child_open(&msg_path, None);
         result(
             "store_scale/start_with_messages",
             serde_json::json!({"messages": messages, "round": round, "store_bytes": size, "child": child}),
+        );
+    }
+    // 3. An agent's console listing its open conversations (2 of 1 000)
+    // among `ended` ended ones: what 90 days of retention keep.
+    if ended > 0 {
+        let ended_path = dir.path().join("ended");
+        {
+            eprintln!("store-scale: {ended} ended conversations, then 1 000 open ones");
+            let store = Arc::new(SledStore::open(&ended_path).expect("open"));
+            load_messages(&store, ended, 1, 0).await;
+            // A fresh store numbers its conversations from 1.
+            let s = store.clone();
+            let t = concurrently(64, ended, move |i| {
+                let s = s.clone();
+                async move {
+                    s.end_chat(i + 1, "bench", clock::wall_ms())
+                        .await
+                        .expect("store")
+                        .expect("ended");
+                }
+            })
+            .await;
+            eprintln!("  ended them in {:.1} s", t.as_secs_f64());
+            load_messages(&store, 1000, 1, ended).await;
+            store.flush().await.expect("flush");
+        }
+        let child = child_open(&ended_path, Some(Some("agent-7")));
+        result(
+            "store_scale/agent_listing_among_ended",
+            serde_json::json!({"ended": ended, "open": 1000, "child": child}),
         );
     }
     if keep {
@@ -350,13 +384,21 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
-/// Runs this executable with `--child-open <path>` and returns its JSON report.
-fn child_open(path: &Path, list: bool) -> serde_json::Value {
+/// Runs this executable with `--child-open <path>` and returns its JSON
+/// report. `list`: list all open conversations (`Some(None)`) or one
+/// agent's as its console does (`Some(Some(agent))`).
+fn child_open(path: &Path, list: Option<Option<&str>>) -> serde_json::Value {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--child-open").arg(path);
-    if list {
-        cmd.arg("--list");
+    match list {
+        Some(None) => {
+            cmd.arg("--list");
+        }
+        Some(Some(agent)) => {
+            cmd.arg("--list-owner").arg(agent);
+        }
+        None => {}
     }
     let out = cmd.output().expect("child");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -367,9 +409,35 @@ fn child_open(path: &Path, list: bool) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or(serde_json::Value::Null)
 }
 
+/// Follows `next` through every page of `conversations`: how many were
+/// listed, in how many requests, in how many ms.
+async fn list_all(
+    store: &SledStore,
+    owner: Option<&str>,
+    include_requested: bool,
+    limit: usize,
+) -> (usize, usize, f64) {
+    let t = clock::now();
+    let (mut listed, mut requests, mut after) = (0usize, 0usize, None);
+    loop {
+        let page = store
+            .conversations(owner, include_requested, after, limit)
+            .await
+            .expect("list");
+        requests += 1;
+        listed += page.conversations.len();
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    (listed, requests, t.elapsed().as_secs_f64() * 1e3)
+}
+
 /// The child: open + recover (timed), optionally list the open
-/// conversations and accept 1000 more sends, then report peak RSS.
-async fn child(path: PathBuf, list: bool) {
+/// conversations and accept 1000 more sends, or list one agent's as its
+/// console does, then report peak RSS.
+async fn child(path: PathBuf, list: bool, owner: Option<String>) {
     let (hwm0, _) = rss_kib();
     let t = clock::now();
     // The daemon's default cache unless SMPPGW_BENCH_CACHE_MB says otherwise.
@@ -396,24 +464,20 @@ async fn child(path: PathBuf, list: bool) {
         "vm_hwm_kib_before_open": hwm0,
         "vm_hwm_kib_after_start": hwm_started,
     });
-    if list {
+    if let Some(owner) = owner {
+        // As the console's loadAll: its own and the chat requests, 500 a page.
+        let (listed, requests, ms) = list_all(&store, Some(&owner), true, 500).await;
+        v["list_ms"] = ms.into();
+        v["listed"] = listed.into();
+        v["requests"] = requests.into();
+        let (hwm, rss) = rss_kib();
+        v["vm_hwm_kib"] = hwm.into();
+        v["vm_rss_kib"] = rss.into();
+    } else if list {
         let store = Arc::new(store);
-        let t = clock::now();
         // Paged as the agent op does, so the peak stays one page's worth.
-        let mut open_convs = 0usize;
-        let mut after = None;
-        loop {
-            let page = store
-                .conversations(None, false, after, 1000)
-                .await
-                .expect("list");
-            open_convs += page.conversations.len();
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        v["list_ms"] = (t.elapsed().as_secs_f64() * 1e3).into();
+        let (open_convs, _, ms) = list_all(&store, None, false, 1000).await;
+        v["list_ms"] = ms.into();
         v["open_conversations"] = open_convs.into();
         v["vm_hwm_kib_after_list"] = rss_kib().0.into();
         // Some traffic on top: replies to existing conversations.
@@ -453,7 +517,8 @@ fn main() {
     let rt = runtime();
     if let Some(p) = arg_value(&args, "--child-open") {
         let list = args.iter().any(|a| a == "--list");
-        rt.block_on(child(PathBuf::from(p), list));
+        let owner = arg_value(&args, "--list-owner");
+        rt.block_on(child(PathBuf::from(p), list, owner));
         return;
     }
     let any_mode = args
