@@ -158,7 +158,7 @@ enum Cmd {
         /// Start after this conversation id (the `next` of the previous page).
         #[arg(long)]
         after: Option<u64>,
-        /// Page size (1..=5000; the daemon's default is 500).
+        /// Page size (1 to 5000; default 500).
         #[arg(long)]
         limit: Option<u64>,
     },
@@ -232,13 +232,20 @@ enum Cmd {
         #[arg(long)]
         agent: Option<String>,
     },
-    /// List the customers who opted out of a service's messages.
+    /// List the customers who opted out of a service's messages, a page at a
+    /// time (the answer's `next` is the `--after` of the next page).
     OptOuts {
         #[command(flatten)]
         target: Target,
         /// The service.
         #[arg(long)]
         service: String,
+        /// List those after this customer.
+        #[arg(long)]
+        after: Option<String>,
+        /// Page size (1 to 5000; default 500).
+        #[arg(long)]
+        limit: Option<u64>,
     },
 }
 
@@ -468,13 +475,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if let Some(o) = owner {
                 req["owner"] = json!(o);
             }
-            if let Some(a) = after {
-                req["after"] = json!(a);
-            }
-            if let Some(l) = limit {
-                req["limit"] = json!(l);
-            }
-            one_request(&target, req)
+            one_request(&target, paged(req, after, limit))
         }
         Cmd::Assign { target, id, to } => one_request(
             &target,
@@ -533,10 +534,28 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             }
             one_request(&target, req)
         }
-        Cmd::OptOuts { target, service } => {
-            one_request(&target, json!({"op": "opt_outs", "service": service}))
+        Cmd::OptOuts {
+            target,
+            service,
+            after,
+            limit,
+        } => {
+            let req = json!({"op": "opt_outs", "service": service});
+            one_request(&target, paged(req, after, limit))
         }
     }
+}
+
+/// A paged request (`conversations`, `opt_outs`) with the `after` and
+/// `limit` given.
+fn paged(mut req: Value, after: Option<impl serde::Serialize>, limit: Option<u64>) -> Value {
+    if let Some(a) = after {
+        req["after"] = json!(a);
+    }
+    if let Some(l) = limit {
+        req["limit"] = json!(l);
+    }
+    req
 }
 
 impl Target {

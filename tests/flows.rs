@@ -363,6 +363,20 @@ async fn stop_opts_out_after_the_reply_reaches_the_chat_until_start_also_across_
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["opt_outs"][0]["customer"], CUSTOMER, "{list:#}");
     assert_eq!(list["opt_outs"].as_array().unwrap().len(), 1);
+    assert_eq!(list["next"], Value::Null, "one page holds it all");
+    // A page at a time: nothing after the last one; a limit out of range.
+    let rest = ok(
+        &client,
+        json!({"op": "opt_outs", "service": "support", "after": CUSTOMER, "limit": 1}),
+    )
+    .await;
+    assert_eq!(rest, json!({"opt_outs": [], "next": null}));
+    let (code, _) = refused(
+        &client,
+        json!({"op": "opt_outs", "service": "support", "limit": 0}),
+    )
+    .await;
+    assert_eq!(code, "bad_request");
     let vip = ok(&client, json!({"op": "opt_outs", "service": "vip"})).await;
     assert_eq!(
         vip["opt_outs"],

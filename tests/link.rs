@@ -1883,8 +1883,13 @@ mod store_failure {
             self.inner.opt_out(sender, customer)
         }
 
-        fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send {
-            self.inner.opt_outs()
+        fn opt_outs(
+            &self,
+            sender: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> impl Future<Output = StoreResult<OptOutPage>> + Send {
+            self.inner.opt_outs(sender, after, limit)
         }
 
         fn recover(&self, now_ms: u64) -> impl Future<Output = StoreResult<RecoverReport>> + Send {

@@ -11,9 +11,9 @@ use smppgw::model::{
 };
 use smppgw::store::{
     Accepted, CONVERSATION_SCAN_MIN, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy,
-    NewOutbound, NewTemplate, OptChange, ReceiptOutcome, ReceiptRecord, SendRefused, SledStore,
-    Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason,
-    SystemRefused, Unanswered,
+    NewOutbound, NewTemplate, OptChange, OptOutPage, ReceiptOutcome, ReceiptRecord, SendRefused,
+    SledStore, Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound,
+    SystemReason, SystemRefused, Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -1721,7 +1721,17 @@ async fn opted_out_customer_is_refused_until_start() {
     );
     // Another sender may still text them.
     send(&s, out(SALES, UK, "bob", "sales"), T0 + 3).await;
-    assert_eq!(s.opt_outs().await.unwrap().len(), 1);
+    assert_eq!(
+        s.opt_outs(SUPPORT, None, 10).await.unwrap().opt_outs.len(),
+        1
+    );
+    assert!(
+        s.opt_outs(SALES, None, 10)
+            .await
+            .unwrap()
+            .opt_outs
+            .is_empty()
+    );
     let mut start = inbound(SUPPORT, UK, "START");
     start.opt = Some(OptChange::In);
     s.record_inbound(start, InboundPolicy::Ignore, T0 + 4)
@@ -1733,6 +1743,52 @@ async fn opted_out_customer_is_refused_until_start() {
     assert!(s.set_opt_out(SALES, JP, T0).await.unwrap().since_ms == T0);
     assert!(s.clear_opt_out(SALES, JP).await.unwrap());
     assert!(!s.clear_opt_out(SALES, JP).await.unwrap());
+}
+
+/// Regression: `opt_outs` read every sender's opt-outs and answered all of a
+/// service's in one line, so past ~12 000 of them the reply outgrew what the
+/// CLI reads (1 MiB). A page now reads only its sender's, at most a limit.
+#[tokio::test]
+async fn opt_out_pages_list_one_senders_customers_once_in_order() {
+    let s = SledStore::temporary().unwrap();
+    let mut want = Vec::new();
+    for i in 0..25u64 {
+        let customer = format!("+4479111{:05}", (i * 7_919) % 100_000);
+        s.set_opt_out(SUPPORT, &customer, T0 + i).await.unwrap();
+        want.push(customer);
+        // Another sender's, interleaved: never listed for SUPPORT.
+        s.set_opt_out(SALES, &format!("+8190{i:08}"), T0 + i)
+            .await
+            .unwrap();
+    }
+    // Senders whose keys sort right before and after SUPPORT's.
+    for other in [&SUPPORT[..6], &format!("{SUPPORT}9")] {
+        s.set_opt_out(other, UK, T0).await.unwrap();
+    }
+    want.sort();
+    for limit in [0, 1, 4, 25, 100] {
+        let (mut got, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let page = s.opt_outs(SUPPORT, after.as_deref(), limit).await.unwrap();
+            pages += 1;
+            assert!(page.opt_outs.len() <= limit.max(1));
+            assert!(page.opt_outs.iter().all(|o| o.sender == SUPPORT));
+            got.extend(page.opt_outs.iter().map(|o| o.customer.clone()));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, want, "limit {limit}");
+        assert_eq!(pages, want.len().div_ceil(limit.max(1)), "limit {limit}");
+    }
+    let first = s.opt_outs(SUPPORT, None, 1).await.unwrap();
+    assert_eq!(first.opt_outs[0].since_ms, T0);
+    let last = s
+        .opt_outs(SUPPORT, want.last().map(String::as_str), 10)
+        .await
+        .unwrap();
+    assert_eq!(last, OptOutPage::default());
 }
 
 fn system(

@@ -36,11 +36,12 @@ pub const OPS: &[&str] = &[
     "opt_outs",
 ];
 
-/// The page size of `conversations` when the request names none.
-pub const CONVERSATIONS_DEFAULT_LIMIT: usize = 500;
+/// The page size of `conversations` and `opt_outs` when the request names
+/// none.
+pub const PAGE_DEFAULT_LIMIT: usize = 500;
 
-/// The largest page size `conversations` accepts.
-pub const CONVERSATIONS_MAX_LIMIT: usize = 5000;
+/// The largest page size `conversations` and `opt_outs` accept.
+pub const PAGE_MAX_LIMIT: usize = 5000;
 
 // === Request ===
 
@@ -115,8 +116,8 @@ pub enum Op {
         /// List those with a greater id (the previous page's `next`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<u64>,
-        /// The page size, 1 to [`CONVERSATIONS_MAX_LIMIT`]; absent:
-        /// [`CONVERSATIONS_DEFAULT_LIMIT`].
+        /// The page size, 1 to [`PAGE_MAX_LIMIT`]; absent:
+        /// [`PAGE_DEFAULT_LIMIT`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
     },
@@ -182,10 +183,17 @@ pub enum Op {
         /// The owning agent.
         agent: String,
     },
-    /// The customers who opted out of a service's sender.
+    /// The customers who opted out of a service's sender, a page at a time.
     OptOuts {
         /// Service name.
         service: String,
+        /// List those after this customer (the previous page's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// The page size, 1 to [`PAGE_MAX_LIMIT`]; absent:
+        /// [`PAGE_DEFAULT_LIMIT`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
     },
 }
 
@@ -473,20 +481,19 @@ pub fn parse_request(line: &str) -> Result<Request, Rejected> {
     }
 }
 
-/// The page size of a `conversations` request: the default when absent.
+/// The page size of a `conversations` or `opt_outs` request: the default
+/// when absent.
 ///
 /// # Errors
-/// `bad_request` when `limit` is outside 1..=[`CONVERSATIONS_MAX_LIMIT`].
-pub fn conversations_limit(limit: Option<u64>) -> Result<usize, AgentError> {
+/// `bad_request` when `limit` is outside 1..=[`PAGE_MAX_LIMIT`].
+pub fn page_limit(limit: Option<u64>) -> Result<usize, AgentError> {
     match limit {
-        None => Ok(CONVERSATIONS_DEFAULT_LIMIT),
+        None => Ok(PAGE_DEFAULT_LIMIT),
         Some(n) => usize::try_from(n)
             .ok()
-            .filter(|n| (1..=CONVERSATIONS_MAX_LIMIT).contains(n))
+            .filter(|n| (1..=PAGE_MAX_LIMIT).contains(n))
             .ok_or_else(|| {
-                AgentError::bad_request(format!(
-                    "`limit` must be 1 to {CONVERSATIONS_MAX_LIMIT}, got {n}"
-                ))
+                AgentError::bad_request(format!("`limit` must be 1 to {PAGE_MAX_LIMIT}, got {n}"))
             }),
     }
 }
@@ -656,15 +663,32 @@ mod tests {
     }
 
     #[test]
-    fn conversations_limit_defaults_and_rejects_out_of_range() {
-        assert_eq!(conversations_limit(None), Ok(CONVERSATIONS_DEFAULT_LIMIT));
-        assert_eq!(conversations_limit(Some(1)), Ok(1));
+    fn opt_outs_paging_fields_are_read() {
+        let req = parse_request(
+            r#"{"id":1,"op":"opt_outs","service":"s","after":"+447911123456","limit":2}"#,
+        )
+        .unwrap();
         assert_eq!(
-            conversations_limit(Some(CONVERSATIONS_MAX_LIMIT as u64)),
-            Ok(CONVERSATIONS_MAX_LIMIT)
+            req.op,
+            Op::OptOuts {
+                service: "s".into(),
+                after: Some("+447911123456".into()),
+                limit: Some(2),
+            }
         );
-        for bad in [0, CONVERSATIONS_MAX_LIMIT as u64 + 1, u64::MAX] {
-            let e = conversations_limit(Some(bad)).unwrap_err();
+        assert_eq!(
+            code_of(r#"{"id":5,"op":"opt_outs","service":"s","after":3}"#),
+            (Some(json!(5)), ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn a_page_limit_defaults_and_rejects_out_of_range() {
+        assert_eq!(page_limit(None), Ok(PAGE_DEFAULT_LIMIT));
+        assert_eq!(page_limit(Some(1)), Ok(1));
+        assert_eq!(page_limit(Some(PAGE_MAX_LIMIT as u64)), Ok(PAGE_MAX_LIMIT));
+        for bad in [0, PAGE_MAX_LIMIT as u64 + 1, u64::MAX] {
+            let e = page_limit(Some(bad)).unwrap_err();
             assert_eq!(e.code, ErrorCode::BadRequest);
             assert!(e.message.contains("limit"), "{}", e.message);
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::agent::proto::{AgentError, ErrorCode, Op, SendOp, conversations_limit};
+use crate::agent::proto::{AgentError, ErrorCode, Op, SendOp, page_limit};
 use crate::agent::server::{Handler, PeerInfo};
 use crate::clock;
 use crate::config::{Config, SenderType, ServiceConfig};
@@ -520,7 +520,7 @@ impl<S: Store> Gateway<S> {
                 after,
                 limit,
             } => {
-                let limit = conversations_limit(limit)?;
+                let limit = page_limit(limit)?;
                 let page = self
                     .store
                     .conversations(owner.as_deref(), include_requested, after, limit)
@@ -605,14 +605,22 @@ impl<S: Store> Gateway<S> {
                     ))
                 }
             }
-            Op::OptOuts { service: name } => {
+            Op::OptOuts {
+                service: name,
+                after,
+                limit,
+            } => {
                 let svc = service(&cfg, &name)?;
-                let all = self.store.opt_outs().await.map_err(internal)?;
-                Ok(json!({"opt_outs": all
-                    .iter()
-                    .filter(|o| o.sender == svc.sender)
-                    .map(opt_out_json)
-                    .collect::<Vec<_>>()}))
+                let limit = page_limit(limit)?;
+                let page = self
+                    .store
+                    .opt_outs(&svc.sender, after.as_deref(), limit)
+                    .await
+                    .map_err(internal)?;
+                Ok(json!({
+                    "opt_outs": page.opt_outs.iter().map(opt_out_json).collect::<Vec<_>>(),
+                    "next": page.next,
+                }))
             }
         }
     }

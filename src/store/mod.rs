@@ -380,8 +380,8 @@ pub const CONVERSATION_SCAN_MIN: usize = 8192;
 ///
 /// A page can be short, even empty, while `next` is set: the call stops after
 /// reading a bounded number of entries (see [`CONVERSATION_SCAN_MIN`]), and
-/// entries of other owners, ended ones and (unless asked for) requested ones
-/// are read but not listed. Callers continue with `after = next` until `next`
+/// entries of other owners and (unless asked for) requested ones are read
+/// but not listed (ended ones are kept apart and not read). Callers continue with `after = next` until `next`
 /// is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationPage {
@@ -390,6 +390,16 @@ pub struct ConversationPage {
     /// Where the next page starts (pass it as `after`); `None` when nothing
     /// listable is left after this page.
     pub next: Option<ConversationId>,
+}
+
+/// One page of a sender's opt-outs ([`Store::opt_outs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptOutPage {
+    /// The listed opt-outs, customers ascending (bytewise).
+    pub opt_outs: Vec<OptOut>,
+    /// Where the next page starts (pass it as `after`): the last customer
+    /// listed, when more follow; `None` at the end.
+    pub next: Option<String>,
 }
 
 /// What `purge_ended` removed.
@@ -731,8 +741,16 @@ pub trait Store: Send + Sync + 'static {
         customer: &str,
     ) -> impl Future<Output = StoreResult<Option<OptOut>>> + Send;
 
-    /// Every opt-out.
-    fn opt_outs(&self) -> impl Future<Output = StoreResult<Vec<OptOut>>> + Send;
+    /// One page of `sender`'s opt-outs: at most `limit` (0 is taken as 1)
+    /// of those with a customer after `after` (from the first when `None`),
+    /// customers ascending. Reads only that sender's entries, at most
+    /// `limit + 1` of them.
+    fn opt_outs(
+        &self,
+        sender: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<OptOutPage>> + Send;
 
     /// At start: leased outbox items (in flight at a crash) become claimable,
     /// flagged possible duplicate; those waiting out a resend delay still

@@ -33,9 +33,9 @@ use super::value::{compact, decode, decode_u64, encode};
 use super::wal::{self, Wal};
 use super::{
     Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
-    InboundOutcome, NewOutbound, NewTemplate, OptChange, OutboxItem, PurgeReport, ReceiptOutcome,
-    ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome, SubmitRecord,
-    SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
+    InboundOutcome, NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem, PurgeReport,
+    ReceiptOutcome, ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome,
+    SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -2464,20 +2464,35 @@ impl Store for SledStore {
         })
     }
 
-    async fn opt_outs(&self) -> StoreResult<Vec<OptOut>> {
-        let mut out = Vec::new();
-        for kv in self.tree(T::OptOuts).iter() {
+    async fn opt_outs(
+        &self,
+        sender: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<OptOutPage> {
+        let prefix = trees::opt_out_key(sender, "");
+        let from = match after {
+            Some(c) => Bound::Excluded(trees::opt_out_key(sender, c)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let limit = limit.max(1);
+        let mut page = OptOutPage::default();
+        for kv in self.tree(T::OptOuts).range((from, Bound::Unbounded)) {
             let (k, v) = kv?;
-            let Some((sender, customer)) = trees::split_lp(&k) else {
-                continue;
+            let Some(customer) = k.strip_prefix(prefix.as_slice()) else {
+                break;
             };
-            out.push(OptOut {
-                sender: String::from_utf8_lossy(sender).into_owned(),
+            if page.opt_outs.len() == limit {
+                page.next = page.opt_outs.last().map(|o| o.customer.clone());
+                break;
+            }
+            page.opt_outs.push(OptOut {
+                sender: sender.to_string(),
                 customer: String::from_utf8_lossy(customer).into_owned(),
                 since_ms: decode_u64(T::OptOuts.name(), &v)?,
             });
         }
-        Ok(out)
+        Ok(page)
     }
 
     async fn recover(&self, now_ms: u64) -> StoreResult<RecoverReport> {
