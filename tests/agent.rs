@@ -574,6 +574,125 @@ async fn framing_examples_of_the_spec_replay_against_the_server() {
     assert_eq!(n, steps.len());
 }
 
+/// The schema lists what the examples use, at every depth. Regression:
+/// `conversations` gained `after`, `limit` and `next` in the protocol and
+/// the daemon, `count` its `data_coding` and `status` its `ready`, and the
+/// schema listed none of them (nothing compared the two).
+#[test]
+fn the_schema_lists_every_op_and_every_field_the_examples_use() {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("{}/proto/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let schema: Value = serde_json::from_str(&read("agent.schema.json")).unwrap();
+    let defs = &schema["$defs"];
+    for op in smppgw::agent::proto::OPS {
+        assert!(
+            defs["requests"][op]["properties"].is_object(),
+            "no request schema for {op}"
+        );
+    }
+    let (mut checked, mut missing) = (0, std::collections::BTreeSet::new());
+    for step in examples::parse_examples(&read("examples.jsonl")).unwrap() {
+        let examples::Outgoing::Json(send) = &step.send else {
+            continue;
+        };
+        // Bad requests (an unknown op, a missing op) show errors, not the schema.
+        let Some(op) = send["op"]
+            .as_str()
+            .filter(|op| smppgw::agent::proto::OPS.contains(op))
+        else {
+            continue;
+        };
+        let at = format!("request {op}");
+        fields_in_schema(send, &defs["requests"][op], defs, &at, &mut missing);
+        if step.expect["ok"] == true {
+            let (result, at) = (&step.expect["result"], format!("result {op}"));
+            fields_in_schema(result, &defs["results"][op], defs, &at, &mut missing);
+        }
+        for event in &step.events {
+            // The fields every event has, and those of its kind.
+            let kind = &event["event"];
+            let of_kind = defs["event"]["anyOf"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["properties"]["event"]["const"] == *kind);
+            let Some(of_kind) = of_kind else {
+                missing.insert(format!("event kind {kind}"));
+                continue;
+            };
+            let fields = event.as_object().into_iter().flatten();
+            for (k, _) in fields.filter(|(k, _)| !k.starts_with('$')) {
+                if defs["event"]["properties"].get(k).is_none()
+                    && of_kind["properties"].get(k).is_none()
+                {
+                    missing.insert(format!("event {kind}.{k}"));
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} examples checked");
+    assert!(missing.is_empty(), "not in the schema: {missing:?}");
+}
+
+/// Adds to `missing` each field of `v` (an example: `["$each", pattern]`
+/// is an array of that pattern, `$`-keys are the matcher's) that `schema`
+/// does not list, following `$ref`, `anyOf`/`oneOf`, `properties` and
+/// `items`.
+fn fields_in_schema(
+    v: &Value,
+    schema: &Value,
+    defs: &Value,
+    at: &str,
+    missing: &mut std::collections::BTreeSet<String>,
+) {
+    if let Some(name) = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        return fields_in_schema(v, &defs[name], defs, at, missing);
+    }
+    for alt in ["anyOf", "oneOf"] {
+        let alts = schema[alt].as_array().into_iter().flatten();
+        // The alternative of the value's kind: an object's, or an array's.
+        let kind = if v.is_object() { "properties" } else { "items" };
+        if let Some(s) = alts
+            .map(
+                |s| match s["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+                    Some(name) => &defs[name],
+                    None => s,
+                },
+            )
+            .find(|s| !s[kind].is_null())
+        {
+            return fields_in_schema(v, s, defs, at, missing);
+        }
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, fv) in o.iter().filter(|(k, _)| !k.starts_with('$')) {
+                match schema["properties"].get(k) {
+                    Some(s) => fields_in_schema(fv, s, defs, &format!("{at}.{k}"), missing),
+                    None => {
+                        missing.insert(format!("{at}.{k}"));
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            let items = match items.first() {
+                Some(Value::String(each)) if each == "$each" => &items[1..],
+                _ => &items[..],
+            };
+            for item in items {
+                fields_in_schema(item, &schema["items"], defs, &format!("{at}[]"), missing);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[tokio::test]
 async fn replay_follows_bindings_and_events_and_reports_a_mismatch() {
     let r = start(|_| {}).await;
