@@ -91,6 +91,8 @@ impl Handler for TestHandler {
                 Ok(json!({"links": []}))
             }
             Op::OptOuts { .. } => panic!("a handler bug"),
+            // An answer of the size asked for (bytes of filler).
+            Op::Count { text, .. } => Ok(json!({"filler": "x".repeat(text.parse().unwrap())})),
             other => Err(AgentError::internal(format!(
                 "{} not served by the test handler",
                 other.name()
@@ -552,6 +554,26 @@ async fn shutdown_answers_in_flight_requests_then_refuses_new_ones() {
     drop(client);
     r.task.await.unwrap();
     assert!(!r.path.exists(), "socket file left behind");
+}
+
+/// Regression: the client read at most 1 MiB per line, and a longer answer
+/// (a page of 5 000 conversations, a long transcript) ended its connection
+/// as a bare "closed", so the console could never show that transcript.
+#[tokio::test]
+async fn an_answer_of_megabytes_is_read_and_a_too_long_one_is_named() {
+    let r = start(|_| {}).await;
+    let c = Client::connect(&r.path).await.unwrap();
+    let ask = |bytes: usize| json!({"op": "count", "service": "s", "text": bytes.to_string()});
+    let big = c.request(ask(8 << 20)).await.unwrap();
+    assert_eq!(big["filler"].as_str().map(str::len), Some(8 << 20));
+    let e = c.request(ask(65 << 20)).await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Protocol(why) if why.contains("longer than 64 MiB")),
+        "{e}"
+    );
+    // What was waiting fails the same way, not with a bare "closed".
+    let e = c.request(json!({"op": "services"})).await.unwrap_err();
+    assert!(!matches!(e, ClientError::Closed), "{e}");
 }
 
 // === the examples of proto/ ===

@@ -14,13 +14,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::proto::{DEFAULT_MAX_LINE, ErrorCode};
 
-/// The longest line the client accepts from the server (events carry text
-/// of up to a few kilobytes; this is generous).
-const MAX_INBOUND_LINE: usize = 1 << 20;
+/// The longest line the client accepts from the server. Answers are not
+/// bounded by the protocol's `max_line` (that bounds requests): a page of
+/// 5 000 conversations is ~1 MB, a long transcript more. A longer line ends
+/// the connection with a [`ClientError::Protocol`] naming this limit.
+const MAX_INBOUND_LINE: usize = 64 << 20;
 
 /// What can go wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -80,16 +82,19 @@ struct Shared {
     /// An error answer that carried no id of ours (`busy`,
     /// `permission_denied`): why the daemon refused this connection.
     refused: Option<(String, String)>,
+    /// Why the reader gave up on the connection's lines, if it did.
+    unreadable: Option<String>,
 }
 
 impl Shared {
     fn closed_error(&self) -> ClientError {
-        match &self.refused {
-            Some((code, message)) => ClientError::Remote {
+        match (&self.refused, &self.unreadable) {
+            (Some((code, message)), _) => ClientError::Remote {
                 code: code.clone(),
                 message: message.clone(),
             },
-            None => ClientError::Closed,
+            (None, Some(why)) => ClientError::Protocol(why.clone()),
+            (None, None) => ClientError::Closed,
         }
     }
 }
@@ -244,7 +249,21 @@ async fn read_loop(
     mut rd: FramedRead<tokio::net::unix::OwnedReadHalf, LinesCodec>,
     shared: SharedRef,
 ) {
-    while let Some(Ok(line)) = rd.next().await {
+    while let Some(line) = rd.next().await {
+        let line = match line {
+            Ok(line) => line,
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                lock(&shared).unreadable = Some(format!(
+                    "a line from the daemon is longer than {} MiB",
+                    MAX_INBOUND_LINE >> 20
+                ));
+                break;
+            }
+            Err(LinesCodecError::Io(e)) => {
+                tracing::debug!(error = %e, "agent client: reading the socket failed");
+                break;
+            }
+        };
         let Ok(v) = serde_json::from_str::<Value>(&line) else {
             tracing::debug!("agent client: unparsable line from the daemon");
             continue;
