@@ -613,6 +613,18 @@ fn the_schema_lists_every_op_and_every_field_the_examples_use() {
             "no request schema for {op}"
         );
     }
+    let codes = &defs["error_code"]["anyOf"][0]["enum"];
+    let doc = read("agent-protocol.md");
+    for code in ErrorCode::ALL.iter().map(|c| c.as_str()) {
+        assert!(
+            codes.as_array().unwrap().contains(&json!(code)),
+            "error code {code} not in the schema"
+        );
+        assert!(
+            doc.contains(&format!("| `{code}` |")),
+            "error code {code} not in the protocol's table"
+        );
+    }
     let (mut checked, mut missing) = (0, std::collections::BTreeSet::new());
     for step in examples::parse_examples(&read("examples.jsonl")).unwrap() {
         let examples::Outgoing::Json(send) = &step.send else {

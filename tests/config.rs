@@ -124,6 +124,7 @@ cache_mb = 2
 
 [agent]
 mode = "rw-rw----"
+max_templates_per_agent = 0
 
 [log]
 format = "xml"
@@ -153,6 +154,10 @@ default_country = "XX"
     for (path, needle) in [
         ("store.cache_mb", "between 8 and 65536, got 2"),
         ("agent.mode", "octal"),
+        (
+            "agent.max_templates_per_agent",
+            "between 1 and 100000, got 0",
+        ),
         ("log.format", "got \"xml\""),
         ("carrier[0].port", "between 1 and 65535, got 70000"),
         ("carrier[0].window", "must be between 1 and 1000, got 0"),
@@ -162,8 +167,8 @@ default_country = "XX"
     ] {
         assert!(err.has(path, needle), "missing {path}: {needle} in\n{text}");
     }
-    assert_eq!(err.errors.len(), 8, "{text}");
-    assert_eq!(text.lines().count(), 8);
+    assert_eq!(err.errors.len(), 9, "{text}");
+    assert_eq!(text.lines().count(), 9);
     assert!(text.contains("carrier[0].window: must be between 1 and 1000, got 0"));
 }
 

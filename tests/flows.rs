@@ -172,8 +172,26 @@ async fn templates_survive_a_restart_and_too_long_ones_are_refused() {
     let status = daemon.proc.terminate().expect("stops on SIGTERM");
     assert!(status.success(), "SIGTERM exit: {status:?}");
 
+    // Restarted with room for one template per agent.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = text.replacen("[agent]\n", "[agent]\nmax_templates_per_agent = 1\n", 1);
+    assert_ne!(text, limited);
+    std::fs::write(&config, limited).unwrap();
     let daemon = Daemon::start(&config, dir.path()).await;
     let client = daemon.client().await;
+    let (code, message) = refused(
+        &client,
+        json!({"op": "template_save", "agent": "alice", "name": "Second", "text": "Hi"}),
+    )
+    .await;
+    assert_eq!(code, "too_many_templates");
+    assert!(message.contains("max_templates_per_agent"), "{message}");
+    // Bob has room of his own.
+    ok(
+        &client,
+        json!({"op": "template_save", "agent": "bob", "name": "Bob's", "text": "Hi"}),
+    )
+    .await;
     let after = ok(
         &client,
         json!({"op": "templates", "service": "support", "agent": "alice"}),
@@ -198,7 +216,7 @@ async fn templates_survive_a_restart_and_too_long_ones_are_refused() {
     .await;
     assert_eq!(list[1]["count"], count);
     assert_eq!(count["units"], 40, "€ costs two septets: {count}");
-    // Another agent does not see alice's own template.
+    // Another agent sees its own template, not alice's.
     let bob = ok(
         &client,
         json!({"op": "templates", "service": "support", "agent": "bob"}),
@@ -206,7 +224,10 @@ async fn templates_survive_a_restart_and_too_long_ones_are_refused() {
     .await;
     assert_eq!(
         template_names(&bob),
-        [("Opening hours".to_string(), "service".to_string())]
+        [
+            ("Opening hours".to_string(), "service".to_string()),
+            ("Bob's".to_string(), "agent".to_string())
+        ]
     );
 
     // check-config refuses a shared template over max_parts, naming its key.

@@ -1834,9 +1834,10 @@ mod store_failure {
         fn put_template(
             &self,
             t: NewTemplate,
+            max_per_agent: usize,
             now_ms: u64,
         ) -> impl Future<Output = StoreResult<Result<Template, TemplateRefused>>> + Send {
-            self.inner.put_template(t, now_ms)
+            self.inner.put_template(t, max_per_agent, now_ms)
         }
 
         fn template(&self, id: u64) -> impl Future<Output = StoreResult<Option<Template>>> + Send {

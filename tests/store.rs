@@ -13,7 +13,7 @@ use smppgw::store::{
     Accepted, CONVERSATION_SCAN_MIN, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy,
     NewOutbound, NewTemplate, OptChange, OptOutPage, ReceiptOutcome, ReceiptRecord, SendRefused,
     SledStore, Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound,
-    SystemReason, SystemRefused, Unanswered,
+    SystemReason, SystemRefused, TemplateRefused, Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -97,6 +97,17 @@ async fn delivered(s: &SledStore, id: &str, now: u64) -> ReceiptOutcome {
     s.record_receipt("acme", id, receipt(ReceiptState::Delivered, None), now)
         .await
         .unwrap()
+}
+
+/// A new template of `agent`, for any service.
+fn new_template(agent: &str, name: &str) -> NewTemplate {
+    NewTemplate {
+        id: None,
+        agent: agent.into(),
+        service: None,
+        name: name.into(),
+        text: "Hello".into(),
+    }
 }
 
 async fn send(s: &SledStore, n: NewOutbound, now: u64) -> Accepted {
@@ -1094,6 +1105,8 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
             .unwrap()
             .unwrap();
         delivered(&s, "A1B2", T0 + 8).await;
+        let hello = new_template("alice", "hello");
+        s.put_template(hello, 1, T0 + 9).await.unwrap().unwrap();
         s.flush().await.unwrap();
         (sent[0].message, sent[3].conversation)
     };
@@ -1116,6 +1129,7 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
             ("receipt_due", 1),
             ("ended", 1),
             ("held_due", 1),
+            ("agent_templates", 1),
         ] {
             let t = db.open_tree(tree).unwrap();
             assert_eq!(t.len(), held, "{tree}");
@@ -1142,6 +1156,9 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
         Some(ConversationState::Ended)
     );
     assert_eq!(s.outbox_depth(), 3);
+    assert_eq!(s.templates("alice").await.unwrap().len(), 1);
+    let another = new_template("alice", "again");
+    assert!(s.put_template(another, 1, T0 + 10).await.unwrap().is_err());
     let report = s.recover(T0 + 10).await.unwrap();
     assert_eq!(
         (
@@ -2001,13 +2018,14 @@ async fn templates_belong_to_their_agent() {
         name: "hello".into(),
         text: "Hello, how can we help?".into(),
     };
-    let a = s.put_template(t.clone(), T0).await.unwrap().unwrap();
+    let a = s.put_template(t.clone(), 200, T0).await.unwrap().unwrap();
     let b = s
         .put_template(
             NewTemplate {
                 name: "bye".into(),
                 ..t.clone()
             },
+            200,
             T0,
         )
         .await
@@ -2019,14 +2037,18 @@ async fn templates_belong_to_their_agent() {
         agent: "bob".into(),
         ..t.clone()
     };
-    assert!(s.put_template(stolen, T0).await.unwrap().is_err());
+    assert!(s.put_template(stolen, 200, T0).await.unwrap().is_err());
     let edited = NewTemplate {
         id: Some(a.id),
         text: "Hi!".into(),
         ..t
     };
     assert_eq!(
-        s.put_template(edited, T0 + 1).await.unwrap().unwrap().text,
+        s.put_template(edited, 200, T0 + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .text,
         "Hi!"
     );
     assert_eq!(s.templates("alice").await.unwrap().len(), 2);
@@ -2034,6 +2056,51 @@ async fn templates_belong_to_their_agent() {
     assert!(!s.delete_template(a.id, "bob").await.unwrap());
     assert!(s.delete_template(a.id, "alice").await.unwrap());
     assert!(s.template(a.id).await.unwrap().is_none());
+}
+
+/// An agent keeps at most the limit of templates: one more is refused, an
+/// edit is not, a delete makes room, and the limit is each agent's own.
+#[tokio::test]
+async fn an_agent_keeps_at_most_its_limit_of_templates() {
+    let s = SledStore::temporary().unwrap();
+    let new = new_template;
+    let a = s
+        .put_template(new("alice", "a"), 2, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    s.put_template(new("alice", "b"), 2, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.put_template(new("alice", "c"), 2, T0).await.unwrap(),
+        Err(TemplateRefused::TooMany { max: 2 })
+    );
+    // An agent whose name extends alice's is counted apart.
+    s.put_template(new("alice2", "x"), 2, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    let edit = NewTemplate {
+        id: Some(a.id),
+        ..new("alice", "a, edited")
+    };
+    s.put_template(edit, 2, T0 + 1).await.unwrap().unwrap();
+    assert!(s.delete_template(a.id, "alice").await.unwrap());
+    s.put_template(new("alice", "c"), 2, T0 + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = s
+        .templates("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["b", "c"]);
+    s.verify().unwrap();
 }
 
 #[tokio::test]
@@ -2074,13 +2141,7 @@ async fn ended_conversations_are_purged_after_retention() {
 async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let day = 86_400_000;
-    let hello = || NewTemplate {
-        id: None,
-        agent: "alice".into(),
-        service: None,
-        name: "hello".into(),
-        text: "Hello".into(),
-    };
+    let hello = || new_template("alice", "hello");
     let (old, old_template, old_seq) = {
         let s = open(&db_path(&dir));
         let a = send(&s, out(SUPPORT, UK, "alice", "hi"), T0).await;
@@ -2088,7 +2149,7 @@ async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens
             .await
             .unwrap()
             .unwrap();
-        let t = s.put_template(hello(), T0).await.unwrap().unwrap();
+        let t = s.put_template(hello(), 200, T0).await.unwrap().unwrap();
         let seq = s.events_after(0, 100).await.unwrap().last().unwrap().seq;
         // The newest of everything goes.
         assert!(s.delete_template(t.id, "alice").await.unwrap());
@@ -2107,7 +2168,7 @@ async fn ids_are_never_reused_after_the_newest_are_deleted_and_the_store_reopens
     let first = s.events_after(0, 10).await.unwrap()[0].seq;
     assert!(first > old_seq, "event seq {first} reused (had {old_seq})");
     let t = s
-        .put_template(hello(), T0 + 2 * day)
+        .put_template(hello(), 200, T0 + 2 * day)
         .await
         .unwrap()
         .unwrap();

@@ -286,6 +286,9 @@ pub enum ErrorCode {
     UnknownTemplate,
     /// A template longer than the service's maximum parts.
     TemplateTooLong,
+    /// The agent keeps as many templates as it may
+    /// (`agent.max_templates_per_agent`).
+    TooManyTemplates,
     /// The peer's uid is not on the socket's allow-list.
     PermissionDenied,
     /// Too many connections or requests; try again later.
@@ -316,6 +319,7 @@ impl ErrorCode {
         ErrorCode::NotOwner,
         ErrorCode::UnknownTemplate,
         ErrorCode::TemplateTooLong,
+        ErrorCode::TooManyTemplates,
         ErrorCode::PermissionDenied,
         ErrorCode::Busy,
         ErrorCode::Internal,
@@ -342,6 +346,7 @@ impl ErrorCode {
             ErrorCode::NotOwner => "not_owner",
             ErrorCode::UnknownTemplate => "unknown_template",
             ErrorCode::TemplateTooLong => "template_too_long",
+            ErrorCode::TooManyTemplates => "too_many_templates",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",

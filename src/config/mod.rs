@@ -248,6 +248,9 @@ pub struct AgentConfig {
     /// Events buffered per subscriber before it is cut back to reading the
     /// log. Default 1024.
     pub subscriber_buffer: usize,
+    /// An agent's own templates at most (`template_save` refuses one more
+    /// with `too_many_templates`). Default 200.
+    pub max_templates_per_agent: usize,
 }
 
 /// `[metrics]`.

@@ -67,6 +67,8 @@ pub(crate) struct RawAgent {
     pub(crate) max_line_bytes: Option<i64>,
     /// Events buffered per subscriber before it falls back to reading the log.
     pub(crate) subscriber_buffer: Option<i64>,
+    /// An agent's own templates at most.
+    pub(crate) max_templates_per_agent: Option<i64>,
 }
 
 /// `[metrics]`.

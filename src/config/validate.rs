@@ -281,6 +281,13 @@ fn check_agent(e: &mut Errors, a: &RawAgent, base: &Path) -> AgentConfig {
             1,
             1 << 20,
         ) as usize,
+        max_templates_per_agent: e.int(
+            "agent.max_templates_per_agent",
+            a.max_templates_per_agent,
+            200,
+            1,
+            100_000,
+        ) as usize,
     }
 }
 

@@ -370,6 +370,7 @@ impl<S: Store> Gateway<S> {
                     name,
                     text,
                 },
+                cfg.agent.max_templates_per_agent,
                 clock::wall_ms(),
             )
             .await
@@ -388,6 +389,13 @@ impl<S: Store> Gateway<S> {
             Err(TemplateRefused::NotFound) => Err(err(
                 ErrorCode::UnknownTemplate,
                 format!("no template {} of this agent", id.unwrap_or(0)),
+            )),
+            Err(TemplateRefused::TooMany { max }) => Err(err(
+                ErrorCode::TooManyTemplates,
+                format!(
+                    "the agent already keeps {max} templates, the most allowed \
+                     (agent.max_templates_per_agent): delete or edit one"
+                ),
             )),
         }
     }

@@ -1,8 +1,8 @@
 //! Derived entries: the entry counts of the trees the start and the gauges
 //! report (`outbox`, `awaiting_receipts`, `held_receipts`), kept in `meta`
 //! by every commit, and the one-time build of those counts and of the
-//! index trees (`leases`, `receipt_due`, `ended`, `held_due`) for a store
-//! written before they existed (or by an older layout of them). The same
+//! index trees (`leases`, `receipt_due`, `ended`, `held_due`,
+//! `agent_templates`) for a store written before they existed (or by an older layout of them). The same
 //! build moves ended conversations out of `conversations`, where layouts
 //! before 5 kept them, into `ended_conversations`.
 //!
@@ -33,19 +33,22 @@ pub(crate) const INDEXED: &[u8] = b"indexed";
 /// ([`super::journal`]: a build before it would not see them, and would hand
 /// their seqs out again), 4 also `held_due` (a build before it would not
 /// keep it), 5 ended conversations in `ended_conversations` (a build before
-/// it would not find them). A store below it has its derived entries
-/// rebuilt (and its events moved, at every open); one above it is refused.
-pub(crate) const VERSION: u64 = 5;
+/// it would not find them), 6 also `agent_templates`. A store below it has
+/// its derived entries rebuilt (and its events moved, at every open); one
+/// above it is refused.
+pub(crate) const VERSION: u64 = 6;
 
 /// How the build reads the values it indexes (their types live with the
 /// store's calls).
-pub(crate) struct Readers<L, E, H> {
+pub(crate) struct Readers<L, E, H, A> {
     /// Whether an outbox value holds a lease.
     pub(crate) leased: L,
     /// Whether a conversation value has ended (`Some`), and when, if known.
     pub(crate) ended: E,
     /// When a held receipt value was held.
     pub(crate) held_at: H,
+    /// The agent a template value belongs to.
+    pub(crate) template_agent: A,
 }
 
 /// Entries held by each counted tree.
@@ -106,15 +109,16 @@ impl Counts {
 ///
 /// # Errors
 /// sled failed, or a stored count or an indexed value does not decode.
-pub(crate) fn load<L, E, H>(
+pub(crate) fn load<L, E, H, A>(
     db: &sled::Db,
     all: &[sled::Tree],
-    read: Readers<L, E, H>,
+    read: Readers<L, E, H, A>,
 ) -> StoreResult<(Counts, bool)>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
     E: Fn(&[u8]) -> StoreResult<Option<Option<u64>>>,
     H: Fn(&[u8]) -> StoreResult<u64>,
+    A: Fn(&[u8]) -> StoreResult<String>,
 {
     let meta = &all[T::Meta as usize];
     let version = match meta.get(INDEXED)? {
@@ -153,14 +157,21 @@ where
     Ok((counts, built))
 }
 
-fn build<L, E, H>(all: &[sled::Tree], read: &Readers<L, E, H>) -> StoreResult<()>
+fn build<L, E, H, A>(all: &[sled::Tree], read: &Readers<L, E, H, A>) -> StoreResult<()>
 where
     L: Fn(&[u8]) -> StoreResult<bool>,
     E: Fn(&[u8]) -> StoreResult<Option<Option<u64>>>,
     H: Fn(&[u8]) -> StoreResult<u64>,
+    A: Fn(&[u8]) -> StoreResult<String>,
 {
     let tree = |t: T| &all[t as usize];
-    for t in [T::Leases, T::ReceiptDue, T::Ended, T::HeldDue] {
+    for t in [
+        T::Leases,
+        T::ReceiptDue,
+        T::Ended,
+        T::HeldDue,
+        T::AgentTemplates,
+    ] {
         tree(t).clear()?;
     }
     for (t, name) in COUNTED {
@@ -194,6 +205,13 @@ where
         let (k, v) = kv?;
         if let (Some(cid), Some(Some(at))) = (trees::read_u64(&k), (read.ended)(&v)?) {
             tree(T::Ended).insert(trees::time_key(at, cid), &[][..])?;
+        }
+    }
+    for kv in tree(T::Templates).iter() {
+        let (k, v) = kv?;
+        if let Some(tid) = trees::read_u64(&k) {
+            let agent = (read.template_agent)(&v)?;
+            tree(T::AgentTemplates).insert(trees::agent_template_key(&agent, tid), &[][..])?;
         }
     }
     Ok(())

@@ -351,6 +351,12 @@ pub enum TemplateRefused {
     /// No template with that id belongs to that agent.
     #[error("template not found")]
     NotFound,
+    /// A new template would be one more than the agent may keep.
+    #[error("the agent already has {max} templates, the most allowed")]
+    TooMany {
+        /// The most an agent may keep.
+        max: usize,
+    },
 }
 
 /// What `recover` found at start.
@@ -699,10 +705,12 @@ pub trait Store: Send + Sync + 'static {
         max_age_ms: u64,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 
-    /// Creates or replaces an agent's template.
+    /// Creates or replaces an agent's template. A new one is refused when the
+    /// agent already keeps `max_per_agent` (an edit never is).
     fn put_template(
         &self,
         t: NewTemplate,
+        max_per_agent: usize,
         now_ms: u64,
     ) -> impl Future<Output = StoreResult<Result<Template, TemplateRefused>>> + Send;
 

@@ -262,13 +262,14 @@ impl SledStore {
                 Ok((c.state == ConversationState::Ended).then_some(c.ended_ms))
             },
             held_at: |v: &[u8]| Ok(decode::<HeldReceipt>(T::HeldReceipts.name(), v)?.at_ms),
+            template_agent: |v: &[u8]| Ok(decode::<Template>(T::Templates.name(), v)?.agent),
         };
         let (counts, built) = derived::load(&db, &trees, readers)?;
         if built {
             tracing::info!(
                 outbox = counts.outbox,
                 awaiting_receipts = counts.awaiting_receipts,
-                "store: built the entry counts and the lease, receipt-due, ended and held-due indexes, and kept ended conversations apart (first start of this layout)"
+                "store: built the entry counts and the lease, receipt-due, ended, held-due and agent-template indexes, and kept ended conversations apart (first start of this layout)"
             );
         }
         // After the layout check: a newer build's store is left as it is.
@@ -399,10 +400,19 @@ impl SledStore {
             held_due.push(trees::held_due_key(h.at_ms, &k));
         }
         held_due.sort_unstable();
+        let mut agent_templates = Vec::new();
+        for kv in self.tree(T::Templates).iter() {
+            let (k, v) = kv?;
+            let t: Template = decode(T::Templates.name(), &v)?;
+            let tid = trees::read_u64(&k).unwrap_or_default();
+            agent_templates.push(trees::agent_template_key(&t.agent, tid));
+        }
+        agent_templates.sort_unstable();
         for (t, want) in [
             (T::ReceiptDue, due),
             (T::Ended, ended),
             (T::HeldDue, held_due),
+            (T::AgentTemplates, agent_templates),
         ] {
             let mut got = Vec::new();
             for kv in self.tree(t).iter() {
@@ -557,15 +567,6 @@ impl SledStore {
             }
         }
         Ok(None)
-    }
-
-    fn scan_vals<V: DeserializeOwned>(&self, t: T, prefix: &[u8]) -> StoreResult<Vec<V>> {
-        let mut out = Vec::new();
-        for kv in self.tree(t).scan_prefix(prefix) {
-            let (_, v) = kv?;
-            out.push(decode(t.name(), &v)?);
-        }
-        Ok(out)
     }
 
     fn read_parts(&self, key: &[u8]) -> StoreResult<BTreeMap<u8, Vec<u8>>> {
@@ -2368,6 +2369,7 @@ impl Store for SledStore {
     async fn put_template(
         &self,
         t: NewTemplate,
+        max_per_agent: usize,
         now_ms: u64,
     ) -> StoreResult<Result<Template, TemplateRefused>> {
         self.run(|tx| {
@@ -2380,6 +2382,16 @@ impl Store for SledStore {
                     tid
                 }
                 None => {
+                    // Counted under the writer lock: concurrent saves cannot
+                    // both take the last place.
+                    let own = tx.tree(T::AgentTemplates);
+                    let kept = own
+                        .scan_prefix(trees::pair(&t.agent, ""))
+                        .take(max_per_agent)
+                        .count();
+                    if kept >= max_per_agent {
+                        return Ok(Err(TemplateRefused::TooMany { max: max_per_agent }));
+                    }
                     let v = tx.c.template;
                     tx.c.template += 1;
                     v
@@ -2393,6 +2405,11 @@ impl Store for SledStore {
                 text: t.text,
                 updated_ms: now_ms,
             };
+            tx.put(
+                T::AgentTemplates,
+                trees::agent_template_key(&tpl.agent, tid),
+                Vec::new(),
+            );
             tx.put_val(T::Templates, id(tid), &tpl)?;
             Ok(Ok(tpl))
         })
@@ -2404,14 +2421,28 @@ impl Store for SledStore {
     }
 
     async fn templates(&self, agent: &str) -> StoreResult<Vec<Template>> {
-        let all: Vec<Template> = self.scan_vals(T::Templates, &[])?;
-        Ok(all.into_iter().filter(|t| t.agent == agent).collect())
+        let mut out = Vec::new();
+        for kv in self
+            .tree(T::AgentTemplates)
+            .scan_prefix(trees::pair(agent, ""))
+        {
+            let (k, _) = kv?;
+            let tid = trees::split_lp(&k).and_then(|(_, tid)| trees::read_u64(tid));
+            if let Some(t) = tid
+                .map(|tid| self.read_val(T::Templates, &id(tid)))
+                .transpose()?
+            {
+                out.extend(t);
+            }
+        }
+        Ok(out)
     }
 
     async fn delete_template(&self, tid: u64, agent: &str) -> StoreResult<bool> {
         self.run(|tx| {
             let existing = tx.get_val::<Template>(T::Templates, &id(tid))?;
             if existing.is_some_and(|e| e.agent == agent) {
+                tx.del(T::AgentTemplates, trees::agent_template_key(agent, tid));
                 tx.del(T::Templates, id(tid));
                 Ok(true)
             } else {

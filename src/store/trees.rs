@@ -27,19 +27,22 @@
 //! | `ended`               | ended at ms u64 ++ conversation id u64 | empty                         |
 //! | `held_due`            | held at ms u64 ++ `held_receipts` key | empty                          |
 //! | `ended_conversations` | conversation id u64                   | an ended [`Conversation`]      |
+//! | `agent_templates`     | lp(agent) ++ template id u64          | empty                          |
 //!
 //! A live conversation is open or requested. It moves from `conversations`
 //! to `ended_conversations` when it ends (and never changes state again), so
 //! listing the live ones reads only those, however many ended ones retention
 //! keeps.
 //!
-//! `leases`, `receipt_due`, `ended` and `held_due` are indexes, kept in step
-//! by the writes of the trees they index: `leases` holds a key exactly while
-//! that outbox entry has a lease (what the start releases), `receipt_due`
-//! one entry per `awaiting_receipts` entry in submit-time order (what the
-//! receipt sweep gives up on), `ended` one per ended conversation in
-//! end-time order (what retention purges), `held_due` one per held receipt
-//! in the order it was held (what the receipt sweep drops once too old).
+//! `leases`, `receipt_due`, `ended`, `held_due` and `agent_templates` are
+//! indexes, kept in step by the writes of the trees they index: `leases`
+//! holds a key exactly while that outbox entry has a lease (what the start
+//! releases), `receipt_due` one entry per `awaiting_receipts` entry in
+//! submit-time order (what the receipt sweep gives up on), `ended` one per
+//! ended conversation in end-time order (what retention purges), `held_due`
+//! one per held receipt in the order it was held (what the receipt sweep
+//! drops once too old), `agent_templates` one per template under its agent
+//! (what an agent's listing and its limit read).
 //! `meta` also holds the entry counts of `outbox`, `awaiting_receipts` and
 //! `held_receipts` (`count_*`), kept by every commit, and `indexed`, the
 //! version of these derived entries (see `derived.rs`). So neither the
@@ -77,11 +80,12 @@ pub(crate) enum T {
     Ended,
     HeldDue,
     EndedConversations,
+    AgentTemplates,
 }
 
 impl T {
     /// All trees, in index order.
-    pub(crate) const ALL: [T; 20] = [
+    pub(crate) const ALL: [T; 21] = [
         T::Meta,
         T::Conversations,
         T::Open,
@@ -102,6 +106,7 @@ impl T {
         T::Ended,
         T::HeldDue,
         T::EndedConversations,
+        T::AgentTemplates,
     ];
 
     /// The sled tree name.
@@ -127,6 +132,7 @@ impl T {
             T::Ended => "ended",
             T::HeldDue => "held_due",
             T::EndedConversations => "ended_conversations",
+            T::AgentTemplates => "agent_templates",
         }
     }
 }
@@ -174,6 +180,13 @@ pub(crate) fn open_key(sender: &str, customer: &str) -> Vec<u8> {
 /// Opt-out key: (sender, customer).
 pub(crate) fn opt_out_key(sender: &str, customer: &str) -> Vec<u8> {
     pair(sender, customer)
+}
+
+/// `agent_templates` key: (agent, template id).
+pub(crate) fn agent_template_key(agent: &str, template: u64) -> Vec<u8> {
+    let mut k = pair(agent, "");
+    k.extend_from_slice(&id(template));
+    k
 }
 
 /// Carrier-id and held-receipt key: (carrier, normalised id).
