@@ -2,9 +2,10 @@
 //! report (`outbox`, `awaiting_receipts`, `held_receipts`), kept in `meta`
 //! by every commit, and the one-time build of those counts and of the
 //! index trees (`leases`, `receipt_due`, `ended`, `held_due`,
-//! `agent_templates`) for a store written before they existed (or by an older layout of them). The same
-//! build moves ended conversations out of `conversations`, where layouts
-//! before 5 kept them, into `ended_conversations`.
+//! `agent_templates`) for a store written before they existed (or by an
+//! older layout of them). The same build moves ended conversations out of
+//! `conversations`, where layouts before 5 kept them, into
+//! `ended_conversations`.
 //!
 //! sled counts a tree by reading all of it, which pulls every leaf into
 //! memory: with 100 000 queued messages the start read the whole outbox
@@ -12,7 +13,8 @@
 //! gauge did so again every minute. A commit knows which keys it creates
 //! and deletes, so it keeps the counts instead, in the same log record as
 //! the writes they count. The index trees are written by the store's
-//! calls themselves (`Tx::put_outbox`, `Tx::await_receipt`, `Tx::put_conv`).
+//! calls themselves (`Tx::put_outbox`, `Tx::await_receipt`, `Tx::put_conv`,
+//! the template calls).
 
 use super::error::{StoreError, StoreResult};
 use super::trees::{self, T};

@@ -387,8 +387,8 @@ pub const CONVERSATION_SCAN_MIN: usize = 8192;
 /// A page can be short, even empty, while `next` is set: the call stops after
 /// reading a bounded number of entries (see [`CONVERSATION_SCAN_MIN`]), and
 /// entries of other owners and (unless asked for) requested ones are read
-/// but not listed (ended ones are kept apart and not read). Callers continue with `after = next` until `next`
-/// is `None`.
+/// but not listed (ended ones are kept apart and not read). Callers
+/// continue with `after = next` until `next` is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationPage {
     /// The listed conversations, ids ascending.

@@ -128,11 +128,11 @@ struct Writer {
     counts: Counts,
 }
 
-/// Next ids: one past the highest key of each tree, or the `meta` value
-/// stored when a call deleted from that tree, whichever is higher.
 /// The trees a conversation is held in: live, then once ended.
 const CONVERSATION_TREES: [T; 2] = [T::Conversations, T::EndedConversations];
 
+/// Next ids: one past the highest key of each tree, or the `meta` value
+/// stored when a call deleted from that tree, whichever is higher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counters {
     conversation: u64,
@@ -2427,13 +2427,10 @@ impl Store for SledStore {
             .scan_prefix(trees::pair(agent, ""))
         {
             let (k, _) = kv?;
-            let tid = trees::split_lp(&k).and_then(|(_, tid)| trees::read_u64(tid));
-            if let Some(t) = tid
-                .map(|tid| self.read_val(T::Templates, &id(tid)))
-                .transpose()?
-            {
-                out.extend(t);
-            }
+            let Some(tid) = trees::split_lp(&k).and_then(|(_, tid)| trees::read_u64(tid)) else {
+                continue;
+            };
+            out.extend(self.read_val::<Template>(T::Templates, &id(tid))?);
         }
         Ok(out)
     }
