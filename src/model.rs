@@ -50,6 +50,10 @@ pub struct Conversation {
     pub updated_ms: u64,
     /// When it ended (ms).
     pub ended_ms: Option<u64>,
+    /// Its newest message, if any: the transcript reads back from it along
+    /// [`Message::previous`].
+    #[serde(default)]
+    pub last_message: Option<MessageId>,
 }
 
 // === Message ===
@@ -277,6 +281,9 @@ pub struct Message {
     pub possible_duplicate: bool,
     /// Inbound multi-part reply delivered with parts missing.
     pub incomplete: bool,
+    /// The message before it in its conversation (`None`: the first).
+    #[serde(default)]
+    pub previous: Option<MessageId>,
 }
 
 // === Event ===

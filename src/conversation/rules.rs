@@ -173,6 +173,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             ended_ms: None,
+            last_message: None,
         }
     }
 

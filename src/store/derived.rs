@@ -35,10 +35,12 @@ pub(crate) const INDEXED: &[u8] = b"indexed";
 /// ([`super::journal`]: a build before it would not see them, and would hand
 /// their seqs out again), 4 also `held_due` (a build before it would not
 /// keep it), 5 ended conversations in `ended_conversations` (a build before
-/// it would not find them), 6 also `agent_templates`. A store below it has
-/// its derived entries rebuilt (and its events moved, at every open); one
-/// above it is refused.
-pub(crate) const VERSION: u64 = 6;
+/// it would not find them), 6 also `agent_templates`, 7 messages linked in
+/// their conversation instead of listed in `conversation_messages` (a build
+/// before it would not find them). A store below it has its derived entries
+/// rebuilt (and its events moved and its messages linked, at every open);
+/// one above it is refused.
+pub(crate) const VERSION: u64 = 7;
 
 /// How the build reads the values it indexes (their types live with the
 /// store's calls).

@@ -275,6 +275,13 @@ impl SledStore {
         // After the layout check: a newer build's store is left as it is.
         let events = Journal::open(&config.get_path().join("events"))?;
         move_events(&db, &trees[T::Events as usize], &events)?;
+        let linked = link_conversation_messages(&db, &trees)?;
+        if linked > 0 {
+            tracing::info!(
+                linked,
+                "store: linked each message to its conversation's previous one"
+            );
+        }
         let meta = &trees[T::Meta as usize];
         let counter = |name: &[u8], held_in: &[T]| -> StoreResult<u64> {
             let mut next = match meta.get(name)? {
@@ -376,10 +383,12 @@ impl SledStore {
         }
         due.sort_unstable();
         let mut ended = Vec::new();
+        let mut linked = 0u64;
         for t in CONVERSATION_TREES {
             for kv in self.tree(t).iter() {
                 let (_, v) = kv?;
                 let c: Conversation = decode(t.name(), &v)?;
+                linked += chain(&c, |mid| self.read_val(T::Messages, &id(mid)))?.len() as u64;
                 let is_ended = c.state == ConversationState::Ended;
                 if is_ended != (t == T::EndedConversations) {
                     return Err(mismatch(
@@ -393,6 +402,13 @@ impl SledStore {
             }
         }
         ended.sort_unstable();
+        let messages = self.tree(T::Messages).iter().count() as u64;
+        if linked != messages || self.tree(T::ConversationMessages).iter().next().is_some() {
+            return Err(mismatch(
+                "messages",
+                format!("{linked} linked in their conversations, {messages} held"),
+            ));
+        }
         let mut held_due = Vec::new();
         for kv in self.tree(T::HeldReceipts).iter() {
             let (k, v) = kv?;
@@ -766,6 +782,61 @@ fn event_seq(key: &[u8]) -> StoreResult<Seq> {
     })
 }
 
+/// Layouts before 7 listed a conversation's messages in
+/// `conversation_messages`, one key per message; this one links them
+/// ([`Message::previous`], [`Conversation::last_message`]). At open, links
+/// the messages that tree lists (the log's replay may have brought some
+/// back), then empties it. A link cut short by a crash is done again: the
+/// tree is emptied only once sled holds every link.
+fn link_conversation_messages(db: &sled::Db, trees: &[sled::Tree]) -> StoreResult<usize> {
+    let index = &trees[T::ConversationMessages as usize];
+    let messages = &trees[T::Messages as usize];
+    let set_last = |cid: ConversationId, last: MessageId| -> StoreResult<()> {
+        for t in CONVERSATION_TREES {
+            if let Some(v) = trees[t as usize].get(id(cid))? {
+                let mut c: Conversation = decode(t.name(), &v)?;
+                c.last_message = Some(last);
+                trees[t as usize].insert(id(cid), compact(&c)?)?;
+            }
+        }
+        Ok(())
+    };
+    let mut linked = 0;
+    // The conversation being linked, and its newest message so far.
+    let mut at: Option<(ConversationId, MessageId)> = None;
+    for kv in index.iter() {
+        let (k, _) = kv?;
+        let (Some(cid), Some(mid)) = (trees::read_u64(&k), k.get(8..).and_then(trees::read_u64))
+        else {
+            continue;
+        };
+        let Some(v) = messages.get(id(mid))? else {
+            continue;
+        };
+        let mut m: Message = decode(T::Messages.name(), &v)?;
+        m.previous = match at {
+            Some((c, last)) if c == cid => Some(last),
+            Some((c, last)) => {
+                set_last(c, last)?;
+                None
+            }
+            None => None,
+        };
+        messages.insert(id(mid), compact(&m)?)?;
+        at = Some((cid, mid));
+        linked += 1;
+    }
+    if let Some((c, last)) = at {
+        set_last(c, last)?;
+    }
+    if linked > 0 || !index.is_empty() {
+        db.flush()?;
+        index.clear()?;
+        db.flush()?;
+    }
+    Ok(linked)
+}
+
 /// Moves the events in sled's `events` tree to the journal (at open: those
 /// of the commits the log's replay brought back, or all of a store written
 /// before the journal), oldest first; the journal skips those it holds.
@@ -938,6 +1009,27 @@ impl Tx<'_> {
         self.put_compact(T::Messages, id(m.id), m)
     }
 
+    /// Stores a new message as the newest of its conversation: linked after
+    /// the one that was (read back from this transaction, so whatever the
+    /// caller wrote of the conversation stays), which it replaces as the
+    /// conversation's `last_message`.
+    fn append_message(&mut self, mut m: Message) -> StoreResult<MessageId> {
+        let Some(mut c) = self.conv(m.conversation)? else {
+            return Err(StoreError::Corrupt {
+                tree: T::Conversations.name(),
+                detail: format!(
+                    "message {} of missing conversation {}",
+                    m.id, m.conversation
+                ),
+            });
+        };
+        m.previous = c.last_message;
+        c.last_message = Some(m.id);
+        self.put_msg(&m)?;
+        self.put_conv(&c)?;
+        Ok(m.id)
+    }
+
     fn open_conv(&self, sender: &str, customer: &str) -> StoreResult<Option<Conversation>> {
         match self.get_u64(T::Open, &trees::open_key(sender, customer))? {
             Some(cid) => self.conv(cid),
@@ -1064,6 +1156,7 @@ fn accept_send(
                 created_ms: now,
                 updated_ms: now,
                 ended_ms: None,
+                last_message: None,
             };
             tx.put_conv(&c)?;
             tx.put(
@@ -1168,6 +1261,7 @@ fn accept_system_send(
                 created_ms: now,
                 updated_ms: now,
                 ended_ms: Some(now),
+                last_message: None,
             };
             tx.put_conv(&c)?;
             c
@@ -1238,15 +1332,17 @@ fn put_outbound(
         agent: o.agent,
         possible_duplicate: false,
         incomplete: false,
+        previous: None,
     };
-    tx.put_msg(&m)?;
-    tx.put(
-        T::ConversationMessages,
-        trees::conversation_message_key(conv.id, m.id),
-        Vec::new(),
-    );
-    let entry = OutboxEntry {
+    let accepted = EventKind::MessageAccepted {
         message: m.id,
+        text: m.text.clone(),
+        parts: m.parts,
+        encoding: m.encoding.clone(),
+    };
+    let mid = tx.append_message(m)?;
+    let entry = OutboxEntry {
+        message: mid,
         conversation: conv.id,
         attempt: 0,
         lease_until_ms: None,
@@ -1254,21 +1350,12 @@ fn put_outbound(
         unknown: 0,
         resting: false,
     };
-    tx.put_outbox(trees::outbox_key(o.carrier, m.id), &entry)?;
+    tx.put_outbox(trees::outbox_key(o.carrier, mid), &entry)?;
     if let Some(k) = o.idempotency {
-        tx.put(T::Idempotency, k, id(m.id).to_vec());
+        tx.put(T::Idempotency, k, id(mid).to_vec());
     }
-    tx.event(
-        Some(conv),
-        EventKind::MessageAccepted {
-            message: m.id,
-            text: m.text.clone(),
-            parts: m.parts,
-            encoding: m.encoding.clone(),
-        },
-        now,
-    )?;
-    Ok(m.id)
+    tx.event(Some(conv), accepted, now)?;
+    Ok(mid)
 }
 
 /// Claims up to `max` items; with `in_order`, an item whose conversation has
@@ -1738,6 +1825,7 @@ fn record_inbound(
                 created_ms: now,
                 updated_ms: now,
                 ended_ms: None,
+                last_message: None,
             };
             tx.put_conv(&c)?;
             tx.put(
@@ -1806,14 +1894,9 @@ fn put_inbound(
         agent: None,
         possible_duplicate: false,
         incomplete: msg.incomplete,
+        previous: None,
     };
-    tx.put_msg(&m)?;
-    tx.put(
-        T::ConversationMessages,
-        trees::conversation_message_key(c.id, m.id),
-        Vec::new(),
-    );
-    Ok(m.id)
+    tx.append_message(m)
 }
 
 fn end_chat(
@@ -1927,31 +2010,50 @@ fn due(index: TreeView<'_>, now: u64, age_ms: u64) -> StoreResult<Vec<(Vec<u8>, 
     Ok(out)
 }
 
-fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
-    let mut n = 0;
-    let mut keys = Vec::new();
-    for kv in tx.tree(T::ConversationMessages).scan_prefix(id(c.id)) {
-        let (k, _) = kv?;
-        keys.push(k.to_vec());
-    }
-    for k in keys {
-        let Some(mid) = k.get(8..).and_then(trees::read_u64) else {
-            continue;
+/// A conversation's messages, newest first, read back along
+/// [`Message::previous`] from its `last_message` with `read`. A link to a
+/// missing message, to another conversation's, or to one not older is
+/// `Corrupt` (ids only grow, so the walk always ends).
+fn chain(
+    c: &Conversation,
+    mut read: impl FnMut(MessageId) -> StoreResult<Option<Message>>,
+) -> StoreResult<Vec<Message>> {
+    let mut out: Vec<Message> = Vec::new();
+    let mut next = c.last_message;
+    while let Some(mid) = next {
+        let broken = |detail: String| StoreError::Corrupt {
+            tree: T::Messages.name(),
+            detail: format!("conversation {}: {detail}", c.id),
         };
-        tx.del(T::ConversationMessages, k);
-        if let Some(m) = tx.msg(mid)? {
-            let carrier = m.carrier.as_deref().unwrap_or_default();
-            for pid in m.part_ids.iter().flatten() {
-                tx.del(T::CarrierIds, trees::carrier_id_key(carrier, pid));
-            }
-            if let (Some(agent), Some(r)) = (&m.agent, &m.client_ref) {
-                tx.del(T::Idempotency, trees::idempotency_key(agent, r));
-            }
-            tx.del_outbox(trees::outbox_key(carrier, mid));
-            tx.stop_awaiting(mid)?;
-            tx.del(T::Messages, id(mid));
-            n += 1;
+        if out.last().is_some_and(|newer| mid >= newer.id) {
+            return Err(broken(format!("message {mid} links forward")));
         }
+        let Some(m) = read(mid)? else {
+            return Err(broken(format!("message {mid} is missing")));
+        };
+        if m.conversation != c.id {
+            return Err(broken(format!("message {mid} is of {}", m.conversation)));
+        }
+        next = m.previous;
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
+    let msgs = chain(c, |mid| tx.msg(mid))?;
+    let n = msgs.len();
+    for m in msgs {
+        let carrier = m.carrier.as_deref().unwrap_or_default();
+        for pid in m.part_ids.iter().flatten() {
+            tx.del(T::CarrierIds, trees::carrier_id_key(carrier, pid));
+        }
+        if let (Some(agent), Some(r)) = (&m.agent, &m.client_ref) {
+            tx.del(T::Idempotency, trees::idempotency_key(agent, r));
+        }
+        tx.del_outbox(trees::outbox_key(carrier, m.id));
+        tx.stop_awaiting(m.id)?;
+        tx.del(T::Messages, id(m.id));
     }
     if let Some(at) = c.ended_ms {
         tx.del(T::Ended, trees::time_key(at, c.id));
@@ -2241,15 +2343,8 @@ impl Store for SledStore {
         let Some(c) = self.read_conv(cid)? else {
             return Ok(None);
         };
-        let mut msgs = Vec::new();
-        for kv in self.tree(T::ConversationMessages).scan_prefix(id(cid)) {
-            let (k, _) = kv?;
-            if let Some(mid) = k.get(8..).and_then(trees::read_u64) {
-                if let Some(m) = self.read_val(T::Messages, &id(mid))? {
-                    msgs.push(m);
-                }
-            }
-        }
+        let mut msgs = chain(&c, |mid| self.read_val(T::Messages, &id(mid)))?;
+        msgs.reverse();
         Ok(Some((c, msgs)))
     }
 
@@ -2684,18 +2779,7 @@ mod tests {
         const T0: u64 = 1_795_611_600_000;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let open = |p: &Path| {
-            // sled lets go of its lock once its threads end.
-            let mut tries = 0;
-            loop {
-                match SledStore::open(p) {
-                    Ok(s) => return s,
-                    Err(e) if tries > 100 => panic!("{e}"),
-                    Err(_) => tries += 1,
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        };
+        let open = |p: &Path| reopen(|| SledStore::open(p));
         let events: Vec<(Seq, Vec<u8>)> = {
             let s = open(&path);
             for text in ["one", "two", "three"] {
@@ -2711,15 +2795,7 @@ mod tests {
         // Rewrite it as the old layout had it.
         std::fs::remove_dir_all(path.join("events")).unwrap();
         {
-            let mut tries = 0;
-            let db = loop {
-                match sled::open(&path) {
-                    Ok(db) => break db,
-                    Err(e) if tries > 100 => panic!("{e}"),
-                    Err(_) => tries += 1,
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            };
+            let db = reopen(|| sled::open(&path));
             let tree = db.open_tree(T::Events.name()).unwrap();
             for (seq, v) in &events {
                 tree.insert(id(*seq), v.as_slice()).unwrap();
@@ -2750,6 +2826,110 @@ mod tests {
         assert_eq!(decode_u64("meta", &version).unwrap(), derived::VERSION);
     }
 
+    /// Opens what `open` opens once the store just dropped lets go: sled
+    /// releases its lock only when its threads end.
+    fn reopen<S, E: std::fmt::Display>(mut open: impl FnMut() -> Result<S, E>) -> S {
+        let mut tries = 0;
+        loop {
+            match open() {
+                Ok(s) => return s,
+                Err(e) if tries > 100 => panic!("{e}"),
+                Err(_) => tries += 1,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A positional value as the layout before its last field wrote it: the
+    /// array one shorter, without that field (`nil` here).
+    fn without_last_field(mut v: Vec<u8>) -> Vec<u8> {
+        match v[1] {
+            0xdc => v[3] -= 1,               // array16 (16 fields or more)
+            n @ 0x91..=0x9f => v[1] = n - 1, // fixarray
+            other => panic!("not an array: {other:#x}"),
+        }
+        assert_eq!(v.pop(), Some(0xc0), "the last field was not nil");
+        v
+    }
+
+    /// A store of layout 6 listed each conversation's messages in
+    /// `conversation_messages`, and its values had no links: the first
+    /// open of layout 7 links them, in order, and empties that tree.
+    #[tokio::test]
+    async fn messages_listed_by_the_older_layout_are_linked_at_open() {
+        const T0: u64 = 1_795_611_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let texts = |msgs: &[Message]| msgs.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+        let (uk, jp) = {
+            let s = reopen(|| SledStore::open(&path));
+            let mut convs = Vec::new();
+            for (i, (to, text)) in [("+447911123456", "a1"), ("+819012345678", "b1")]
+                .into_iter()
+                .chain([("+447911123456", "a2"), ("+819012345678", "b2")])
+                .enumerate()
+            {
+                let a = s
+                    .accept_send(out(to, text), T0 + i as u64)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                convs.push(a.conversation);
+            }
+            s.end_chat(convs[1], "alice", T0 + 5)
+                .await
+                .unwrap()
+                .unwrap();
+            s.flush().await.unwrap();
+            (convs[0], convs[1])
+        };
+        {
+            let db = reopen(|| sled::open(&path));
+            let messages = db.open_tree(T::Messages.name()).unwrap();
+            let index = db.open_tree(T::ConversationMessages.name()).unwrap();
+            for kv in messages.iter() {
+                let (k, v) = kv.unwrap();
+                let mut m: Message = decode("messages", &v).unwrap();
+                m.previous = None;
+                messages
+                    .insert(k, without_last_field(compact(&m).unwrap()))
+                    .unwrap();
+                let key = trees::conversation_message_key(m.conversation, m.id);
+                index.insert(key, &[][..]).unwrap();
+            }
+            for t in CONVERSATION_TREES {
+                let tree = db.open_tree(t.name()).unwrap();
+                for kv in tree.iter() {
+                    let (k, v) = kv.unwrap();
+                    let mut c: Conversation = decode(t.name(), &v).unwrap();
+                    c.last_message = None;
+                    tree.insert(k, without_last_field(compact(&c).unwrap()))
+                        .unwrap();
+                }
+            }
+            let meta = db.open_tree(T::Meta.name()).unwrap();
+            meta.insert(derived::INDEXED, &id(6)[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let s = reopen(|| SledStore::open(&path));
+        s.verify().unwrap();
+        let (_, msgs) = s.transcript(uk).await.unwrap().unwrap();
+        assert_eq!(texts(&msgs), ["a1", "a2"]);
+        let (c, msgs) = s.transcript(jp).await.unwrap().unwrap();
+        assert_eq!(
+            (c.state, texts(&msgs)),
+            (ConversationState::Ended, vec!["b1".into(), "b2".into()])
+        );
+        // A new message goes after them.
+        s.accept_send(out("+447911123456", "a3"), T0 + 9)
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, msgs) = s.transcript(uk).await.unwrap().unwrap();
+        assert_eq!(texts(&msgs), ["a1", "a2", "a3"]);
+        s.verify().unwrap();
+    }
+
     fn conv(id: ConversationId, owner: &str) -> Conversation {
         Conversation {
             id,
@@ -2762,6 +2942,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             ended_ms: None,
+            last_message: None,
         }
     }
 

@@ -10,7 +10,7 @@
 //! | `conversations`       | conversation id u64                   | a live [`Conversation`] (value.rs) |
 //! | `open`                | lp(sender) ++ customer                | conversation id u64            |
 //! | `messages`            | message id u64                        | [`Message`]                    |
-//! | `conversation_messages` | conversation id u64 ++ message id u64 | empty                        |
+//! | `conversation_messages` | conversation id u64 ++ message id u64 | empty (layouts before 7; emptied at open) |
 //! | `outbox`              | lp(carrier) ++ message id u64         | `OutboxEntry`                  |
 //! | `carrier_ids`         | lp(carrier) ++ normalised id          | message id u64 ++ part u8      |
 //! | `held_receipts`       | lp(carrier) ++ normalised id          | `HeldReceipt`                  |
@@ -32,7 +32,9 @@
 //! A live conversation is open or requested. It moves from `conversations`
 //! to `ended_conversations` when it ends (and never changes state again), so
 //! listing the live ones reads only those, however many ended ones retention
-//! keeps.
+//! keeps. A conversation's messages are linked newest to oldest: the
+//! conversation holds its `last_message`, each message its `previous` (both
+//! values are rewritten per message anyway, so the link costs no key).
 //!
 //! `leases`, `receipt_due`, `ended`, `held_due` and `agent_templates` are
 //! indexes, kept in step by the writes of the trees they index: `leases`
@@ -229,7 +231,8 @@ pub(crate) fn outbox_key(carrier: &str, message: u64) -> Vec<u8> {
     k
 }
 
-/// Conversation-messages key.
+/// Conversation-messages key (layouts before 7).
+#[cfg(test)]
 pub(crate) fn conversation_message_key(conversation: u64, message: u64) -> [u8; 16] {
     u64_pair(conversation, message)
 }
