@@ -131,6 +131,19 @@ struct Writer {
 /// The trees a conversation is held in: live, then once ended.
 const CONVERSATION_TREES: [T; 2] = [T::Conversations, T::EndedConversations];
 
+/// A conversation from the first of [`CONVERSATION_TREES`] that holds it,
+/// read with `get` (a transaction's view, or the store's).
+fn find_conv(
+    mut get: impl FnMut(T) -> StoreResult<Option<Conversation>>,
+) -> StoreResult<Option<Conversation>> {
+    for t in CONVERSATION_TREES {
+        if let Some(c) = get(t)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
 /// Next ids: one past the highest key of each tree, or the `meta` value
 /// stored when a call deleted from that tree, whichever is higher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,10 +349,12 @@ impl SledStore {
     }
 
     /// Checks what the commits keep beside the trees against the trees
-    /// themselves: the entry counts, and that each index (`leases`,
-    /// `receipt_due`, `ended`, `held_due`) holds exactly the keys it should. Reads
-    /// those trees whole, with writes held off meanwhile: for tests and an
-    /// operator's check, not for a running load.
+    /// themselves: the entry counts, that each index (`leases`,
+    /// `receipt_due`, `ended`, `held_due`, `agent_templates`) holds exactly
+    /// the keys it should, that each conversation sits in the tree of its
+    /// state, and that every message is reached from its conversation's
+    /// `last_message`. Reads those trees whole, with writes held off
+    /// meanwhile: for tests and an operator's check, not for a running load.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] naming the first mismatch; the engine failed.
@@ -577,12 +592,7 @@ impl SledStore {
     }
 
     fn read_conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
-        for t in CONVERSATION_TREES {
-            if let Some(c) = self.read_val(t, &id(cid))? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
+        find_conv(|t| self.read_val(t, &id(cid)))
     }
 
     fn read_parts(&self, key: &[u8]) -> StoreResult<BTreeMap<u8, Vec<u8>>> {
@@ -962,12 +972,7 @@ impl Tx<'_> {
     }
 
     fn conv(&self, cid: ConversationId) -> StoreResult<Option<Conversation>> {
-        for t in CONVERSATION_TREES {
-            if let Some(c) = self.get_val(t, &id(cid))? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
+        find_conv(|t| self.get_val(t, &id(cid)))
     }
 
     /// Every write of a conversation goes here. An ended one (it never
