@@ -872,6 +872,7 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let st0 = rig.store.stats();
     let (a0, s0, t0, w0) = (
         accepted.load(Ordering::Relaxed),
         rig.sim.stats(),
@@ -890,6 +891,7 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
         t0.elapsed().as_secs_f64(),
         disk_written(),
     );
+    let st = rig.store.stats();
     for t in tasks {
         t.await.expect("sender");
     }
@@ -916,6 +918,8 @@ async fn throughput(label: &str, throttle: f64, secs: u64, senders: usize, prelo
             "preloaded_conversations": preload,
             "vm_hwm_kib": hwm, "vm_rss_kib": rss,
             "flushes": rig.store.flush_count(),
+            "checkpoints": st.checkpoints - st0.checkpoints,
+            "sled_writes_per_accepted": (st.checkpoint_writes - st0.checkpoint_writes) as f64 / (a1 - a0).max(1) as f64,
             "disk_bytes_per_accepted": (w1 - w0) / (a1 - a0).max(1),
         }),
     );

@@ -70,6 +70,9 @@ pub const STORE_EVENT_JOURNAL_BYTES: &str = "smppgw_store_event_journal_bytes";
 pub const STORE_CHECKPOINTS: &str = "smppgw_store_checkpoints_total";
 /// Counter: store checkpoints failed (each retried by the next).
 pub const STORE_CHECKPOINT_FAILURES: &str = "smppgw_store_checkpoint_failures_total";
+/// Counter: writes the checkpoints gave sled (a key written many times
+/// between two checkpoints counts once).
+pub const STORE_CHECKPOINT_WRITES: &str = "smppgw_store_checkpoint_writes_total";
 /// Counter: write-ahead log syncs (group commits).
 pub const STORE_LOG_SYNCS: &str = "smppgw_store_log_syncs_total";
 /// Gauge by consumer: events between the log head and the consumer's cursor.
@@ -181,6 +184,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         STORE_CHECKPOINT_FAILURES,
         Kind::Counter,
         "store checkpoints failed; the log and memory grow until one succeeds",
+    ),
+    (
+        STORE_CHECKPOINT_WRITES,
+        Kind::Counter,
+        "writes the checkpoints gave sled; per message sent, how much of the commits' work reached sled",
     ),
     (
         STORE_LOG_SYNCS,
@@ -445,6 +453,7 @@ pub fn store_stats(s: &crate::store::StoreStats) {
     gauge!(STORE_EVENT_JOURNAL_BYTES).set(s.event_journal_bytes as f64);
     counter!(STORE_CHECKPOINTS).absolute(s.checkpoints);
     counter!(STORE_CHECKPOINT_FAILURES).absolute(s.checkpoint_failures);
+    counter!(STORE_CHECKPOINT_WRITES).absolute(s.checkpoint_writes);
     counter!(STORE_LOG_SYNCS).absolute(s.log_syncs);
 }
 
@@ -642,6 +651,7 @@ mod tests {
                 event_journal_bytes: 8192,
                 checkpoints: 3,
                 checkpoint_failures: 0,
+                checkpoint_writes: 900,
                 log_syncs: 70,
             });
         });
@@ -658,6 +668,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("smppgw_store_checkpoints_total 3"), "{text}");
+        assert!(
+            text.contains("smppgw_store_checkpoint_writes_total 900"),
+            "{text}"
+        );
         assert!(text.contains("smppgw_store_log_syncs_total 70"), "{text}");
     }
 }

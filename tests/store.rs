@@ -2758,3 +2758,71 @@ async fn deletes_of_checkpointed_keys_start_a_checkpoint_of_their_own() {
     assert!(s.stats().overlay_bytes < 4 << 20, "{:?}", s.stats());
     assert_eq!(s.outbox_depth(), 0);
 }
+
+/// Takes every outbox message through claim, submit OK (carrier id
+/// `C<message>`) and a delivered receipt.
+async fn deliver_all(s: &SledStore, checkpoint_between_steps: bool) {
+    let step = || async {
+        if checkpoint_between_steps {
+            s.flush().await.unwrap();
+        }
+    };
+    step().await;
+    let items = s.claim_outbox("acme", 1_000, 60_000, T0).await.unwrap();
+    step().await;
+    let batch = items
+        .iter()
+        .map(|i| SubmitRecord {
+            message: i.message,
+            part: 0,
+            total_parts: 1,
+            result: Ok(format!("C{}", i.message)),
+        })
+        .collect();
+    s.record_submits(batch, T0 + 10).await.unwrap();
+    step().await;
+    for i in &items {
+        s.record_receipt(
+            "acme",
+            &format!("C{}", i.message),
+            receipt(ReceiptState::Delivered, None),
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+    }
+    s.flush().await.unwrap();
+}
+
+/// `checkpoint_writes` counts what sled was given: a message whose whole
+/// life (outbox entry, lease, submit correlation, receipt wait) falls
+/// between two checkpoints gives sled only what outlives it, while the same
+/// messages checkpointed at each step give sled each short-lived key twice
+/// (written, then deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_keys_reach_sled_only_when_a_checkpoint_falls_inside_their_life() {
+    const N: u64 = 50;
+    let mut writes = Vec::new();
+    for between in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&db_path(&dir));
+        accept_many(&s, N, "life").await;
+        deliver_all(&s, between).await;
+        assert_eq!(s.outbox_depth(), 0);
+        let st = s.stats();
+        assert!(st.checkpoints >= 1, "{st:?}");
+        writes.push(st.checkpoint_writes);
+    }
+    let (whole, stepped) = (writes[0], writes[1]);
+    // What outlives a delivered message: its conversation, the conversation
+    // index, the message and its carrier id, and a few counters.
+    assert!(
+        (4 * N..=4 * N + 20).contains(&whole),
+        "{whole} writes for {N} messages delivered between two checkpoints"
+    );
+    // At least the outbox entries and the leases, each written and deleted.
+    assert!(
+        stepped >= whole + 4 * N,
+        "{stepped} writes with a checkpoint at each step, {whole} without"
+    );
+}

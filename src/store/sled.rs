@@ -97,6 +97,7 @@ struct Inner {
 struct CheckpointCounts {
     checkpoints: AtomicU64,
     checkpoint_failures: AtomicU64,
+    checkpoint_writes: AtomicU64,
 }
 
 /// A snapshot of the store's internals, for gauges (see [`SledStore::stats`]).
@@ -114,6 +115,10 @@ pub struct StoreStats {
     /// Checkpoints that failed since the store was opened (each is retried
     /// by the next; meanwhile the log and the overlay keep growing).
     pub checkpoint_failures: u64,
+    /// Writes the checkpoints applied to sled since the store was opened
+    /// (those of a key written several times between two checkpoints count
+    /// once; a key created and deleted between them, not at all).
+    pub checkpoint_writes: u64,
     /// Log syncs (group commits) since the store was opened.
     pub log_syncs: u64,
 }
@@ -504,6 +509,7 @@ impl SledStore {
             event_journal_bytes: inner.events.bytes(),
             checkpoints: inner.stats.checkpoints.load(Ordering::Relaxed),
             checkpoint_failures: inner.stats.checkpoint_failures.load(Ordering::Relaxed),
+            checkpoint_writes: inner.stats.checkpoint_writes.load(Ordering::Relaxed),
             log_syncs: inner.commit.flushes(),
         }
     }
@@ -706,6 +712,9 @@ impl Inner {
         match done {
             Ok(applied) => {
                 stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .checkpoint_writes
+                    .fetch_add(applied as u64, Ordering::Relaxed);
                 tracing::debug!(applied, ?took, "store checkpoint done");
                 Ok(())
             }
