@@ -11,9 +11,9 @@ use smppgw::model::{
 };
 use smppgw::store::{
     Accepted, CONVERSATION_SCAN_MIN, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy,
-    NewOutbound, NewTemplate, OptChange, OptOutPage, ReceiptOutcome, ReceiptRecord, SendRefused,
-    SledStore, Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord, SystemOutbound,
-    SystemReason, SystemRefused, TemplateRefused, Unanswered,
+    NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem, ReceiptOutcome, ReceiptRecord,
+    SendRefused, SledStore, Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord,
+    SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -2736,16 +2736,9 @@ async fn deletes_of_checkpointed_keys_start_a_checkpoint_of_their_own() {
         let items = s.claim_outbox("acme", 200, 60_000, T0).await.unwrap();
         assert!(!items.is_empty(), "claimed {claimed} of {}", ids.len());
         claimed += items.len();
-        let batch = items
-            .iter()
-            .map(|i| SubmitRecord {
-                message: i.message,
-                part: 0,
-                total_parts: 1,
-                result: Ok(format!("X{}", i.message)),
-            })
-            .collect();
-        s.record_submits(batch, T0 + 10).await.unwrap();
+        s.record_submits(submitted_ok(&items, "X"), T0 + 10)
+            .await
+            .unwrap();
     }
     // The small overlay (~1 100 deletes and updates) is far below the byte
     // bound: only the deletes can have started this checkpoint.
@@ -2759,6 +2752,20 @@ async fn deletes_of_checkpointed_keys_start_a_checkpoint_of_their_own() {
     assert_eq!(s.outbox_depth(), 0);
 }
 
+/// A submit OK for each claimed single-part message, carrier id
+/// `<prefix><message>`.
+fn submitted_ok(items: &[OutboxItem], prefix: &str) -> Vec<SubmitRecord> {
+    items
+        .iter()
+        .map(|i| SubmitRecord {
+            message: i.message,
+            part: 0,
+            total_parts: 1,
+            result: Ok(format!("{prefix}{}", i.message)),
+        })
+        .collect()
+}
+
 /// Takes every outbox message through claim, submit OK (carrier id
 /// `C<message>`) and a delivered receipt.
 async fn deliver_all(s: &SledStore, checkpoint_between_steps: bool) {
@@ -2770,16 +2777,9 @@ async fn deliver_all(s: &SledStore, checkpoint_between_steps: bool) {
     step().await;
     let items = s.claim_outbox("acme", 1_000, 60_000, T0).await.unwrap();
     step().await;
-    let batch = items
-        .iter()
-        .map(|i| SubmitRecord {
-            message: i.message,
-            part: 0,
-            total_parts: 1,
-            result: Ok(format!("C{}", i.message)),
-        })
-        .collect();
-    s.record_submits(batch, T0 + 10).await.unwrap();
+    s.record_submits(submitted_ok(&items, "C"), T0 + 10)
+        .await
+        .unwrap();
     step().await;
     for i in &items {
         s.record_receipt(
