@@ -855,7 +855,7 @@ mod receive_path {
     use super::*;
     use bytes::BytesMut;
     use smppgw::link::inbound::{
-        Delivered, answer, handle_deliver, handle_deliveries, sweep_reassembly,
+        Delivered, answer, expire_receipts, handle_deliver, handle_deliveries, sweep_reassembly,
     };
     use smppgw::pdu::{CommandStatus, Pdu, SmBody, Tlv, TlvTag, Tlvs};
     use smppgw::store::{InboundOutcome, ReceiptOutcome};
@@ -923,6 +923,31 @@ mod receive_path {
             out.push((item.message, raw));
         }
         out
+    }
+
+    /// The receipt sweep runs the store's chunked expiry until nothing is
+    /// due: with more waits than one chunk, one sweep turns every one
+    /// `unknown` and reports them all.
+    #[tokio::test]
+    async fn one_receipt_sweep_expires_more_than_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let n = smppgw::store::EXPIRE_CHUNK + 5;
+        let sent = submitted(&store, &cfg, n).await;
+        let timeout = cfg
+            .carriers
+            .iter()
+            .map(|c| c.receipt_timeout)
+            .max()
+            .unwrap();
+        let later = 1_000 + timeout.as_millis() as u64;
+        let r = expire_receipts(&store, &cfg, 60_000, later).await.unwrap();
+        assert_eq!((r.no_receipt, r.more), (n, false));
+        for (mid, _) in [sent[0].clone(), sent[n - 1].clone()] {
+            let m = store.message(mid).await.unwrap().unwrap();
+            assert_eq!(m.status, MessageStatus::Unknown);
+        }
     }
 
     #[tokio::test]

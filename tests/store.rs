@@ -10,10 +10,11 @@ use smppgw::model::{
     ConversationState, EventKind, FailState, MessageStatus, ReceiptState, ReceiptUpdate,
 };
 use smppgw::store::{
-    Accepted, CONVERSATION_SCAN_MIN, ChatRefused, InboundMessage, InboundOutcome, InboundPolicy,
-    NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem, ReceiptOutcome, ReceiptRecord,
-    SendRefused, SledStore, Store, StoreError, SubmitFailure, SubmitOutcome, SubmitRecord,
-    SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
+    Accepted, CONVERSATION_SCAN_MIN, ChatRefused, EXPIRE_CHUNK, ExpireReport, InboundMessage,
+    InboundOutcome, InboundPolicy, NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem,
+    ReceiptOutcome, ReceiptRecord, SendRefused, SledStore, Store, StoreError, SubmitFailure,
+    SubmitOutcome, SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused,
+    Unanswered,
 };
 
 const SUPPORT: &str = "447624000111"; // long number of service "support"
@@ -2824,5 +2825,72 @@ async fn short_lived_keys_reach_sled_only_when_a_checkpoint_falls_inside_their_l
     assert!(
         stepped >= whole + 4 * N,
         "{stepped} writes with a checkpoint at each step, {whole} without"
+    );
+}
+
+/// A carrier silent on receipts, or flooding receipts for ids never
+/// submitted, makes thousands due at once: `expire_pending` takes at most
+/// `EXPIRE_CHUNK` of them per call (one transaction: sends and receipts
+/// commit between the calls), the receipt waits first, and says when more
+/// are due; the calls together expire every one exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_goes_a_chunk_per_transaction_and_reports_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let waits = EXPIRE_CHUNK as u64 + 300;
+    accept_many(&s, waits, "silent").await;
+    loop {
+        let items = s.claim_outbox("acme", 1_000, 60_000, T0).await.unwrap();
+        if items.is_empty() {
+            break;
+        }
+        s.record_submits(submitted_ok(&items, "W"), T0 + 10)
+            .await
+            .unwrap();
+    }
+    for i in 0..500 {
+        let r = delivered(&s, &format!("never-{i}"), T0 + 10).await;
+        assert_eq!(r, ReceiptOutcome::Held);
+    }
+    let later = T0 + 1_000_000;
+    let first = s.expire_pending(later, 1_000, 1_000).await.unwrap();
+    assert_eq!(
+        (first.no_receipt, first.held_dropped, first.more),
+        (EXPIRE_CHUNK, 0, true)
+    );
+    let second = s.expire_pending(later, 1_000, 1_000).await.unwrap();
+    assert_eq!(
+        (second.no_receipt, second.held_dropped, second.more),
+        (300, 500, false)
+    );
+    let third = s.expire_pending(later, 1_000, 1_000).await.unwrap();
+    assert_eq!(third, ExpireReport::default());
+    s.verify().unwrap();
+    let rec = s.recover(later).await.unwrap();
+    assert_eq!((rec.awaiting_receipts, rec.held_receipts), (0, 0));
+}
+
+/// Retention reads the `ended` index a chunk at a time (it read every
+/// ended conversation past retention into one list first), and still
+/// purges them all when there are more than a chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_more_than_a_chunk_of_ended_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let n = EXPIRE_CHUNK as u64 + 20;
+    for mid in accept_many(&s, n, "old").await {
+        let conv = s.message(mid).await.unwrap().unwrap().conversation;
+        s.end_chat(conv, "alice", T0 + 10).await.unwrap().unwrap();
+    }
+    let day = 86_400_000;
+    let r = s.purge_ended(T0 + 10 + day, day).await.unwrap();
+    assert_eq!((r.conversations, r.messages), (n as usize, n as usize));
+    s.verify().unwrap();
+    assert_eq!(
+        s.purge_ended(T0 + 20 + day, day)
+            .await
+            .unwrap()
+            .conversations,
+        0
     );
 }

@@ -844,7 +844,8 @@ pub async fn sweep_reassembly<S: Store>(
 /// Runs `expire_pending` with the longest `receipt_timeout` of all carriers
 /// (the store applies one timeout to every message, so the longest never
 /// gives up early on any carrier) and `held_max_age_ms` for receipts that
-/// never found their submit.
+/// never found their submit, until nothing more is due; the report sums
+/// the chunks.
 ///
 /// # Errors
 /// The store failed.
@@ -860,9 +861,18 @@ pub async fn expire_receipts<S: Store>(
         .map(|c| c.receipt_timeout)
         .max()
         .unwrap_or(Duration::from_secs(48 * 3600));
-    let r = store
-        .expire_pending(now_ms, timeout.as_millis() as u64, held_max_age_ms)
-        .await?;
+    // A chunk per transaction, so sends and receipts commit in between.
+    let mut r = ExpireReport::default();
+    loop {
+        let chunk = store
+            .expire_pending(now_ms, timeout.as_millis() as u64, held_max_age_ms)
+            .await?;
+        r.no_receipt += chunk.no_receipt;
+        r.held_dropped += chunk.held_dropped;
+        if !chunk.more {
+            break;
+        }
+    }
     if r.no_receipt > 0 || r.held_dropped > 0 {
         tracing::info!(
             no_receipt = r.no_receipt,

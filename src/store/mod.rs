@@ -274,7 +274,17 @@ pub struct ExpireReport {
     pub no_receipt: usize,
     /// Held receipts dropped unmatched.
     pub held_dropped: usize,
+    /// The call stopped at [`EXPIRE_CHUNK`] entries with more already due:
+    /// call again (each call is one transaction, so commits run between).
+    pub more: bool,
 }
+
+/// The most due entries (receipt waits and held receipts together) one
+/// [`Store::expire_pending`] call handles. A carrier that sent no receipts
+/// for a day, or a flood of receipts for ids never submitted, makes many
+/// due at once; one transaction over all of them held the writer lock (every
+/// send and receipt waited) and the overlay grew by all of them at once.
+pub const EXPIRE_CHUNK: usize = 1_000;
 
 /// A keyword change carried by an inbound message (from `optout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -586,7 +596,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Submitted messages without a final receipt after `receipt_timeout_ms`
     /// become `unknown` (`message_failed`, state `no_receipt`); held receipts
-    /// older than `held_max_age_ms` are dropped.
+    /// older than `held_max_age_ms` are dropped. At most [`EXPIRE_CHUNK`] of
+    /// them, oldest first; [`ExpireReport::more`] says whether more are due.
     fn expire_pending(
         &self,
         now_ms: u64,

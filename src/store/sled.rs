@@ -32,7 +32,7 @@ use super::trees::{self, T, id};
 use super::value::{compact, decode, decode_u64, encode};
 use super::wal::{self, Wal};
 use super::{
-    Accepted, CONVERSATION_SCAN_MIN, ConversationPage, ExpireReport, InboundMessage,
+    Accepted, CONVERSATION_SCAN_MIN, ConversationPage, EXPIRE_CHUNK, ExpireReport, InboundMessage,
     InboundOutcome, NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem, PurgeReport,
     ReceiptOutcome, ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome,
     SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
@@ -1746,7 +1746,10 @@ fn expire_pending(
     held_max_age: u64,
 ) -> StoreResult<ExpireReport> {
     let mut report = ExpireReport::default();
-    for (_, mid) in due(tx.tree(T::ReceiptDue), now, timeout)? {
+    let (waits, more) = due(tx.tree(T::ReceiptDue), now, timeout, EXPIRE_CHUNK)?;
+    report.more = more;
+    let room = EXPIRE_CHUNK - waits.len();
+    for (_, mid) in waits {
         tx.stop_awaiting(mid)?;
         let Some(mut m) = tx.msg(mid)? else { continue };
         if m.status != MessageStatus::Submitted {
@@ -1777,6 +1780,10 @@ fn expire_pending(
             });
         };
         if at.saturating_add(held_max_age) > now {
+            break;
+        }
+        if old.len() == room {
+            report.more = true;
             break;
         }
         old.push((k.to_vec(), at, key.to_vec()));
@@ -2004,13 +2011,25 @@ fn recover(tx: &mut Tx<'_>, now: u64) -> StoreResult<RecoverReport> {
     Ok(report)
 }
 
+/// A time-index entry: its key and the id it names.
+type DueEntry = (Vec<u8>, u64);
+
 /// The entries of a time-ordered index (`receipt_due`, `ended`) at least
-/// `age_ms` old at `now`, as (key, id): reads only those, then stops.
-fn due(index: TreeView<'_>, now: u64, age_ms: u64) -> StoreResult<Vec<(Vec<u8>, u64)>> {
+/// `age_ms` old at `now`, as (key, id), oldest first, at most `limit` of
+/// them, and whether more are: reads only those, then stops.
+fn due(
+    index: TreeView<'_>,
+    now: u64,
+    age_ms: u64,
+    limit: usize,
+) -> StoreResult<(Vec<DueEntry>, bool)> {
     let mut out = Vec::new();
     for kv in index.iter() {
         let (k, _) = kv?;
         match trees::split_time_key(&k) {
+            Some((at, _)) if at.saturating_add(age_ms) <= now && out.len() == limit => {
+                return Ok((out, true));
+            }
             Some((at, id)) if at.saturating_add(age_ms) <= now => out.push((k.to_vec(), id)),
             Some(_) => break,
             None => {
@@ -2021,7 +2040,7 @@ fn due(index: TreeView<'_>, now: u64, age_ms: u64) -> StoreResult<Vec<(Vec<u8>, 
             }
         }
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 /// A conversation's messages, newest first, read back along
@@ -2643,11 +2662,35 @@ impl Store for SledStore {
 
     async fn purge_ended(&self, now_ms: u64, max_age_ms: u64) -> StoreResult<PurgeReport> {
         let mut report = PurgeReport::default();
-        for (key, cid) in due(self.tree(T::Ended), now_ms, max_age_ms)? {
+        // A chunk of the index at a time: each purge removes its entry, so
+        // the next read starts at the first one left.
+        loop {
+            let (chunk, more) = due(self.tree(T::Ended), now_ms, max_age_ms, EXPIRE_CHUNK)?;
+            report = self.purge_chunk(chunk, report).await?;
+            if !more {
+                return Ok(report);
+            }
+        }
+    }
+}
+
+impl SledStore {
+    /// Purges the ended conversations of `chunk` (`ended` index entries), a
+    /// transaction each.
+    async fn purge_chunk(
+        &self,
+        chunk: Vec<DueEntry>,
+        mut report: PurgeReport,
+    ) -> StoreResult<PurgeReport> {
+        for (key, cid) in chunk {
             let purged = self
                 .run(|tx| match tx.conv(cid)? {
                     Some(c) if c.state == ConversationState::Ended => {
-                        purge_conversation(tx, &c).map(Some)
+                        let messages = purge_conversation(tx, &c)?;
+                        // Its own entry, even one whose time is not the
+                        // conversation's: the next chunk must not read it.
+                        tx.del(T::Ended, key.clone());
+                        Ok(Some(messages))
                     }
                     _ => {
                         // An index entry without its ended conversation.
