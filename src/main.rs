@@ -141,12 +141,19 @@ enum Cmd {
         #[arg(long, default_value = "operator")]
         agent: String,
     },
-    /// Print a conversation and its messages.
+    /// Print a conversation and its messages, the newest page (the answer's
+    /// `older` is the `--before` of the next, older page)
     Transcript {
         #[command(flatten)]
         target: Target,
         /// The conversation.
         id: u64,
+        /// List messages older than this one.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Page size (1 to 5000; default 500).
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// List open conversations and chat requests.
     Conversations {
@@ -462,8 +469,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             &target,
             json!({"op": "end_chat", "conversation": id, "agent": agent}),
         ),
-        Cmd::Transcript { target, id } => {
-            one_request(&target, json!({"op": "transcript", "conversation": id}))
+        Cmd::Transcript {
+            target,
+            id,
+            before,
+            limit,
+        } => {
+            let req = json!({"op": "transcript", "conversation": id});
+            one_request(&target, paged(req, "before", before, limit))
         }
         Cmd::Conversations {
             target,
@@ -475,7 +488,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if let Some(o) = owner {
                 req["owner"] = json!(o);
             }
-            one_request(&target, paged(req, after, limit))
+            one_request(&target, paged(req, "after", after, limit))
         }
         Cmd::Assign { target, id, to } => one_request(
             &target,
@@ -541,16 +554,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             limit,
         } => {
             let req = json!({"op": "opt_outs", "service": service});
-            one_request(&target, paged(req, after, limit))
+            one_request(&target, paged(req, "after", after, limit))
         }
     }
 }
 
-/// A paged request (`conversations`, `opt_outs`) with the `after` and
-/// `limit` given.
-fn paged(mut req: Value, after: Option<impl serde::Serialize>, limit: Option<u64>) -> Value {
-    if let Some(a) = after {
-        req["after"] = json!(a);
+/// A paged request (`conversations`, `opt_outs`, `transcript`) with its
+/// position (`after`, `before`: `from`'s name) and `limit` given.
+fn paged(
+    mut req: Value,
+    from_name: &str,
+    from: Option<impl serde::Serialize>,
+    limit: Option<u64>,
+) -> Value {
+    if let Some(a) = from {
+        req[from_name] = json!(a);
     }
     if let Some(l) = limit {
         req["limit"] = json!(l);

@@ -81,7 +81,7 @@ impl Handler for TestHandler {
                 let seq = self.append(&s.text);
                 Ok(json!({"conversation": 1, "message": seq, "peer_uid": peer.uid}))
             }
-            Op::Transcript { conversation } => Err(AgentError::new(
+            Op::Transcript { conversation, .. } => Err(AgentError::new(
                 ErrorCode::UnknownConversation,
                 format!("no conversation {conversation}"),
             )),

@@ -412,6 +412,11 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     );
     let transcript = cli_json(&s, &["transcript", &conv]);
     assert_eq!(transcript["messages"][0]["status"], "delivered");
+    assert_eq!(transcript["older"], serde_json::Value::Null);
+    // Its paging flags go through: nothing before the only message.
+    let msg = sent["message"].as_u64().unwrap().to_string();
+    let before = cli_json(&s, &["transcript", &conv, "--before", &msg, "--limit", "5"]);
+    assert_eq!(before["messages"], serde_json::json!([]));
     let convs = cli_json(&s, &["conversations", "--owner", "alice"]);
     assert_eq!(convs["conversations"][0]["id"], sent["conversation"]);
     assert_eq!(convs["next"], serde_json::Value::Null);

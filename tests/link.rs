@@ -1804,6 +1804,15 @@ mod store_failure {
             self.inner.transcript(id)
         }
 
+        fn transcript_page(
+            &self,
+            id: ConversationId,
+            before: Option<MessageId>,
+            limit: usize,
+        ) -> impl Future<Output = StoreResult<Option<TranscriptPage>>> + Send {
+            self.inner.transcript_page(id, before, limit)
+        }
+
         fn conversations(
             &self,
             owner: Option<&str>,

@@ -2894,3 +2894,50 @@ async fn retention_purges_more_than_a_chunk_of_ended_conversations() {
         0
     );
 }
+
+/// A transcript read a page at a time: the newest `limit` first, each page
+/// oldest first, `older` leading to the page before until it is `None`;
+/// the pages together are the whole transcript. A `before` of another
+/// conversation lists nothing; a `limit` of 0 lists one.
+#[tokio::test]
+async fn a_transcript_reads_a_page_at_a_time_from_the_newest() {
+    let s = SledStore::temporary().unwrap();
+    let first = send(&s, out(SUPPORT, UK, "alice", "m0"), T0).await;
+    for i in 1..7 {
+        send(&s, out(SUPPORT, UK, "alice", &format!("m{i}")), T0 + i).await;
+    }
+    let other = send(&s, out(SUPPORT, JP, "alice", "elsewhere"), T0).await;
+    let conv = first.conversation;
+    let (_, all) = s.transcript(conv).await.unwrap().unwrap();
+    let texts =
+        |msgs: &[smppgw::model::Message]| msgs.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let (mut pages, mut before) = (Vec::new(), None);
+    loop {
+        let page = s.transcript_page(conv, before, 3).await.unwrap().unwrap();
+        assert_eq!(page.conversation.id, conv);
+        pages.push(texts(&page.messages));
+        match page.older {
+            Some(o) => {
+                assert_eq!(Some(o), page.messages.first().map(|m| m.id));
+                before = Some(o);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [vec!["m4", "m5", "m6"], vec!["m1", "m2", "m3"], vec!["m0"]]
+    );
+    // Oldest page first, they are the whole transcript.
+    pages.reverse();
+    assert_eq!(pages.concat(), texts(&all));
+    let foreign = s
+        .transcript_page(conv, Some(other.message), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((foreign.messages.len(), foreign.older), (0, None));
+    let one = s.transcript_page(conv, None, 0).await.unwrap().unwrap();
+    assert_eq!(texts(&one.messages), ["m6"]);
+    assert!(s.transcript_page(999_999, None, 3).await.unwrap().is_none());
+}

@@ -36,11 +36,12 @@ pub const OPS: &[&str] = &[
     "opt_outs",
 ];
 
-/// The page size of `conversations` and `opt_outs` when the request names
-/// none.
+/// The page size of `conversations`, `transcript` and `opt_outs` when the
+/// request names none.
 pub const PAGE_DEFAULT_LIMIT: usize = 500;
 
-/// The largest page size `conversations` and `opt_outs` accept.
+/// The largest page size `conversations`, `transcript` and `opt_outs`
+/// accept.
 pub const PAGE_MAX_LIMIT: usize = 5000;
 
 // === Request ===
@@ -96,10 +97,17 @@ pub enum Op {
         /// The agent ending it.
         agent: String,
     },
-    /// A conversation and its messages.
+    /// A conversation and its messages, newest page first.
     Transcript {
         /// Conversation id.
         conversation: u64,
+        /// List messages older than this one (the previous page's `older`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        /// The page size, 1 to [`PAGE_MAX_LIMIT`]; absent:
+        /// [`PAGE_DEFAULT_LIMIT`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
     },
     /// Open conversations, optionally of one owner, optionally with chat
     /// requests.
@@ -486,8 +494,8 @@ pub fn parse_request(line: &str) -> Result<Request, Rejected> {
     }
 }
 
-/// The page size of a `conversations` or `opt_outs` request: the default
-/// when absent.
+/// The page size of a `conversations`, `transcript` or `opt_outs` request:
+/// the default when absent.
 ///
 /// # Errors
 /// `bad_request` when `limit` is outside 1..=[`PAGE_MAX_LIMIT`].
@@ -598,7 +606,14 @@ mod tests {
         let req = parse_request(r#"{"id":1,"op":"services","future":true}"#).unwrap();
         assert_eq!(req.op, Op::Services {});
         let req = parse_request(r#"{"id":1,"op":"transcript","conversation":2,"x":1}"#).unwrap();
-        assert_eq!(req.op, Op::Transcript { conversation: 2 });
+        assert_eq!(
+            req.op,
+            Op::Transcript {
+                conversation: 2,
+                before: None,
+                limit: None
+            }
+        );
     }
 
     #[test]
@@ -663,6 +678,25 @@ mod tests {
         );
         assert_eq!(
             code_of(r#"{"id":5,"op":"conversations","after":"3"}"#),
+            (Some(json!(5)), ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn transcript_paging_fields_are_read() {
+        let req =
+            parse_request(r#"{"id":1,"op":"transcript","conversation":7,"before":40,"limit":20}"#)
+                .unwrap();
+        assert_eq!(
+            req.op,
+            Op::Transcript {
+                conversation: 7,
+                before: Some(40),
+                limit: Some(20),
+            }
+        );
+        assert_eq!(
+            code_of(r#"{"id":5,"op":"transcript","conversation":7,"before":"40"}"#),
             (Some(json!(5)), ErrorCode::BadRequest)
         );
     }

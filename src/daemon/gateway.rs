@@ -509,16 +509,31 @@ impl<S: Store> Gateway<S> {
                     json!({"conversation": c.id, "state": c.state, "at": at(c.ended_ms.unwrap_or(c.updated_ms))}),
                 )
             }
-            Op::Transcript { conversation } => {
-                let (c, msgs) = self
+            Op::Transcript {
+                conversation,
+                before,
+                limit,
+            } => {
+                let limit = page_limit(limit)?;
+                let page = self
                     .store
-                    .transcript(conversation)
+                    .transcript_page(conversation, before, limit)
                     .await
                     .map_err(internal)?
                     .ok_or_else(|| chat_refused(conversation, ChatRefused::NotFound))?;
+                // A `before` of another conversation lists nothing: say so.
+                if let Some(b) = before.filter(|_| page.messages.is_empty()) {
+                    let theirs = self.store.message(b).await.map_err(internal)?;
+                    if theirs.is_none_or(|m| m.conversation != conversation) {
+                        return Err(AgentError::bad_request(format!(
+                            "`before`: message {b} is not one of conversation {conversation}'s"
+                        )));
+                    }
+                }
                 Ok(json!({
-                    "conversation": conversation_json(&c),
-                    "messages": msgs.iter().map(message_json).collect::<Vec<_>>(),
+                    "conversation": conversation_json(&page.conversation),
+                    "messages": page.messages.iter().map(message_json).collect::<Vec<_>>(),
+                    "older": page.older,
                 }))
             }
             Op::Conversations {

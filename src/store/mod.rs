@@ -387,6 +387,18 @@ pub struct RecoverReport {
     pub last_seq: Seq,
 }
 
+/// One page of a conversation's transcript ([`Store::transcript_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptPage {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// The page's messages, oldest first.
+    pub messages: Vec<Message>,
+    /// When older messages exist: the oldest listed here, the `before` of
+    /// the next page.
+    pub older: Option<MessageId>,
+}
+
 /// The least number of conversation entries one [`Store::conversations`] call
 /// may read (it reads at most `max(limit, CONVERSATION_SCAN_MIN)`), so a page
 /// of one owner's conversations does not read unboundedly many others.
@@ -660,11 +672,24 @@ pub trait Store: Send + Sync + 'static {
     /// One message.
     fn message(&self, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
 
-    /// A conversation and its messages, oldest first.
+    /// A conversation and all its messages, oldest first (the agent socket
+    /// pages them: [`Store::transcript_page`]).
     fn transcript(
         &self,
         id: ConversationId,
     ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send;
+
+    /// One page of a conversation's messages: the newest `limit` of those
+    /// older than message `before` (of all when `None`), oldest first, and
+    /// the `before` of the next (older) page. A `before` that is not one of
+    /// the conversation's messages lists nothing; a `limit` of 0 is taken
+    /// as 1. Reads only the messages it lists (and `before`).
+    fn transcript_page(
+        &self,
+        id: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Option<TranscriptPage>>> + Send;
 
     /// One page of the open conversations (of `owner`, or all), plus the
     /// requested ones (of any owner) if asked: at most `limit` of those with

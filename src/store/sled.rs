@@ -35,7 +35,8 @@ use super::{
     Accepted, CONVERSATION_SCAN_MIN, ConversationPage, EXPIRE_CHUNK, ExpireReport, InboundMessage,
     InboundOutcome, NewOutbound, NewTemplate, OptChange, OptOutPage, OutboxItem, PurgeReport,
     ReceiptOutcome, ReceiptRecord, RecoverReport, Store, SubmitFailure, SubmitOutcome,
-    SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused, Unanswered,
+    SubmitRecord, SystemOutbound, SystemReason, SystemRefused, TemplateRefused, TranscriptPage,
+    Unanswered,
 };
 use crate::conversation::rules::{
     self, ChatRefused, InboundDecision, InboundPolicy, SendDecision, SendRefused,
@@ -2049,11 +2050,26 @@ fn due(
 /// `Corrupt` (ids only grow, so the walk always ends).
 fn chain(
     c: &Conversation,
-    mut read: impl FnMut(MessageId) -> StoreResult<Option<Message>>,
+    read: impl FnMut(MessageId) -> StoreResult<Option<Message>>,
 ) -> StoreResult<Vec<Message>> {
+    chain_from(c, c.last_message, usize::MAX, read).map(|(msgs, _)| msgs)
+}
+
+/// Up to `limit` of a conversation's messages along [`Message::previous`],
+/// newest first, starting at `from`; and the next one not read (`None`:
+/// the chain ended). Errors as [`chain`].
+fn chain_from(
+    c: &Conversation,
+    from: Option<MessageId>,
+    limit: usize,
+    mut read: impl FnMut(MessageId) -> StoreResult<Option<Message>>,
+) -> StoreResult<(Vec<Message>, Option<MessageId>)> {
     let mut out: Vec<Message> = Vec::new();
-    let mut next = c.last_message;
+    let mut next = from;
     while let Some(mid) = next {
+        if out.len() == limit {
+            break;
+        }
         let broken = |detail: String| StoreError::Corrupt {
             tree: T::Messages.name(),
             detail: format!("conversation {}: {detail}", c.id),
@@ -2070,7 +2086,7 @@ fn chain(
         next = m.previous;
         out.push(m);
     }
-    Ok(out)
+    Ok((out, next))
 }
 
 fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
@@ -2379,6 +2395,33 @@ impl Store for SledStore {
         let mut msgs = chain(&c, |mid| self.read_val(T::Messages, &id(mid)))?;
         msgs.reverse();
         Ok(Some((c, msgs)))
+    }
+
+    async fn transcript_page(
+        &self,
+        cid: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> StoreResult<Option<TranscriptPage>> {
+        let Some(c) = self.read_conv(cid)? else {
+            return Ok(None);
+        };
+        let read = |mid: MessageId| self.read_val::<Message>(T::Messages, &id(mid));
+        let from = match before {
+            None => c.last_message,
+            Some(b) => match read(b)? {
+                Some(m) if m.conversation == cid => m.previous,
+                _ => None,
+            },
+        };
+        let (mut messages, rest) = chain_from(&c, from, limit.max(1), read)?;
+        messages.reverse();
+        let older = rest.and(messages.first().map(|m| m.id));
+        Ok(Some(TranscriptPage {
+            conversation: c,
+            messages,
+            older,
+        }))
     }
 
     async fn conversations(
