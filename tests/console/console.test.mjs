@@ -108,6 +108,18 @@ async function main() {
     return ids;
   };
 
+  /** Waits until a chat shows exactly these message ids, in this order. */
+  const idsBecome = async (number, expected) => {
+    const deadline = Date.now() + 5_000;
+    let ids;
+    do {
+      ids = await shownIds(number);
+      if (ids.join() === expected.join()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    } while (Date.now() < deadline);
+    assert.deepEqual(ids, expected);
+  };
+
   await step("sign in", async () => {
     await page.goto(stack.url());
     await page.getByLabel("Agent", { exact: true }).fill("alice");
@@ -240,6 +252,63 @@ async function main() {
       .locator(".status", { hasText: "Delivered" })
       .waitFor();
     await snap("after-reload");
+  });
+
+  await step("a transcript longer than a page: Show earlier messages brings the rest, in place", async () => {
+    const all = await shownIds(CUSTOMER);
+    assert.ok(all.length >= 5, `too few messages to page through: ${all}`);
+    // Two messages a page (the console asks for 200 otherwise).
+    await page.goto(`${stack.url()}?transcript_page=2`);
+    const chat = chatWith(CUSTOMER);
+    const earlier = chat.getByRole("button", { name: "Show earlier messages" });
+    await earlier.waitFor();
+    await idsBecome(CUSTOMER, all.slice(-2));
+    await page.getByLabel("Language").selectOption("ja");
+    await page
+      .getByRole("region", { name: `${CUSTOMER} とのチャット` })
+      .getByRole("button", { name: "以前のメッセージを表示" })
+      .waitFor();
+    await page.getByLabel("言語").selectOption("en");
+    await snap("earlier-button");
+    // A short transcript scrolled to its top: the earlier page goes above
+    // without moving the message in view (nor scrolling to the bottom).
+    const list = chat.locator("ol.transcript");
+    await list.evaluate((el) => {
+      el.style.minHeight = "0";
+      el.style.maxHeight = "3rem";
+      el.scrollTop = 0;
+    });
+    const offsetOf = (id) =>
+      list.evaluate((el, id) => {
+        const li = el.querySelector(`li[data-message="${id}"]`);
+        return li.getBoundingClientRect().top - el.getBoundingClientRect().top;
+      }, id);
+    const anchor = all.at(-2);
+    const before = await offsetOf(anchor);
+    await earlier.click();
+    await idsBecome(CUSTOMER, all.slice(-4));
+    const after = await offsetOf(anchor);
+    assert.ok(Math.abs(after - before) <= 1, `the message in view stayed in place: ${before} → ${after}`);
+    assert.ok(
+      await list.evaluate((el) => el.scrollTop + el.clientHeight < el.scrollHeight - 1),
+      "the transcript did not scroll to the bottom",
+    );
+    await list.evaluate((el) => (el.style.minHeight = el.style.maxHeight = ""));
+    // The rest, from the keyboard (the button keeps the focus); the last
+    // page hides the button and the focus moves on to the message input.
+    await earlier.focus();
+    for (let shown = 4; shown < all.length; shown += 2) {
+      await page.keyboard.press("Enter");
+      await idsBecome(CUSTOMER, all.slice(-(shown + 2)));
+    }
+    await earlier.waitFor({ state: "hidden" });
+    assert.equal(await chat.getByLabel("Message").evaluate((e) => e === document.activeElement), true);
+    assert.equal(await transcriptOf(CUSTOMER).first().getAttribute("data-message"), all[0]);
+    await snap("earlier-messages");
+    // Back to the console's own page size: one page, no button.
+    await page.goto(stack.url());
+    await idsBecome(CUSTOMER, all);
+    assert.equal(await earlier.isHidden(), true);
   });
 
   await step("End Chat: a later reply does not show", async () => {

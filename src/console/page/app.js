@@ -50,6 +50,15 @@
     linksDown: new Set(),
   };
 
+  /** Messages asked for per transcript request (the daemon allows 1 to
+   *  5000); `?transcript_page=N` asks for another number (the browser test
+   *  pages through a few messages with it). */
+  const TRANSCRIPT_PAGE = 200;
+  const transcriptPage = (() => {
+    const n = Number(params.get("transcript_page"));
+    return Number.isInteger(n) && n >= 1 && n <= 5000 ? n : TRANSCRIPT_PAGE;
+  })();
+
   const RANK = { accepted: 0, submitted: 1, unknown: 2, delivered: 3, failed: 3, expired: 3, received: 3 };
 
   // ===== the socket, through the console =====
@@ -470,6 +479,8 @@
       state: st,
       messages: new Map(),
       pending: new Map(), // message id → status that came before the message
+      older: null, // the `before` of the page of earlier messages, null when none
+      pagedBack: false, // an earlier page is shown
       countSeq: 0,
       countTimer: null,
       dom: {
@@ -477,6 +488,7 @@
         number: q(".c-number"),
         service: q(".c-service"),
         state: q(".c-state"),
+        earlier: q(".c-earlier"),
         transcript: q(".transcript"),
         form: q(".composer"),
         text: q(".c-text"),
@@ -516,6 +528,7 @@
         d.predef.focus();
       }
     });
+    d.earlier.addEventListener("click", () => loadEarlier(chat));
     d.end.addEventListener("click", () => endChat(chat));
     d.close.addEventListener("click", () => removeChat(chat));
     state.chats.set(key, chat);
@@ -555,27 +568,75 @@
     renderChatHead(chat);
   }
 
+  function fromTranscript(m) {
+    return {
+      id: m.message,
+      direction: m.direction,
+      text: m.text,
+      at: m.at,
+      status: m.status,
+      error: m.error,
+      parts: m.parts,
+      incomplete: m.incomplete,
+    };
+  }
+
+  function setOlder(chat, older) {
+    chat.older = older == null ? null : older;
+    chat.dom.earlier.hidden = chat.older == null;
+  }
+
+  /** The newest page of the transcript (again, on a reconnect: messages
+   *  shown already stay, once). */
   async function loadTranscript(chat) {
     if (chat.conversation == null) return;
     try {
-      const r = await api("transcript", { conversation: chat.conversation });
+      const r = await api("transcript", { conversation: chat.conversation, limit: transcriptPage });
       const c = r.conversation || {};
       if (c.state === "ended") markEnded(chat);
-      for (const m of r.messages || []) {
-        upsertMessage(chat, {
-          id: m.message,
-          direction: m.direction,
-          text: m.text,
-          at: m.at,
-          status: m.status,
-          error: m.error,
-          parts: m.parts,
-          incomplete: m.incomplete,
-        });
-      }
+      const msgs = r.messages || [];
+      // Once earlier pages are shown, the button goes on from the oldest of
+      // them, unless this page does not join what is shown (more than a page
+      // came meanwhile): then it goes on from this page, and the pages it
+      // brings again are dropped as shown already.
+      const joins = msgs.length === 0 || chat.messages.has(msgs[0].message);
+      if (!chat.pagedBack || !joins) setOlder(chat, r.older);
+      for (const m of msgs) upsertMessage(chat, fromTranscript(m));
     } catch (e) {
       showError(chat.dom.error, e);
     }
+  }
+
+  /** "Show earlier messages": the page before the oldest shown, inserted
+   *  above it without moving what the agent is reading. */
+  async function loadEarlier(chat) {
+    const d = chat.dom;
+    if (chat.conversation == null || chat.older == null || d.earlier.disabled) return;
+    // Disabled, the button loses the focus: it gets it back after.
+    const focused = document.activeElement === d.earlier;
+    d.earlier.disabled = true;
+    showError(d.error, null);
+    try {
+      const r = await api("transcript", { conversation: chat.conversation, before: chat.older, limit: transcriptPage });
+      // The message at the top stays where it is on the screen.
+      const list = d.transcript;
+      const first = list.firstElementChild;
+      const top = first ? first.getBoundingClientRect().top : 0;
+      for (const m of r.messages || []) upsertMessage(chat, fromTranscript(m));
+      if (first) list.scrollTop += first.getBoundingClientRect().top - top;
+      chat.pagedBack = true;
+      setOlder(chat, r.older);
+    } catch (e) {
+      showError(d.error, e);
+    } finally {
+      d.earlier.disabled = false;
+    }
+    // Once the first message is shown the button goes: the focus moves on in
+    // the chat rather than back to the page's start.
+    const now = document.activeElement;
+    if (!focused || (now && now !== document.body) || !d.root.isConnected) return;
+    if (!d.earlier.hidden) d.earlier.focus({ preventScroll: true });
+    else (d.text.disabled ? d.close : d.text).focus({ preventScroll: true });
   }
 
   async function loadAll() {
@@ -605,7 +666,7 @@
         if (state.requests.has(c.id)) continue;
         let text = "";
         try {
-          const tr = await api("transcript", { conversation: c.id });
+          const tr = await api("transcript", { conversation: c.id, limit: 20 });
           const ins = (tr.messages || []).filter((m) => m.direction === "in");
           if (ins.length) text = ins[ins.length - 1].text;
         } catch (e) {
