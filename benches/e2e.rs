@@ -34,7 +34,10 @@
 //!   resident KiB by kind of mapping (program files, heap, anonymous maps:
 //!   glibc's per-thread arenas); `E2E_KEEP=1` keeps the store and config
 //!   directory (its path is printed) for a profiler run on the same data.
-//!   `SMPPGW_BENCH_CACHE_MB` sets `store.cache_mb`.
+//!   `SMPPGW_BENCH_CACHE_MB` sets `store.cache_mb`. `--steady C` loads
+//!   the conversations C at a time, each chunk submitted and delivered
+//!   before the next, instead of queueing all N first: a store whose
+//!   history was steady traffic rather than one backlog.
 //!
 //! Every figure is printed as one `RESULT {json}` line with the machine
 //! load (`/proc/loadavg`) at the time.
@@ -434,13 +437,9 @@ async fn list_all(
     (listed, requests, t.elapsed().as_secs_f64() * 1e3)
 }
 
-/// The child: open + recover (timed), optionally list the open
-/// conversations and accept 1000 more sends, or list one agent's as its
-/// console does, then report peak RSS.
-async fn child(path: PathBuf, list: bool, owner: Option<String>) {
-    let (hwm0, _) = rss_kib();
-    let t = clock::now();
-    // The daemon's default cache unless SMPPGW_BENCH_CACHE_MB says otherwise.
+/// The daemon's default store options, with sled's cache from
+/// `SMPPGW_BENCH_CACHE_MB` when set.
+fn store_options() -> smppgw::store::StoreOptions {
     let mut opts = smppgw::store::StoreOptions::default();
     if let Some(mb) = std::env::var("SMPPGW_BENCH_CACHE_MB")
         .ok()
@@ -448,7 +447,16 @@ async fn child(path: PathBuf, list: bool, owner: Option<String>) {
     {
         opts.cache_bytes = mb << 20;
     }
-    let store = SledStore::open_with(&path, opts).expect("open");
+    opts
+}
+
+/// The child: open + recover (timed), optionally list the open
+/// conversations and accept 1000 more sends, or list one agent's as its
+/// console does, then report peak RSS.
+async fn child(path: PathBuf, list: bool, owner: Option<String>) {
+    let (hwm0, _) = rss_kib();
+    let t = clock::now();
+    let store = SledStore::open_with(&path, store_options()).expect("open");
     let open = t.elapsed();
     let t2 = clock::now();
     let rec = store.recover(clock::wall_ms()).await.expect("recover");
@@ -540,7 +548,7 @@ fn main() {
     }
     if !any_mode {
         eprintln!(
-            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N] | --e2e [--secs S] ... | --daemon-rss [--conversations N]"
+            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N] | --e2e [--secs S] ... | --daemon-rss [--conversations N] [--steady C]"
         );
     }
 }
@@ -607,11 +615,25 @@ async fn daemon_rss(args: &[String]) {
     let cfg = smppgw::config::load(&config).expect("bench config");
     let service = cfg.services[0].name.clone();
 
-    eprintln!("daemon-rss: {n} open conversations, each message delivered");
+    // `--steady C`: the conversations come C at a time, each chunk sent,
+    // submitted and delivered before the next (a day of traffic) instead
+    // of all queued at once (a backlog): the store's history, not its
+    // contents, differs.
+    let steady = arg_u64(args, "--steady", 0);
+    eprintln!(
+        "daemon-rss: {n} open conversations, each message delivered{}",
+        if steady > 0 { ", loaded steadily" } else { "" }
+    );
     {
         let store = Arc::new(SledStore::open(&cfg.store.path).expect("store"));
-        load_messages(&store, n, 1, 0).await;
-        claim_submit_deliver(&store, 0, 1).await;
+        let chunk = if steady > 0 { steady } else { n.max(1) };
+        let mut first = 0;
+        while first < n {
+            let c = chunk.min(n - first);
+            load_messages(&store, c, 1, first).await;
+            claim_submit_deliver(&store, 0, 1).await;
+            first += c;
+        }
         store.flush().await.expect("flush");
     }
 
@@ -705,6 +727,7 @@ async fn daemon_rss(args: &[String]) {
         "daemon_rss/open_conversations",
         json!({
             "conversations": n,
+            "steady_chunk": steady,
             "listed": listed,
             "answered_ms": answered_ms,
             "list_ms": list_ms,
@@ -771,7 +794,7 @@ async fn rig(throttle: f64, relay: Option<Arc<Relay>>, preload: u64, backlog: u6
     let sender = cfg.services[0].sender.clone();
     let service = cfg.services[0].name.clone();
     assert_eq!(carrier, "sim");
-    let store = Arc::new(SledStore::open(&cfg.store.path).expect("store"));
+    let store = Arc::new(SledStore::open_with(&cfg.store.path, store_options()).expect("store"));
     if preload > 0 {
         eprintln!("  preloading {preload} open conversations");
         let s = store.clone();
