@@ -104,8 +104,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!((c.dest_ton, c.dest_npi), (1, 1));
     assert_eq!(cfg.agent.mode, 0o660);
     assert_eq!(cfg.daemon.shutdown_grace, Duration::from_secs(30));
-    assert_eq!(cfg.store.cache_mb, 64);
-    assert_eq!(cfg.store.options().cache_bytes, 64 << 20);
+    assert_eq!(cfg.store.cache_mb, smppgw::store::DEFAULT_CACHE_MB);
+    assert_eq!(cfg.store.options().cache_bytes, 4 << 20);
     assert_eq!(cfg.store.options().flush_every, None);
     let s = &cfg.services[0];
     assert_eq!(s.numbers, NumberPolicy::Mobile);
@@ -120,7 +120,7 @@ fn every_error_is_reported_at_once_with_its_key_path() {
     let err = errors(
         r#"
 [store]
-cache_mb = 2
+cache_mb = 0
 
 [agent]
 mode = "rw-rw----"
@@ -152,7 +152,7 @@ default_country = "XX"
     );
     let text = err.to_string();
     for (path, needle) in [
-        ("store.cache_mb", "between 8 and 65536, got 2"),
+        ("store.cache_mb", "between 1 and 65536, got 0"),
         ("agent.mode", "octal"),
         (
             "agent.max_templates_per_agent",

@@ -214,7 +214,7 @@ pub struct StoreConfig {
     #[serde(rename = "event_log_max_age_days", serialize_with = "ser_days")]
     pub event_log_max_age: Duration,
     /// sled's page cache in MiB (what the store keeps in memory beyond the
-    /// process's own needs). Default 64.
+    /// process's own needs). Default [`crate::store::DEFAULT_CACHE_MB`].
     pub cache_mb: u64,
 }
 

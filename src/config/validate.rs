@@ -209,7 +209,13 @@ fn check_store(e: &mut Errors, s: &RawStore, base: &Path) -> StoreConfig {
             ) as u64
                 * 86_400,
         ),
-        cache_mb: e.int("store.cache_mb", s.cache_mb, 64, 8, 65_536) as u64,
+        cache_mb: e.int(
+            "store.cache_mb",
+            s.cache_mb,
+            crate::store::DEFAULT_CACHE_MB as i64,
+            1,
+            65_536,
+        ) as u64,
     }
 }
 

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use self::error::{StoreError, StoreResult};
-pub use self::sled::{SledStore, StoreOptions, StoreStats};
+pub use self::sled::{DEFAULT_CACHE_MB, SledStore, StoreOptions, StoreStats};
 pub use crate::conversation::rules::{ChatRefused, InboundPolicy, SendRefused};
 use crate::model::{
     Conversation, ConversationId, Event, EventKind, Message, MessageId, MessageStatus, OptOut,
