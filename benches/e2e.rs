@@ -298,7 +298,7 @@ async fn store_scale(args: &[String]) {
     let conv_path = dir.path().join("conversations");
     {
         eprintln!("store-scale: {conversations} open conversations");
-        let store = Arc::new(SledStore::open(&conv_path).expect("open"));
+        let store = Arc::new(SledStore::open_with(&conv_path, store_options()).expect("open"));
         load_messages(&store, conversations, 1, 0).await;
         let (hwm, rss) = rss_kib();
         result(
@@ -319,7 +319,7 @@ async fn store_scale(args: &[String]) {
     let msg_path = dir.path().join("messages");
     {
         eprintln!("store-scale: {messages} messages");
-        let store = Arc::new(SledStore::open(&msg_path).expect("open"));
+        let store = Arc::new(SledStore::open_with(&msg_path, store_options()).expect("open"));
         load_messages(&store, messages, 10, 10_000_000).await;
         let t = clock::now();
         claim_submit_deliver(&store, 1000, 2).await;
@@ -343,7 +343,7 @@ async fn store_scale(args: &[String]) {
         let ended_path = dir.path().join("ended");
         {
             eprintln!("store-scale: {ended} ended conversations, then 1 000 open ones");
-            let store = Arc::new(SledStore::open(&ended_path).expect("open"));
+            let store = Arc::new(SledStore::open_with(&ended_path, store_options()).expect("open"));
             load_messages(&store, ended, 1, 0).await;
             // A fresh store numbers its conversations from 1.
             let s = store.clone();
