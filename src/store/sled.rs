@@ -1761,8 +1761,11 @@ fn expire_pending(
     let (waits, more) = due(tx.tree(T::ReceiptDue), now, timeout, EXPIRE_CHUNK)?;
     report.more = more;
     let room = EXPIRE_CHUNK - waits.len();
-    for (_, mid) in waits {
+    for (key, mid) in waits {
         tx.stop_awaiting(mid)?;
+        // Its own entry too, even one the wait no longer matches: the next
+        // chunk must not read it again.
+        tx.del(T::ReceiptDue, key);
         let Some(mut m) = tx.msg(mid)? else { continue };
         if m.status != MessageStatus::Submitted {
             continue;
@@ -2805,6 +2808,30 @@ mod tests {
             client_ref: None,
             conversation: None,
         }
+    }
+
+    /// Expiry goes a chunk at a time until no entry is due, so an index
+    /// entry that its expiry would not remove (a `receipt_due` entry whose
+    /// message no longer awaits a receipt) would be read by every chunk and
+    /// the sweep would never end. Each chunk removes the entries it read.
+    #[tokio::test]
+    async fn expiry_removes_receipt_due_entries_that_match_no_wait() {
+        const T0: u64 = 1_795_611_600_000;
+        let s = SledStore::temporary().unwrap();
+        let stale = EXPIRE_CHUNK as u64 + 5;
+        s.run(|tx| {
+            for mid in 0..stale {
+                tx.put(T::ReceiptDue, trees::time_key(T0, 1_000 + mid), Vec::new());
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let first = s.expire_pending(T0 + 10, 1, 1).await.unwrap();
+        assert_eq!((first.no_receipt, first.more), (0, true));
+        let second = s.expire_pending(T0 + 10, 1, 1).await.unwrap();
+        assert_eq!((second.no_receipt, second.more), (0, false));
+        assert_eq!(s.tree(T::ReceiptDue).len().unwrap(), 0);
     }
 
     /// Regression (tests/faults.rs, two binds): a second bind claimed a
