@@ -2941,3 +2941,24 @@ async fn a_transcript_reads_a_page_at_a_time_from_the_newest() {
     assert_eq!(texts(&one.messages), ["m6"]);
     assert!(s.transcript_page(999_999, None, 3).await.unwrap().is_none());
 }
+
+/// A conversation of more messages than one chunk goes in several
+/// transactions, all of it, and is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_a_conversation_longer_than_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let n = EXPIRE_CHUNK as u64 + 7;
+    let mut conv = None;
+    for i in 0..n {
+        let a = send(&s, out(SUPPORT, UK, "alice", &format!("m{i}")), T0 + i).await;
+        conv = Some(a.conversation);
+    }
+    let conv = conv.unwrap();
+    s.end_chat(conv, "alice", T0 + n).await.unwrap().unwrap();
+    let day = 86_400_000;
+    let r = s.purge_ended(T0 + n + day, day).await.unwrap();
+    assert_eq!((r.conversations, r.messages), (1, n as usize));
+    assert!(s.transcript(conv).await.unwrap().is_none());
+    s.verify().unwrap();
+}

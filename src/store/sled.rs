@@ -2103,8 +2103,13 @@ fn chain_from(
     Ok((out, next))
 }
 
-fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
-    let msgs = chain(c, |mid| tx.msg(mid))?;
+/// Purges up to `max` of an ended conversation's messages, newest first,
+/// and the conversation itself once none is left. Returns how many
+/// messages went and whether the conversation did: when not, it now ends
+/// at the newest message left (its chain intact), and the next call goes
+/// on from there.
+fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation, max: usize) -> StoreResult<(usize, bool)> {
+    let (msgs, rest) = chain_from(c, c.last_message, max, |mid| tx.msg(mid))?;
     let n = msgs.len();
     for m in msgs {
         let carrier = m.carrier.as_deref().unwrap_or_default();
@@ -2118,13 +2123,19 @@ fn purge_conversation(tx: &mut Tx<'_>, c: &Conversation) -> StoreResult<usize> {
         tx.stop_awaiting(m.id)?;
         tx.del(T::Messages, id(m.id));
     }
+    if rest.is_some() {
+        let mut left = c.clone();
+        left.last_message = rest;
+        tx.put_conv(&left)?;
+        return Ok((n, false));
+    }
     if let Some(at) = c.ended_ms {
         tx.del(T::Ended, trees::time_key(at, c.id));
     }
     for t in CONVERSATION_TREES {
         tx.del(t, id(c.id));
     }
-    Ok(n)
+    Ok((n, true))
 }
 
 /// One page out of `entries` (conversations, ids ascending): up to `limit`
@@ -2742,25 +2753,38 @@ impl SledStore {
         mut report: PurgeReport,
     ) -> StoreResult<PurgeReport> {
         for (key, cid) in chunk {
-            let purged = self
-                .run(|tx| match tx.conv(cid)? {
-                    Some(c) if c.state == ConversationState::Ended => {
-                        let messages = purge_conversation(tx, &c)?;
-                        // Its own entry, even one whose time is not the
-                        // conversation's: the next chunk must not read it.
-                        tx.del(T::Ended, key.clone());
-                        Ok(Some(messages))
+            // A conversation of many messages goes EXPIRE_CHUNK of them per
+            // transaction (each commits, so sends and receipts run between).
+            loop {
+                let purged = self
+                    .run(|tx| match tx.conv(cid)? {
+                        Some(c) if c.state == ConversationState::Ended => {
+                            let (messages, gone) = purge_conversation(tx, &c, EXPIRE_CHUNK)?;
+                            if gone {
+                                // Its own entry, even one whose time is not
+                                // the conversation's: the next chunk must not
+                                // read it.
+                                tx.del(T::Ended, key.clone());
+                            }
+                            Ok(Some((messages, gone)))
+                        }
+                        _ => {
+                            // An index entry without its ended conversation.
+                            tx.del(T::Ended, key.clone());
+                            Ok(None)
+                        }
+                    })
+                    .await?;
+                match purged {
+                    Some((messages, gone)) => {
+                        report.messages += messages;
+                        if gone {
+                            report.conversations += 1;
+                            break;
+                        }
                     }
-                    _ => {
-                        // An index entry without its ended conversation.
-                        tx.del(T::Ended, key);
-                        Ok(None)
-                    }
-                })
-                .await?;
-            if let Some(messages) = purged {
-                report.messages += messages;
-                report.conversations += 1;
+                    None => break,
+                }
             }
         }
         Ok(report)
@@ -2808,6 +2832,45 @@ mod tests {
             client_ref: None,
             conversation: None,
         }
+    }
+
+    /// Retention purges a long conversation a chunk of messages per
+    /// transaction, newest first: between two chunks the store is whole
+    /// (the conversation ends at its newest message left, `verify` finds
+    /// nothing wrong, the transcript lists what is left), and the purge
+    /// goes on from there until the conversation is gone.
+    #[tokio::test]
+    async fn a_long_conversation_is_purged_a_chunk_of_messages_at_a_time() {
+        const T0: u64 = 1_795_611_600_000;
+        let s = SledStore::temporary().unwrap();
+        let mut last = None;
+        for i in 0..5 {
+            let a = s
+                .accept_send(out("+447911123456", &format!("m{i}")), T0 + i)
+                .await
+                .unwrap()
+                .unwrap();
+            last = Some(a);
+        }
+        let cid = last.unwrap().conversation;
+        s.end_chat(cid, "alice", T0 + 10).await.unwrap().unwrap();
+        let (n, gone) = s
+            .run(|tx| {
+                let c = tx.conv(cid)?.unwrap();
+                purge_conversation(tx, &c, 3)
+            })
+            .await
+            .unwrap();
+        assert_eq!((n, gone), (3, false));
+        s.verify().unwrap();
+        let (_, left) = s.transcript(cid).await.unwrap().unwrap();
+        let texts: Vec<&str> = left.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["m0", "m1"]);
+        let day = 86_400_000;
+        let r = s.purge_ended(T0 + 10 + day, day).await.unwrap();
+        assert_eq!((r.conversations, r.messages), (1, 2));
+        assert!(s.transcript(cid).await.unwrap().is_none());
+        s.verify().unwrap();
     }
 
     /// Expiry goes a chunk at a time until no entry is due, so an index
