@@ -1796,14 +1796,6 @@ mod store_failure {
             self.inner.message(id)
         }
 
-        fn transcript(
-            &self,
-            id: ConversationId,
-        ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send
-        {
-            self.inner.transcript(id)
-        }
-
         fn transcript_page(
             &self,
             id: ConversationId,

@@ -672,12 +672,17 @@ pub trait Store: Send + Sync + 'static {
     /// One message.
     fn message(&self, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
 
-    /// A conversation and all its messages, oldest first (the agent socket
-    /// pages them: [`Store::transcript_page`]).
+    /// A conversation and all its messages, oldest first: one page of
+    /// [`Store::transcript_page`] without a limit (the agent socket pages).
     fn transcript(
         &self,
         id: ConversationId,
-    ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<(Conversation, Vec<Message>)>>> + Send {
+        async move {
+            let page = self.transcript_page(id, None, usize::MAX).await?;
+            Ok(page.map(|p| (p.conversation, p.messages)))
+        }
+    }
 
     /// One page of a conversation's messages: the newest `limit` of those
     /// older than message `before` (of all when `None`), oldest first, and

@@ -2410,18 +2410,6 @@ impl Store for SledStore {
         self.read_val(T::Messages, &id(mid))
     }
 
-    async fn transcript(
-        &self,
-        cid: ConversationId,
-    ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
-        let Some(c) = self.read_conv(cid)? else {
-            return Ok(None);
-        };
-        let mut msgs = chain(&c, |mid| self.read_val(T::Messages, &id(mid)))?;
-        msgs.reverse();
-        Ok(Some((c, msgs)))
-    }
-
     async fn transcript_page(
         &self,
         cid: ConversationId,
