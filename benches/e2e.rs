@@ -37,7 +37,9 @@
 //!   `SMPPGW_BENCH_CACHE_MB` sets `store.cache_mb`. `--steady C` loads
 //!   the conversations C at a time, each chunk submitted and delivered
 //!   before the next, instead of queueing all N first: a store whose
-//!   history was steady traffic rather than one backlog.
+//!   history was steady traffic rather than one backlog. `--compact` runs
+//!   `smppgw compact-store` on the loaded store before the daemon starts
+//!   (its time and the store's size before and after are in the result).
 //!
 //! Every figure is printed as one `RESULT {json}` line with the machine
 //! load (`/proc/loadavg`) at the time.
@@ -548,7 +550,7 @@ fn main() {
     }
     if !any_mode {
         eprintln!(
-            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N] | --e2e [--secs S] ... | --daemon-rss [--conversations N] [--steady C]"
+            "usage: cargo bench --bench e2e -- --store-scale [--messages N] [--conversations N] | --e2e [--secs S] ... | --daemon-rss [--conversations N] [--steady C] [--compact]"
         );
     }
 }
@@ -636,6 +638,30 @@ async fn daemon_rss(args: &[String]) {
         }
         store.flush().await.expect("flush");
     }
+    let compacted = if args.iter().any(|a| a == "--compact") {
+        let t = clock::now();
+        // The loader's store is dropped; sled lets go of its lock once its
+        // threads end.
+        let mut out = None;
+        for _ in 0..100 {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_smppgw"))
+                .args(["compact-store", "--config"])
+                .arg(&config)
+                .output()
+                .expect("spawn smppgw compact-store");
+            if o.status.success() {
+                out = Some(o);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let out = out.expect("compact-store succeeds");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        eprintln!("{line}");
+        json!({"ms": t.elapsed().as_secs_f64() * 1e3, "said": line})
+    } else {
+        Value::Null
+    };
 
     let t = clock::now();
     let daemon = Child(
@@ -728,6 +754,7 @@ async fn daemon_rss(args: &[String]) {
         json!({
             "conversations": n,
             "steady_chunk": steady,
+            "compacted": compacted,
             "listed": listed,
             "answered_ms": answered_ms,
             "list_ms": list_ms,

@@ -37,6 +37,13 @@ enum Cmd {
         #[arg(long, env = "SMPPGW_CONFIG")]
         config: PathBuf,
     },
+    /// Rewrite the store into a fresh sled (the daemon stopped): gives back
+    /// the memory and disk a past backlog left in sled's page table.
+    CompactStore {
+        /// The daemon's TOML config file (its `[store]` is compacted).
+        #[arg(long, env = "SMPPGW_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate a config file: exit 0, or 78 with every error and its key path.
     CheckConfig {
         /// The TOML config file.
@@ -340,21 +347,52 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The daemon's config, or `None` once its errors are printed (exit 78).
+fn daemon_config(path: &std::path::Path) -> Option<smppgw::config::Config> {
+    match smppgw::config::load(path) {
+        Ok(cfg) => Some(cfg),
+        Err(errors) => {
+            eprintln!("smppgw: {}: invalid config:\n{errors}", path.display());
+            None
+        }
+    }
+}
+
 fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
-            let cfg = match smppgw::config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("smppgw: {}: invalid config:\n{errors}", config.display());
-                    return Ok(ExitCode::from(EX_CONFIG));
-                }
+            let Some(cfg) = daemon_config(&config) else {
+                return Ok(ExitCode::from(EX_CONFIG));
             };
             smppgw::logging::init(cfg.log.format, &cfg.log.level)?;
             for w in &cfg.warnings {
                 tracing::warn!("config: {w}");
             }
             runtime()?.block_on(smppgw::daemon::run(cfg, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CompactStore { config } => {
+            let Some(cfg) = daemon_config(&config) else {
+                return Ok(ExitCode::from(EX_CONFIG));
+            };
+            let path = &cfg.store.path;
+            let started = smppgw::clock::now();
+            let report = smppgw::store::compact(path, cfg.store.options()).with_context(|| {
+                format!(
+                    "compacting the store at {} (the daemon using it must be stopped)",
+                    path.display()
+                )
+            })?;
+            println!(
+                "{}: compacted in {:.1} s: {} entries in {} trees, {} event journal files; {} -> {} bytes on disk",
+                path.display(),
+                started.elapsed().as_secs_f64(),
+                report.entries,
+                report.trees,
+                report.journal_files,
+                report.bytes_before,
+                report.bytes_after
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig { file } => match smppgw::config::load(&file) {

@@ -712,3 +712,86 @@ fn demo_walks_one_conversation_to_delivered_and_reply() {
     assert!(transcript.contains("\"status\": \"delivered\""), "{out}");
     assert!(transcript.contains("\"direction\": \"in\""), "{out}");
 }
+
+/// `smppgw send` as alice on `support` to [`CUSTOMER`] (into `conversation`
+/// if given); the JSON it prints.
+fn send_as_alice(socket: &Path, conversation: Option<&str>, text: &str) -> Value {
+    let mut args = vec![
+        "send",
+        "--service",
+        "support",
+        "--to",
+        CUSTOMER,
+        "--agent",
+        "alice",
+    ];
+    if let Some(c) = conversation {
+        args.extend(["--conversation", c]);
+    }
+    args.push(text);
+    cli_json(socket, &args)
+}
+
+/// `compact-store`: refused while the daemon runs (the store untouched,
+/// the daemon serving); with the daemon stopped it rewrites the store, and
+/// the restarted daemon serves the same conversation, delivered, and goes
+/// on sending into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_store_is_refused_while_the_daemon_runs_and_keeps_the_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--receipt-delay-ms", "20"]);
+    let config = write_config(dir.path(), sim.port(), "", SERVICES);
+    let mut daemon = Daemon::start(&config, dir.path()).await;
+    let s = daemon.socket.clone();
+    let client = daemon.client().await;
+    let mut events = Events::subscribe(&client, 0).await;
+    let sent = send_as_alice(&s, None, "Your parcel arrives today");
+    events.of("message_delivered", &sent["message"]).await;
+    let conv = sent["conversation"].as_u64().unwrap().to_string();
+
+    let compact = || {
+        Command::new(bin())
+            .args(["compact-store", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let refused = compact();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("lock"), "{stderr}");
+    let transcript = cli_json(&s, &["transcript", &conv]);
+    assert_eq!(transcript["messages"][0]["status"], "delivered");
+    assert_eq!(daemon.proc.terminate().and_then(|st| st.code()), Some(0));
+
+    // sled lets go of its lock a moment after the process is gone.
+    let mut done = None;
+    for _ in 0..100 {
+        let out = compact();
+        if out.status.success() {
+            done = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let done = done.expect("compact-store succeeds once the daemon is gone");
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        said.contains("compacted") && said.contains("entries"),
+        "{said}"
+    );
+
+    let daemon = Daemon::start(&config, dir.path()).await;
+    let transcript = cli_json(&daemon.socket, &["transcript", &conv]);
+    assert_eq!(transcript["messages"][0]["status"], "delivered");
+    assert_eq!(
+        transcript["messages"][0]["text"],
+        "Your parcel arrives today"
+    );
+    let client = daemon.client().await;
+    let mut events = Events::subscribe(&client, 0).await;
+    let again = send_as_alice(&daemon.socket, Some(&conv), "Out for delivery");
+    assert_eq!(again["conversation"], sent["conversation"]);
+    assert!(again["message"].as_u64() > sent["message"].as_u64());
+    events.of("message_delivered", &again["message"]).await;
+}

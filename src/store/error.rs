@@ -22,6 +22,14 @@ pub enum StoreError {
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    /// A step of an offline compaction failed on the file system.
+    #[error("compaction could not {step}: {source}")]
+    Compaction {
+        /// What it was doing.
+        step: &'static str,
+        /// The file system's error.
+        source: std::io::Error,
+    },
     /// The store was last written by a newer smppgw, whose derived entries
     /// (counts, indexes) this build would not keep up to date.
     #[error(

@@ -13,11 +13,13 @@
 //! Files: `trees.rs` (key layouts), `value.rs` (versioned values), `commit.rs`
 //! (group commit), `wal.rs` (the write-ahead log that makes a commit
 //! durable), `overlay.rs` (committed writes not yet applied to sled),
-//! `journal.rs` (the event stream's files, beside sled),
+//! `journal.rs` (the event stream's files, beside sled), `compact.rs`
+//! (the offline rewrite into a fresh sled),
 //! `derived.rs` (entry counts kept by every commit, the index trees' build),
 //! `sled.rs` (the sled backend), `error.rs`.
 
 mod commit;
+mod compact;
 mod derived;
 mod error;
 mod journal;
@@ -33,6 +35,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use self::compact::{CompactReport, compact, compact_path};
 pub use self::error::{StoreError, StoreResult};
 pub use self::sled::{DEFAULT_CACHE_MB, SledStore, StoreOptions, StoreStats};
 pub use crate::conversation::rules::{ChatRefused, InboundPolicy, SendRefused};

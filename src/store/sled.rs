@@ -355,6 +355,23 @@ impl SledStore {
         })
     }
 
+    /// The sled database under the overlay (compaction copies it whole
+    /// right after an open, when the overlay is empty).
+    pub(super) fn sled(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Every event in the journal (tests).
+    #[cfg(test)]
+    pub(super) fn journal_events(&self) -> Vec<(Seq, Vec<u8>)> {
+        self.inner.events.read(1, u64::MAX, usize::MAX).unwrap()
+    }
+
+    /// Waits for the write-ahead log's background segment preparation.
+    pub(super) fn settle_log(&self) {
+        self.inner.log.settle();
+    }
+
     /// Messages waiting in the outbox (leased ones included), as the
     /// commits so far left it (a count, not a read of the tree).
     pub fn outbox_depth(&self) -> u64 {
@@ -2780,7 +2797,7 @@ impl SledStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Entries written before the unknown-outcome count existed still read,
@@ -2806,7 +2823,8 @@ mod tests {
         assert!(!e.resting);
     }
 
-    fn out(customer: &str, text: &str) -> NewOutbound {
+    /// alice's message on `support` (its sender 447400123456) to `customer`.
+    pub(in crate::store) fn out(customer: &str, text: &str) -> NewOutbound {
         NewOutbound {
             service: "support".into(),
             sender: "447400123456".into(),

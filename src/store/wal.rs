@@ -349,8 +349,7 @@ impl Wal {
     }
 
     /// Waits until the next segment's preparation is over.
-    #[cfg(test)]
-    fn settle(&self) {
+    pub(crate) fn settle(&self) {
         drop(self.next.lock());
     }
 
