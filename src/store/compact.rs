@@ -23,9 +23,12 @@
 //!    the original still open (so still locked), then delete the old one,
 //!    now at `<store>.compact`.
 //!
-//! A crash before step 4 leaves the original in place; after it, the
-//! compacted store. Either way a partial or old copy may stay at
-//! `<store>.compact`, and the next compaction removes it.
+//! A step that fails before the swap removes the partial copy (a full disk
+//! gets its space back) and leaves the original as it was. A crash before
+//! step 4 leaves the original in place; after it, the compacted store.
+//! Either way a partial or old copy may stay at `<store>.compact`, and the
+//! next compaction removes it. A store directory that is itself a mount
+//! point is refused up front (the rename cannot cross file systems).
 
 use std::fs;
 use std::io;
@@ -79,29 +82,29 @@ pub fn compact(path: &Path, opts: StoreOptions) -> StoreResult<CompactReport> {
             ),
         ));
     }
+    same_file_system_as_parent(path)?;
     let store = SledStore::open_with(path, opts)?;
     let bytes_before = dir_bytes(path).map_err(|e| files("measure the store", e))?;
     let tmp = compact_path(path);
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| files("remove an earlier compaction's copy", e))?;
     }
-    let (trees, entries) = {
-        let fresh = sled::Config::new()
-            .path(&tmp)
-            .cache_capacity(opts.cache_bytes)
-            .open()?;
-        let copied = copy_trees(store.sled(), &fresh)?;
-        fresh.flush()?;
-        copied
+    let copied = copy_store(&store, path, &tmp, opts.cache_bytes);
+    let (trees, entries, journal_files) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            // A full disk, above all: give the space back, keep the store.
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
     };
-    let journal_files = link_files(&path.join("events"), &tmp.join("events"))?;
-    sync_dir(&tmp)?;
     // No log segment may be created by path once the directories swap.
     store.settle_log();
-    exchange(path, &tmp).map_err(|e| files("swap the compacted store in", e))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
+    if let Err(e) = exchange(path, &tmp) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(files("swap the compacted store in", e));
     }
+    sync_dir(&parent_of(path))?;
     drop(store);
     fs::remove_dir_all(&tmp).map_err(|e| files("remove the old store", e))?;
     let bytes_after = dir_bytes(path).map_err(|e| files("measure the store", e))?;
@@ -112,6 +115,63 @@ pub fn compact(path: &Path, opts: StoreOptions) -> StoreResult<CompactReport> {
         bytes_before,
         bytes_after,
     })
+}
+
+/// Builds the compacted copy of `store` (at `path`) in `tmp`: its trees,
+/// then links to its journal's files. Returns (trees, entries, journal files).
+fn copy_store(
+    store: &SledStore,
+    path: &Path,
+    tmp: &Path,
+    cache_bytes: u64,
+) -> StoreResult<(usize, u64, usize)> {
+    let (trees, entries) = {
+        let fresh = sled::Config::new()
+            .path(tmp)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        let copied = copy_trees(store.sled(), &fresh)?;
+        fresh.flush()?;
+        copied
+    };
+    let journal_files = link_files(&path.join("events"), &tmp.join("events"))?;
+    sync_dir(tmp)?;
+    Ok((trees, entries, journal_files))
+}
+
+/// The copy is built beside the store and swapped with it by a rename,
+/// which cannot cross file systems: a store that is itself a mount point
+/// is refused before anything is written.
+fn same_file_system_as_parent(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = parent_of(path);
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev());
+    let (store, beside) = (
+        dev(path).map_err(|e| files("read the store directory", e))?,
+        dev(&parent).map_err(|e| files("read the store's parent directory", e))?,
+    );
+    if store == beside {
+        return Ok(());
+    }
+    Err(files(
+        "build its copy beside the store",
+        io::Error::new(
+            io::ErrorKind::CrossesDevices,
+            format!(
+                "{} is a mount point; the copy is built in {} and swapped in by a rename, which cannot cross file systems: put the store in a directory inside the mount",
+                path.display(),
+                parent.display()
+            ),
+        ),
+    ))
+}
+
+/// The directory that holds `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Copies every tree of `from` into the empty `to`; checks each copy's
@@ -368,6 +428,19 @@ mod tests {
         retry(|| compact(&path, StoreOptions::default()));
         assert!(!tmp.exists());
         assert_eq!(dump(&path), before);
+    }
+
+    /// A store directory that is a mount point (here `/proc`, another file
+    /// system than `/`) is refused up front: the swap's rename could not
+    /// cross into it after a whole copy was built.
+    #[test]
+    fn a_store_that_is_a_mount_point_is_refused_before_any_copy() {
+        let err = same_file_system_as_parent(Path::new("/proc")).unwrap_err();
+        assert!(err.to_string().contains("mount point"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("db");
+        fs::create_dir(&inside).unwrap();
+        same_file_system_as_parent(&inside).unwrap();
     }
 
     /// A store in use (its sled lock held, as by a running daemon) is not
