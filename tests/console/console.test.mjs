@@ -204,6 +204,11 @@ async function main() {
       ),
     );
     assert.notEqual(colours[0], colours[1], "the customer's reply has its own colour");
+    // A screen reader hears the reply, from the chat's status line; the
+    // transcript is not a live region (a load would be read out whole).
+    const said = chatWith(CUSTOMER).getByRole("status");
+    assert.equal(await said.textContent(), "Customer: Thanks, see you at 10:30");
+    assert.equal(await chatWith(CUSTOMER).locator("ol.transcript").getAttribute("aria-live"), null);
     await snap("reply-highlighted");
   });
 
@@ -287,6 +292,8 @@ async function main() {
     const before = await offsetOf(anchor);
     await earlier.click();
     await idsBecome(CUSTOMER, all.slice(-4));
+    // Heard as one line, not as the messages it brought.
+    assert.equal(await chat.getByRole("status").textContent(), "2 earlier messages shown");
     const after = await offsetOf(anchor);
     assert.ok(Math.abs(after - before) <= 1, `the message in view stayed in place: ${before} → ${after}`);
     assert.ok(
@@ -357,6 +364,7 @@ async function main() {
     await chat.getByRole("button", { name: "Send", exact: true }).click();
     const failed = transcriptOf(FIRST_TEXTER).filter({ hasText: "This one will not arrive." }).locator(".status");
     await failed.filter({ hasText: /^Failed: .+/ }).waitFor({ timeout: 20_000 });
+    assert.equal(await chat.getByRole("status").textContent(), "Not delivered: This one will not arrive.");
     await stack.scenario({ fail_prefixes: [] });
     await snap("failed-with-reason");
   });

@@ -60,6 +60,8 @@
   })();
 
   const RANK = { accepted: 0, submitted: 1, unknown: 2, delivered: 3, failed: 3, expired: 3, received: 3 };
+  /** Outcomes the agent hears about (a screen reader's announcement). */
+  const FAILED = new Set(["failed", "expired", "unknown"]);
 
   // ===== the socket, through the console =====
 
@@ -186,6 +188,7 @@
         const known = state.chats.get(conv);
         if (known && known.state === "ended") return;
         const chat = ensureChat(conv, ev.service, ev.customer);
+        if (!chat.messages.has(ev.message)) announce(chat, t("customerSays", { text: ev.text || "" }));
         upsertMessage(chat, {
           id: ev.message,
           direction: "in",
@@ -490,6 +493,7 @@
         state: q(".c-state"),
         earlier: q(".c-earlier"),
         transcript: q(".transcript"),
+        announce: q(".c-announce"),
         form: q(".composer"),
         text: q(".c-text"),
         counter: q(".c-counter"),
@@ -622,8 +626,11 @@
       const list = d.transcript;
       const first = list.firstElementChild;
       const top = first ? first.getBoundingClientRect().top : 0;
-      for (const m of r.messages || []) upsertMessage(chat, fromTranscript(m));
+      const msgs = r.messages || [];
+      const added = msgs.filter((m) => !chat.messages.has(m.message)).length;
+      for (const m of msgs) upsertMessage(chat, fromTranscript(m));
       if (first) list.scrollTop += first.getBoundingClientRect().top - top;
+      announce(chat, t("earlierShown", { n: added }));
       chat.pagedBack = true;
       setOlder(chat, r.older);
     } catch (e) {
@@ -763,7 +770,18 @@
       if (!prev || RANK[status] >= RANK[prev.status]) chat.pending.set(id, { status, error, dup });
       return;
     }
+    const was = msg.status;
     applyStatus(msg, status, error, dup);
+    if (msg.status !== was && FAILED.has(msg.status)) announce(chat, t("notDelivered", { text: msg.text }));
+  }
+
+  /** What a screen reader says about a chat: the customer's new messages,
+   *  a send that failed, an earlier page shown. The transcript itself is
+   *  not a live region, so loading or paging it is not read out whole. */
+  function announce(chat, text) {
+    const el = chat.dom.announce;
+    // The same words twice in a row are a change too.
+    el.textContent = el.textContent === text ? text + "\u00a0" : text;
   }
 
   function applyStatus(msg, status, error, dup) {
