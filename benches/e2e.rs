@@ -1173,6 +1173,8 @@ async fn drain(n: u64) {
             "submit_resp_ok_per_s": s1.accepted.min(n) as f64 / el,
             "receipts_correlated_per_s": s1.receipts_acked.min(n) as f64 / el_receipts,
             "flushes": rig.store.flush_count(),
+            "checkpoints": rig.store.stats().checkpoints,
+            "checkpoint_writes": rig.store.stats().checkpoint_writes,
         }),
     );
     rig.stop.cancel();

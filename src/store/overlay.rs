@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::StoreResult;
-use super::trees::T;
+use super::trees::{T, successor};
 
 /// Fresh-layer size past which a commit starts a checkpoint.
 pub(crate) const CHECKPOINT_OVERLAY_BYTES: usize = 8 << 20;
@@ -49,10 +49,14 @@ pub(crate) const CHECKPOINT_OVERLAY_BYTES: usize = 8 << 20;
 pub(crate) const OVERLAY_LIMIT_BYTES: usize = 4 * CHECKPOINT_OVERLAY_BYTES;
 
 /// Deletes of keys sled holds, in the fresh layer, past which a commit
-/// starts a checkpoint: a scan walks past each such key in sled (the outbox
-/// scan of every claim, after a backlog was checkpointed), so they must not
-/// pile up the way small entries would under the byte bound.
-pub(crate) const CHECKPOINT_TOMBSTONES: usize = 1_024;
+/// starts a checkpoint: a scan walks past each such key in sled. The scan
+/// that met most of them, the outbox's on every claim while a checkpointed
+/// backlog drains, starts past those it has seen (`claim_from` in
+/// `sled.rs`); this bound is for the scans that run seldom (a listing, the
+/// receipt sweep). At 1 024 a 20 000-message drain took 60-65 checkpoints
+/// and ran at 7 000-9 000 msgs/s; at this bound, 3-4 and 10 000-12 000
+/// (benches/RESULTS.md §16).
+pub(crate) const CHECKPOINT_TOMBSTONES: usize = 65_536;
 
 /// Entries a scan copies out of the layers per lock.
 const CHUNK: usize = 64;
@@ -426,19 +430,6 @@ fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-/// The least key greater than every key starting with `prefix` (`None`:
-/// there is none, `prefix` is all 0xff).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut s = prefix.to_vec();
-    while let Some(last) = s.pop() {
-        if last < 0xff {
-            s.push(last + 1);
-            return Some(s);
-        }
-    }
-    None
-}
-
 /// A merged scan of the layers and sled (see the module docs).
 pub(crate) struct Scan<'a> {
     ov: &'a Overlay,
@@ -744,6 +735,30 @@ mod tests {
         ov.freeze();
         assert_eq!(ov.apply_frozen().unwrap(), 1);
         assert!(sled_entries(&ov).is_empty());
+    }
+
+    /// Deletes of keys sled holds ask for a checkpoint once they reach
+    /// [`CHECKPOINT_TOMBSTONES`], far below the byte bound; deletes of
+    /// keys only the overlay held do not count.
+    #[test]
+    fn deletes_of_keys_sled_holds_ask_for_a_checkpoint_at_their_bound() {
+        let ov = overlay();
+        let n = u32::try_from(CHECKPOINT_TOMBSTONES).unwrap();
+        let k = |i: u32| i.to_be_bytes().to_vec();
+        ov.insert((0..n).map(|i| ((TREE, k(i)), Some(b"v".to_vec()))))
+            .unwrap();
+        ov.freeze();
+        ov.apply_frozen().unwrap();
+        // Created and deleted above sled: nothing to count.
+        for i in n..n + 2_000 {
+            ov.insert([((TREE, k(i)), Some(b"v".to_vec()))]).unwrap();
+            ov.insert([((TREE, k(i)), None)]).unwrap();
+        }
+        ov.insert((0..n - 1).map(|i| ((TREE, k(i)), None))).unwrap();
+        assert!(!ov.wants_checkpoint());
+        assert!(ov.top_bytes() < CHECKPOINT_OVERLAY_BYTES);
+        ov.insert([((TREE, k(n - 1)), None)]).unwrap();
+        assert!(ov.wants_checkpoint());
     }
 
     /// A checkpoint hands tree `side`'s puts to the sink, in key order,

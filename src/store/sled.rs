@@ -12,7 +12,7 @@
 //! checkpoints, in the background. Reads go through the overlay to the
 //! trees; `events_after` only shows events already durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +143,10 @@ type Writes = BTreeMap<(T, Vec<u8>), Option<Vec<u8>>>;
 struct Writer {
     next: Counters,
     counts: Counts,
+    /// Per carrier (its outbox prefix), the key a claim's scan starts at:
+    /// the outbox holds no key of that carrier below it. See
+    /// [`Tx::put_outbox`] and [`claim_outbox`].
+    claim_from: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// The trees a conversation is held in: live, then once ended.
@@ -344,6 +348,7 @@ impl SledStore {
                 writer: Mutex::new(Writer {
                     next: counters,
                     counts,
+                    claim_from: HashMap::new(),
                 }),
                 commit,
                 log,
@@ -655,11 +660,13 @@ impl Inner {
     /// to wait on.
     fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
         let mut w = self.writer();
+        let next = w.next;
         let mut tx = Tx {
             ov: &self.overlay,
             writes: BTreeMap::new(),
-            c: w.next,
+            c: next,
             last_seq: 0,
+            claim_from: &mut w.claim_from,
         };
         let r = f(&mut tx)?;
         let Tx {
@@ -918,6 +925,8 @@ struct Tx<'a> {
     writes: Writes,
     c: Counters,
     last_seq: Seq,
+    /// The writer's [`Writer::claim_from`].
+    claim_from: &'a mut HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Tx<'_> {
@@ -994,7 +1003,15 @@ impl Tx<'_> {
 
     /// Every write of an outbox entry goes here: `leases` holds its key
     /// exactly while the entry has a lease (what the start looks for).
+    /// A key below its carrier's claim start moves the start down to it
+    /// (whether or not this call commits: a start too low only costs a
+    /// longer scan).
     fn put_outbox(&mut self, key: Vec<u8>, entry: &OutboxEntry) -> StoreResult<()> {
+        if let Some(from) = self.claim_from.get_mut(trees::outbox_prefix_of(&key)) {
+            if key < *from {
+                from.clone_from(&key);
+            }
+        }
         if entry.lease_until_ms.is_some() {
             self.put(T::Leases, key.clone(), Vec::new());
         } else {
@@ -1413,20 +1430,32 @@ fn claim_outbox(
 ) -> StoreResult<Vec<OutboxItem>> {
     let mut out = Vec::new();
     let prefix = trees::outbox_prefix(carrier);
+    // Below the start the carrier's outbox holds nothing: the keys sent
+    // since the last checkpoint are deletes the scan would otherwise step
+    // over one by one in sled, on every claim of a draining backlog.
+    let start = match tx.claim_from.get(&prefix) {
+        Some(from) => from.clone(),
+        None => prefix.clone(),
+    };
+    let end = trees::successor(&prefix);
+    let mut first = None;
     let mut found = Vec::new();
     // `in_order`: conversations with an earlier message out on a bind; their
     // later messages wait, so a second bind cannot overtake the first (keys
     // are in message, i.e. accept, order).
     let mut busy = std::collections::HashSet::new();
-    for kv in tx
-        .tree(T::Outbox)
-        .scan_prefix(&prefix)
-        .take(CLAIM_SCAN_LIMIT.max(max))
-    {
+    let scan = match &end {
+        Some(end) => tx.tree(T::Outbox).range(start.as_slice()..end.as_slice()),
+        None => tx.tree(T::Outbox).range(start.as_slice()..),
+    };
+    for kv in scan.take(CLAIM_SCAN_LIMIT.max(max)) {
         if found.len() >= max {
             break;
         }
         let (k, v) = kv?;
+        if first.is_none() {
+            first = Some(k.to_vec());
+        }
         let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
         if entry.lease_until_ms.is_some_and(|t| t > now) {
             if in_order {
@@ -1438,6 +1467,24 @@ fn claim_outbox(
             continue;
         }
         found.push((k.to_vec(), entry));
+    }
+    // The scan saw every key from `start` on (committed ones: not this
+    // call's own puts, which may lie below what it saw).
+    let seen = first.unwrap_or_else(|| trees::outbox_key(carrier, tx.c.message));
+    let own = tx
+        .writes
+        .range((T::Outbox, start.clone())..)
+        .take_while(|((t, k), _)| *t == T::Outbox && k.starts_with(&prefix))
+        .find(|(_, v)| v.is_some())
+        .map(|((_, k), _)| k.clone());
+    let from = match own {
+        Some(k) if k < seen => k,
+        _ => seen,
+    };
+    // Unless a put of this call moved the start down meanwhile.
+    let entry = tx.claim_from.entry(prefix).or_insert_with(|| start.clone());
+    if *entry == start {
+        *entry = from;
     }
     for (k, mut entry) in found {
         let Some(mut m) = tx.msg(entry.message)? else {
@@ -2838,6 +2885,150 @@ pub(super) mod tests {
             client_ref: None,
             conversation: None,
         }
+    }
+
+    /// An outbox entry of message `m` (conversation `c`), not leased.
+    fn waiting(m: MessageId, c: ConversationId) -> OutboxEntry {
+        OutboxEntry {
+            message: m,
+            conversation: c,
+            attempt: 0,
+            lease_until_ms: None,
+            possible_duplicate: false,
+            unknown: 0,
+            resting: false,
+        }
+    }
+
+    fn claim_start(s: &SledStore) -> Option<Vec<u8>> {
+        s.inner
+            .writer()
+            .claim_from
+            .get(&trees::outbox_prefix("acme"))
+            .cloned()
+    }
+
+    /// A drained backlog checkpointed into sled leaves its sent keys as
+    /// deletes above sled's entries: the next claim starts past them (at
+    /// the first entry still there) instead of stepping over each one.
+    #[tokio::test]
+    async fn a_claim_starts_past_the_outbox_keys_sent_before_it() {
+        const T0: u64 = 1_795_611_600_000;
+        let s = SledStore::temporary().unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30u64 {
+            let customer = format!("+4479111234{:02}", i);
+            let a = s
+                .accept_send(out(&customer, "m"), T0)
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(a.message);
+        }
+        s.flush().await.unwrap();
+        assert_eq!(claim_start(&s), None, "no claim yet: from the prefix");
+        let claimed = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
+        assert_eq!(claimed.len(), 20);
+        for item in &claimed {
+            let ok = Ok(format!("{:x}", item.message));
+            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
+        }
+        // The first claim saw the first entry; the next sees the 21st.
+        assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", ids[0])));
+        let rest = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
+        assert_eq!(rest.len(), 10);
+        assert_eq!(rest[0].message, ids[20]);
+        assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", ids[20])));
+        // Nothing left from there: the start moves to the next message's key.
+        for item in &rest {
+            let ok = Ok(format!("{:x}", item.message));
+            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
+        }
+        assert!(
+            s.claim_outbox("acme", 20, 60_000, T0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let next = s.inner.writer().next.message;
+        assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", next)));
+        // New sends are found from there.
+        let a = s
+            .accept_send(out("+447911123499", "n"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        let c = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
+        assert_eq!(c.iter().map(|i| i.message).collect::<Vec<_>>(), [a.message]);
+    }
+
+    /// Regression guard for the claim start: an entry written below it
+    /// (an old message queued again) moves it down, whether the write came
+    /// in its own call or in the same call as a claim that could not see
+    /// it, and the next claim finds the entry.
+    #[tokio::test]
+    async fn an_outbox_entry_written_below_the_claim_start_is_still_claimed() {
+        const T0: u64 = 1_795_611_600_000;
+        let s = SledStore::temporary().unwrap();
+        let a = s
+            .accept_send(out("+447911123456", "a"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        let b = s
+            .accept_send(out("+447911123457", "b"), T0)
+            .await
+            .unwrap()
+            .unwrap();
+        for item in s.claim_outbox("acme", 10, 60_000, T0).await.unwrap() {
+            let ok = Ok(format!("{:x}", item.message));
+            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
+        }
+        assert!(
+            s.claim_outbox("acme", 10, 60_000, T0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(claim_start(&s) > Some(trees::outbox_key("acme", b.message)));
+        // In a call of its own.
+        s.run(|tx| {
+            tx.put_outbox(
+                trees::outbox_key("acme", a.message),
+                &waiting(a.message, a.conversation),
+            )
+        })
+        .await
+        .unwrap();
+        let again = s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+        assert_eq!(
+            again.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [a.message]
+        );
+        let ok = Ok("ff".to_string());
+        s.record_submit(a.message, 0, 1, ok, T0).await.unwrap();
+        assert!(
+            s.claim_outbox("acme", 10, 60_000, T0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // In the same call as a claim, before it: the claim's scan does not
+        // see it, and must not move the start past it.
+        let found = s
+            .run(|tx| {
+                let key = trees::outbox_key("acme", b.message);
+                tx.put_outbox(key, &waiting(b.message, b.conversation))?;
+                claim_outbox(tx, "acme", 10, 60_000, T0, false)
+            })
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "a call does not see its own writes");
+        let later = s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+        assert_eq!(
+            later.iter().map(|i| i.message).collect::<Vec<_>>(),
+            [b.message]
+        );
     }
 
     /// Retention purges a long conversation a chunk of messages per

@@ -224,6 +224,24 @@ pub(crate) fn outbox_prefix(carrier: &str) -> Vec<u8> {
     k
 }
 
+/// The carrier prefix of an outbox key (the key less its message id).
+pub(crate) fn outbox_prefix_of(key: &[u8]) -> &[u8] {
+    &key[..key.len().saturating_sub(8)]
+}
+
+/// The least key greater than every key starting with `prefix` (`None`:
+/// there is none, `prefix` is all 0xff).
+pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xff {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
 /// Outbox key: (carrier, message).
 pub(crate) fn outbox_key(carrier: &str, message: u64) -> Vec<u8> {
     let mut k = outbox_prefix(carrier);
