@@ -94,6 +94,16 @@ struct Layers {
     top_bytes: usize,
     /// Deletes in `top` of keys something below holds.
     top_tombstones: usize,
+    /// Per tree, a key at or above every key sled holds (`None`: it holds
+    /// none): the greatest at open, raised by each freeze to the greatest
+    /// key the frozen layer may write. A key above it is not looked up in
+    /// sled: new ids, seqs and times (most of what a commit writes) are.
+    sled_max: Vec<Option<Vec<u8>>>,
+}
+
+/// Whether sled cannot hold `key`, all its keys being at most `max`.
+fn above(max: &Option<Vec<u8>>, key: &[u8]) -> bool {
+    max.as_deref().is_none_or(|m| key > m)
 }
 
 /// One write of a commit, with what the layer needs to know about it.
@@ -117,19 +127,28 @@ pub(crate) struct Overlay {
 }
 
 impl Overlay {
-    /// An empty overlay over `trees` (indexed by [`T`]).
-    pub(crate) fn new(trees: Vec<sled::Tree>) -> Self {
+    /// An empty overlay over `trees` (indexed by [`T`]). Call before
+    /// anything writes to `trees` other than through the overlay.
+    ///
+    /// # Errors
+    /// sled failed reading a tree's last key.
+    pub(crate) fn new(trees: Vec<sled::Tree>) -> StoreResult<Self> {
+        let sled_max = trees
+            .iter()
+            .map(|t| Ok(t.last()?.map(|(k, _)| k.to_vec())))
+            .collect::<StoreResult<_>>()?;
         let layers = Layers {
             top: trees.iter().map(|_| Map::new()).collect(),
             frozen: None,
             top_bytes: 0,
             top_tombstones: 0,
+            sled_max,
         };
-        Self {
+        Ok(Self {
             trees,
             layers: RwLock::new(layers),
             epoch: AtomicU64::new(0),
-        }
+        })
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Layers> {
@@ -152,6 +171,9 @@ impl Overlay {
             }
             if let Some(s) = l.frozen.as_ref().and_then(|f| f[t as usize].get(key)) {
                 return Ok(s.value.clone());
+            }
+            if above(&l.sled_max[t as usize], key) {
+                return Ok(None);
             }
         }
         Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec()))
@@ -188,6 +210,7 @@ impl Overlay {
                 Some(s) => (s.fresh, s.value.is_some()),
                 None => match l.frozen.as_ref().and_then(|f| f[t as usize].get(&key)) {
                     Some(s) => (s.value.is_none(), s.value.is_some()),
+                    None if above(&l.sled_max[t as usize], &key) => (true, false),
                     None => {
                         let held = self.trees[t as usize].contains_key(&key)?;
                         (!held, held)
@@ -253,6 +276,15 @@ impl Overlay {
         let mut l = self.write();
         let empty = l.top.iter().map(|_| Map::new()).collect();
         let top = std::mem::replace(&mut l.top, empty);
+        // Before sled may hold any of them (a delete counts too: a failed
+        // checkpoint's layer carries entries it may already have applied).
+        for (max, map) in l.sled_max.iter_mut().zip(&top) {
+            if let Some((last, _)) = map.last_key_value() {
+                if above(max, last) {
+                    *max = Some(last.clone());
+                }
+            }
+        }
         l.top_bytes = 0;
         l.top_tombstones = 0;
         let frozen = match l.frozen.take() {
@@ -617,7 +649,7 @@ mod tests {
             .iter()
             .map(|t| db.open_tree(t.name()).unwrap())
             .collect();
-        Overlay::new(trees)
+        Overlay::new(trees).unwrap()
     }
 
     fn key(k: u16) -> Vec<u8> {

@@ -344,7 +344,7 @@ impl SledStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                overlay: Overlay::new(trees),
+                overlay: Overlay::new(trees)?,
                 writer: Mutex::new(Writer {
                     next: counters,
                     counts,
