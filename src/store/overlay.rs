@@ -54,7 +54,7 @@ pub(crate) const OVERLAY_LIMIT_BYTES: usize = 4 * CHECKPOINT_OVERLAY_BYTES;
 /// backlog drains, starts past those it has seen (`claim_from` in
 /// `sled.rs`); this bound is for the scans that run seldom (a listing, the
 /// receipt sweep). At 1 024 a 20 000-message drain took 60-65 checkpoints
-/// and ran at 7 000-9 000 msgs/s; at this bound, 3-4 and 10 000-12 000
+/// and ran at 7 000-8 300 msgs/s; at this bound, 3-4 and 11 900-12 900
 /// (benches/RESULTS.md §16).
 pub(crate) const CHECKPOINT_TOMBSTONES: usize = 65_536;
 

@@ -364,7 +364,7 @@ async function main() {
     await chat.getByRole("button", { name: "Send", exact: true }).click();
     const failed = transcriptOf(FIRST_TEXTER).filter({ hasText: "This one will not arrive." }).locator(".status");
     await failed.filter({ hasText: /^Failed: .+/ }).waitFor({ timeout: 20_000 });
-    assert.equal(await chat.getByRole("status").textContent(), "Not delivered: This one will not arrive.");
+    assert.equal(await chat.getByRole("status").textContent(), "Failed: This one will not arrive.");
     await stack.scenario({ fail_prefixes: [] });
     await snap("failed-with-reason");
   });

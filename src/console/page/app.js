@@ -772,7 +772,8 @@
     }
     const was = msg.status;
     applyStatus(msg, status, error, dup);
-    if (msg.status !== was && FAILED.has(msg.status)) announce(chat, t("notDelivered", { text: msg.text }));
+    // Said with the label the message shows ("Failed", "No receipt"...).
+    if (msg.status !== was && FAILED.has(msg.status)) announce(chat, t(msg.status) + ": " + msg.text);
   }
 
   /** What a screen reader says about a chat: the customer's new messages,
