@@ -282,30 +282,17 @@ mod tests {
 
     use super::*;
     use crate::model::{ReceiptState, ReceiptUpdate};
-    use crate::store::sled::tests::out;
+    use crate::store::sled::tests::{accepted, reopen};
     use crate::store::{InboundMessage, InboundPolicy, Store};
 
     const T0: u64 = 1_795_611_600_000;
-
-    /// sled drops its file lock once its background threads end.
-    fn retry<T, E: std::fmt::Debug>(mut f: impl FnMut() -> Result<T, E>) -> T {
-        let mut last = None;
-        for _ in 0..100 {
-            match f() {
-                Ok(v) => return v,
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("gave up: {last:?}")
-    }
 
     type Dump = BTreeMap<Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>>;
 
     /// Every tree's entries and the journal's events, as a store just
     /// opened at `path` holds them (the log replayed).
     fn dump(path: &Path) -> (Dump, Vec<(u64, Vec<u8>)>) {
-        let s = retry(|| SledStore::open(path));
+        let s = reopen(|| SledStore::open(path));
         let db = s.sled();
         let trees = db
             .tree_names()
@@ -332,12 +319,7 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..60u64 {
             let customer = format!("+4479111234{:02}", i % 12);
-            let a = s
-                .accept_send(out(&customer, &format!("m{i}")), T0 + i)
-                .await
-                .unwrap()
-                .unwrap();
-            ids.push(a);
+            ids.push(accepted(&s, &customer, &format!("m{i}"), T0 + i).await);
         }
         for (i, a) in ids.iter().take(30).enumerate() {
             s.record_submit(a.message, 0, 1, Ok(format!("{i:x}")), T0 + 100)
@@ -387,7 +369,7 @@ mod tests {
         let before = dump(&path);
         assert!(before.0.values().map(Vec::len).sum::<usize>() > 100);
         assert!(!before.1.is_empty());
-        let report = retry(|| compact(&path, StoreOptions::default()));
+        let report = reopen(|| compact(&path, StoreOptions::default()));
         assert_eq!(report.trees, before.0.len());
         assert_eq!(
             report.entries,
@@ -397,13 +379,9 @@ mod tests {
         assert!(!compact_path(&path).exists());
         let after = dump(&path);
         assert_eq!(after, before);
-        let s = retry(|| SledStore::open(&path));
+        let s = reopen(|| SledStore::open(&path));
         s.verify().unwrap();
-        let a = s
-            .accept_send(out("+447911123499", "after"), T0 + 500)
-            .await
-            .unwrap()
-            .unwrap();
+        let a = accepted(&s, "+447911123499", "after", T0 + 500).await;
         let highest = before.1.last().unwrap().0;
         let events = s.events_after(highest, 10).await.unwrap();
         assert!(events.iter().all(|e| e.seq > highest) && !events.is_empty());
@@ -425,7 +403,7 @@ mod tests {
         let tmp = compact_path(&path);
         fs::create_dir_all(tmp.join("events")).unwrap();
         fs::write(tmp.join("conf"), b"half written").unwrap();
-        retry(|| compact(&path, StoreOptions::default()));
+        reopen(|| compact(&path, StoreOptions::default()));
         assert!(!tmp.exists());
         assert_eq!(dump(&path), before);
     }
@@ -451,7 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         fill(&path).await;
-        let held = retry(|| SledStore::open(&path));
+        let held = reopen(|| SledStore::open(&path));
         let err = compact(&path, StoreOptions::default()).unwrap_err();
         assert!(err.to_string().contains("lock"), "{err}");
         assert!(!compact_path(&path).exists());

@@ -2871,7 +2871,7 @@ pub(super) mod tests {
     }
 
     /// alice's message on `support` (its sender 447400123456) to `customer`.
-    pub(in crate::store) fn out(customer: &str, text: &str) -> NewOutbound {
+    fn out(customer: &str, text: &str) -> NewOutbound {
         NewOutbound {
             service: "support".into(),
             sender: "447400123456".into(),
@@ -2884,6 +2884,27 @@ pub(super) mod tests {
             carrier: "acme".into(),
             client_ref: None,
             conversation: None,
+        }
+    }
+
+    /// `out(customer, text)` accepted at `at`.
+    pub(in crate::store) async fn accepted(
+        s: &SledStore,
+        customer: &str,
+        text: &str,
+        at: u64,
+    ) -> Accepted {
+        s.accept_send(out(customer, text), at)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A submit OK (carrier id: the message id in hex) for each item.
+    async fn submitted(s: &SledStore, items: &[OutboxItem], at: u64) {
+        for item in items {
+            let ok = Ok(format!("{:x}", item.message));
+            s.record_submit(item.message, 0, 1, ok, at).await.unwrap();
         }
     }
 
@@ -2918,21 +2939,14 @@ pub(super) mod tests {
         let mut ids = Vec::new();
         for i in 0..30u64 {
             let customer = format!("+4479111234{:02}", i);
-            let a = s
-                .accept_send(out(&customer, "m"), T0)
-                .await
-                .unwrap()
-                .unwrap();
+            let a = accepted(&s, &customer, "m", T0).await;
             ids.push(a.message);
         }
         s.flush().await.unwrap();
         assert_eq!(claim_start(&s), None, "no claim yet: from the prefix");
         let claimed = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
         assert_eq!(claimed.len(), 20);
-        for item in &claimed {
-            let ok = Ok(format!("{:x}", item.message));
-            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
-        }
+        submitted(&s, &claimed, T0).await;
         // The first claim saw the first entry; the next sees the 21st.
         assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", ids[0])));
         let rest = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
@@ -2940,10 +2954,7 @@ pub(super) mod tests {
         assert_eq!(rest[0].message, ids[20]);
         assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", ids[20])));
         // Nothing left from there: the start moves to the next message's key.
-        for item in &rest {
-            let ok = Ok(format!("{:x}", item.message));
-            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
-        }
+        submitted(&s, &rest, T0).await;
         assert!(
             s.claim_outbox("acme", 20, 60_000, T0)
                 .await
@@ -2953,11 +2964,7 @@ pub(super) mod tests {
         let next = s.inner.writer().next.message;
         assert_eq!(claim_start(&s), Some(trees::outbox_key("acme", next)));
         // New sends are found from there.
-        let a = s
-            .accept_send(out("+447911123499", "n"), T0)
-            .await
-            .unwrap()
-            .unwrap();
+        let a = accepted(&s, "+447911123499", "n", T0).await;
         let c = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
         assert_eq!(c.iter().map(|i| i.message).collect::<Vec<_>>(), [a.message]);
     }
@@ -2970,20 +2977,10 @@ pub(super) mod tests {
     async fn an_outbox_entry_written_below_the_claim_start_is_still_claimed() {
         const T0: u64 = 1_795_611_600_000;
         let s = SledStore::temporary().unwrap();
-        let a = s
-            .accept_send(out("+447911123456", "a"), T0)
-            .await
-            .unwrap()
-            .unwrap();
-        let b = s
-            .accept_send(out("+447911123457", "b"), T0)
-            .await
-            .unwrap()
-            .unwrap();
-        for item in s.claim_outbox("acme", 10, 60_000, T0).await.unwrap() {
-            let ok = Ok(format!("{:x}", item.message));
-            s.record_submit(item.message, 0, 1, ok, T0).await.unwrap();
-        }
+        let a = accepted(&s, "+447911123456", "a", T0).await;
+        let b = accepted(&s, "+447911123457", "b", T0).await;
+        let both = s.claim_outbox("acme", 10, 60_000, T0).await.unwrap();
+        submitted(&s, &both, T0).await;
         assert!(
             s.claim_outbox("acme", 10, 60_000, T0)
                 .await
@@ -3042,11 +3039,7 @@ pub(super) mod tests {
         let s = SledStore::temporary().unwrap();
         let mut last = None;
         for i in 0..5 {
-            let a = s
-                .accept_send(out("+447911123456", &format!("m{i}")), T0 + i)
-                .await
-                .unwrap()
-                .unwrap();
+            let a = accepted(&s, "+447911123456", &format!("m{i}"), T0 + i).await;
             last = Some(a);
         }
         let cid = last.unwrap().conversation;
@@ -3102,11 +3095,7 @@ pub(super) mod tests {
     async fn claim_holds_back_a_conversations_later_message_while_an_earlier_one_is_leased() {
         const T0: u64 = 1_795_611_600_000;
         let s = SledStore::temporary().unwrap();
-        let a1 = s
-            .accept_send(out("+447911123456", "a1"), T0)
-            .await
-            .unwrap()
-            .unwrap();
+        let a1 = accepted(&s, "+447911123456", "a1", T0).await;
         // Bind 1 takes the first message of conversation A.
         let first = s
             .claim_outbox_in_order("acme", 1, 60_000, T0)
@@ -3116,16 +3105,8 @@ pub(super) mod tests {
             first.iter().map(|i| i.message).collect::<Vec<_>>(),
             [a1.message]
         );
-        let a2 = s
-            .accept_send(out("+447911123456", "a2"), T0)
-            .await
-            .unwrap()
-            .unwrap();
-        let b1 = s
-            .accept_send(out("+819012345678", "b1"), T0)
-            .await
-            .unwrap()
-            .unwrap();
+        let a2 = accepted(&s, "+447911123456", "a2", T0).await;
+        let b1 = accepted(&s, "+819012345678", "b1", T0).await;
         // Bind 2 gets B's message, not A's second one.
         let second = s
             .claim_outbox_in_order("acme", 10, 60_000, T0 + 1)
@@ -3149,16 +3130,8 @@ pub(super) mod tests {
         );
         // Claimed together when nothing is out: one bind orders them itself.
         let s = SledStore::temporary().unwrap();
-        let x1 = s
-            .accept_send(out("+447911123456", "x1"), T0)
-            .await
-            .unwrap()
-            .unwrap();
-        let x2 = s
-            .accept_send(out("+447911123456", "x2"), T0)
-            .await
-            .unwrap()
-            .unwrap();
+        let x1 = accepted(&s, "+447911123456", "x1", T0).await;
+        let x2 = accepted(&s, "+447911123456", "x2", T0).await;
         let both = s
             .claim_outbox_in_order("acme", 10, 60_000, T0)
             .await
@@ -3183,10 +3156,7 @@ pub(super) mod tests {
         let events: Vec<(Seq, Vec<u8>)> = {
             let s = open(&path);
             for text in ["one", "two", "three"] {
-                s.accept_send(out("+447911123456", text), T0)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                accepted(&s, "+447911123456", text, T0).await;
             }
             s.flush().await.unwrap();
             s.inner.events.read(1, u64::MAX, 100).unwrap()
@@ -3228,7 +3198,9 @@ pub(super) mod tests {
 
     /// Opens what `open` opens once the store just dropped lets go: sled
     /// releases its lock only when its threads end.
-    fn reopen<S, E: std::fmt::Display>(mut open: impl FnMut() -> Result<S, E>) -> S {
+    pub(in crate::store) fn reopen<S, E: std::fmt::Display>(
+        mut open: impl FnMut() -> Result<S, E>,
+    ) -> S {
         let mut tries = 0;
         loop {
             match open() {
@@ -3269,11 +3241,7 @@ pub(super) mod tests {
                 .chain([("+447911123456", "a2"), ("+819012345678", "b2")])
                 .enumerate()
             {
-                let a = s
-                    .accept_send(out(to, text), T0 + i as u64)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let a = accepted(&s, to, text, T0 + i as u64).await;
                 convs.push(a.conversation);
             }
             s.end_chat(convs[1], "alice", T0 + 5)
@@ -3321,10 +3289,7 @@ pub(super) mod tests {
             (ConversationState::Ended, vec!["b1".into(), "b2".into()])
         );
         // A new message goes after them.
-        s.accept_send(out("+447911123456", "a3"), T0 + 9)
-            .await
-            .unwrap()
-            .unwrap();
+        accepted(&s, "+447911123456", "a3", T0 + 9).await;
         let (_, msgs) = s.transcript(uk).await.unwrap().unwrap();
         assert_eq!(texts(&msgs), ["a1", "a2", "a3"]);
         s.verify().unwrap();
