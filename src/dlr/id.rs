@@ -53,16 +53,27 @@ fn strip_zeros(s: &str) -> &str {
     }
 }
 
-/// Decimal digit string → upper-case hex, by repeated division by 16.
+/// Decimal digit string → upper-case hex. Every id of up to 38 digits
+/// (every SMSC's, in practice: one per receipt) fits a `u128`.
 fn dec_to_hex(digits: &str) -> String {
+    let digits = strip_zeros(digits);
+    match digits.parse::<u128>() {
+        Ok(n) => format!("{n:X}"),
+        Err(_) => dec_to_hex_long(digits),
+    }
+}
+
+/// [`dec_to_hex`] of any length, by repeated division by 16.
+fn dec_to_hex_long(digits: &str) -> String {
     let mut num: Vec<u8> = strip_zeros(digits).bytes().map(|b| b - b'0').collect();
     if num == [0] {
         return "0".into();
     }
     let mut out = Vec::new();
+    let mut next = Vec::with_capacity(num.len());
     while !num.is_empty() {
         let mut rem = 0u32;
-        let mut next = Vec::with_capacity(num.len());
+        next.clear();
         for &d in &num {
             let cur = rem * 10 + u32::from(d);
             let q = cur / 16;
@@ -72,7 +83,7 @@ fn dec_to_hex(digits: &str) -> String {
             }
         }
         out.push(HEX[rem as usize]);
-        num = next;
+        std::mem::swap(&mut num, &mut next);
     }
     out.iter().rev().map(|&b| char::from(b)).collect()
 }
@@ -212,6 +223,26 @@ mod tests {
             u128::MAX / 3,
         ] {
             assert_eq!(dec_to_hex(&n.to_string()), format!("{n:X}"));
+        }
+    }
+
+    #[test]
+    fn ids_too_long_for_u128_are_converted_by_long_division() {
+        // 39 digits and more: past u128::MAX (340282366920938463463374607431768211455).
+        assert_eq!(
+            dec_to_hex("340282366920938463463374607431768211456"),
+            "100000000000000000000000000000000"
+        );
+        assert_eq!(
+            dec_to_hex(&format!("0001{}", "0".repeat(40))),
+            "1D6329F1C35CA4BFABB9F5610000000000"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn both_conversions_agree_on_every_digit_string(d in "[0-9]{1,60}") {
+            proptest::prop_assert_eq!(dec_to_hex(&d), dec_to_hex_long(&d));
         }
     }
 

@@ -226,6 +226,9 @@ struct Msg {
     /// may yet come: handed back, it waits the carrier's
     /// `resubmit_delay` before going again.
     timed_out: bool,
+    /// Messages of the same conversation ahead of it in the pump: none of
+    /// its parts goes out before they have all left.
+    behind: usize,
 }
 
 impl Msg {
@@ -328,6 +331,11 @@ impl Pump {
         for (i, r) in reqs.iter().enumerate() {
             self.tags.insert(r.tag, (item.message, i));
         }
+        let behind = self
+            .msgs
+            .iter()
+            .filter(|m| m.item.conversation == item.conversation)
+            .count();
         self.msgs.push_back(Msg {
             item,
             parts: reqs
@@ -343,6 +351,7 @@ impl Pump {
             touched: false,
             unrecorded: 0,
             timed_out: false,
+            behind,
         });
     }
 
@@ -361,12 +370,7 @@ impl Pump {
                 }
             }
         }
-        // Conversations with an earlier message still here (in claim order).
-        let mut earlier = std::collections::HashSet::new();
-        for m in &self.msgs {
-            if !earlier.insert(m.item.conversation) || m.stopped() {
-                continue;
-            }
+        for m in self.msgs.iter().filter(|m| m.behind == 0 && !m.stopped()) {
             if let Some(i) = m.parts.iter().position(|p| p.slot == Slot::Unsent) {
                 return Some((m.item.message, i, m.parts[i].req.clone()));
             }
@@ -540,8 +544,20 @@ impl Pump {
 
     /// The store finished the message (every part answered): forget it.
     pub(crate) fn finish(&mut self, id: MessageId) {
-        self.msgs.retain(|m| m.item.message != id);
-        self.tags.retain(|_, (m, _)| *m != id);
+        while let Some(at) = self.msgs.iter().position(|m| m.item.message == id) {
+            let Some(gone) = self.msgs.remove(at) else {
+                return;
+            };
+            // Its tags are those of its parts (given at `push`, never changed).
+            for p in &gone.parts {
+                self.tags.remove(&p.req.tag);
+            }
+            for m in self.msgs.range_mut(at..) {
+                if m.item.conversation == gone.item.conversation {
+                    m.behind = m.behind.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// No new parts go out; every message will be handed back once its
@@ -1431,6 +1447,38 @@ mod tests {
         p.finish(1);
         assert_eq!(p.next(now).map(|n| (n.0, n.1)), Some((2, 0)));
         assert_eq!(p.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_message_waits_until_every_earlier_one_of_its_conversation_left_the_pump() {
+        let now = crate::clock::now();
+        let mut p = Pump::default();
+        p.push(item(1, 10, "s", "a"), vec![req(1)]);
+        p.push(item(2, 20, "s", "b"), vec![req(2)]);
+        p.push(item(3, 10, "s", "c"), vec![req(3)]);
+        p.push(item(4, 10, "s", "d"), vec![req(4)]);
+        for expected in [1, 2] {
+            let (m, i, _) = p.next(now).unwrap();
+            assert_eq!(m, expected);
+            p.sent(m, i);
+        }
+        assert!(p.next(now).is_none(), "3 and 4 wait for 1");
+        // 1 stops (handed back): it still holds 3 and 4 until it has left.
+        p.stop(1, 0, true);
+        assert!(p.next(now).is_none());
+        p.unknown(1, 0, false);
+        assert_eq!(p.settle(), vec![Handback::Unknown(1)]);
+        assert_eq!(p.next(now).map(|n| n.0), Some(3));
+        p.sent(3, 0);
+        assert!(p.next(now).is_none(), "4 waits for 3");
+        p.answered(3, 0);
+        p.recorded(3);
+        p.finish(3);
+        assert_eq!(p.next(now).map(|n| n.0), Some(4));
+        // A finished message's tags are forgotten, the others' kept.
+        assert!(p.lookup(3).is_none());
+        assert_eq!(p.lookup(2).map(|l| (l.0, l.1)), Some((2, 0)));
+        assert_eq!(p.lookup(4).map(|l| (l.0, l.1)), Some((4, 0)));
     }
 
     #[test]
