@@ -147,7 +147,13 @@ struct Writer {
     /// the outbox holds no key of that carrier below it. See
     /// [`Tx::put_outbox`] and [`claim_outbox`].
     claim_from: HashMap<Vec<u8>, Vec<u8>>,
+    /// The log record being built, kept between commits (a commit's record
+    /// grew from empty through several reallocations).
+    record: Vec<u8>,
 }
+
+/// Capacity of the log record buffer kept between commits, at most.
+const RECORD_KEEP: usize = 64 << 10;
 
 /// The trees a conversation is held in: live, then once ended.
 const CONVERSATION_TREES: [T; 2] = [T::Conversations, T::EndedConversations];
@@ -349,6 +355,7 @@ impl SledStore {
                     next: counters,
                     counts,
                     claim_from: HashMap::new(),
+                    record: Vec::new(),
                 }),
                 commit,
                 log,
@@ -714,7 +721,8 @@ impl Inner {
                 .map(|(name, n)| ((T::Meta, name.to_vec()), Some(id(n).to_vec())));
             staged.extend(self.overlay.stage(meta)?);
         }
-        let mut record = Vec::with_capacity(256);
+        let mut record = std::mem::take(&mut w.record);
+        record.clear();
         wal::encode(
             staged
                 .iter()
@@ -723,6 +731,9 @@ impl Inner {
         );
         self.overlay.commit(staged);
         self.log.append(&record);
+        if record.capacity() <= RECORD_KEEP {
+            w.record = record;
+        }
         w.next = c;
         w.counts = counts;
         let ticket = self.commit.note_write(last_seq);

@@ -29,17 +29,46 @@ pub(crate) const V2: u8 = 2;
 
 /// Encodes a value with its field names: `V2` ++ MessagePack map.
 pub(crate) fn encode<V: Serialize>(v: &V) -> StoreResult<Vec<u8>> {
-    let mut out = vec![V2];
-    rmp_serde::encode::write_named(&mut out, v)?;
-    Ok(out)
+    v2(|out| rmp_serde::encode::write_named(out, v))
 }
 
 /// Encodes a value positionally: `V2` ++ MessagePack array. Only for types
 /// without `skip_serializing_if` or `flatten` (their layout is positional).
 pub(crate) fn compact<V: Serialize>(v: &V) -> StoreResult<Vec<u8>> {
-    let mut out = vec![V2];
-    rmp_serde::encode::write(&mut out, v)?;
-    Ok(out)
+    v2(|out| rmp_serde::encode::write(out, v))
+}
+
+thread_local! {
+    /// Where values are serialized before being copied out at their size:
+    /// growing a fresh vector to a value's size took a reallocation per
+    /// doubling, for each of the several values every commit writes.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Scratch space kept between values, at most this big.
+const SCRATCH_KEEP: usize = 64 << 10;
+
+/// A [`V2`] value written by `write`, in a vector of exactly its size.
+fn v2(
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
+) -> StoreResult<Vec<u8>> {
+    SCRATCH.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            // Serializing a value while serializing another: its own vector.
+            let mut out = vec![V2];
+            write(&mut out)?;
+            return Ok(out);
+        };
+        buf.clear();
+        buf.push(V2);
+        let written = write(&mut buf);
+        let out = buf.as_slice().to_vec();
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        written?;
+        Ok(out)
+    })
 }
 
 /// Decodes a value written by [`encode`] or [`compact`], or a V1 (JSON) one.
@@ -115,6 +144,25 @@ mod tests {
         assert!(positional.len() < named.len());
         assert_eq!(decode::<Before>("t", &named).unwrap(), before());
         assert_eq!(decode::<Before>("t", &positional).unwrap(), before());
+    }
+
+    #[test]
+    fn values_come_out_at_their_size_whatever_was_serialized_before() {
+        let big = Before {
+            text: "x".repeat(100_000),
+            ..before()
+        };
+        let big_bytes = compact(&big).unwrap();
+        let small = compact(&before()).unwrap();
+        // The overlay counts a value by its length: no spare capacity.
+        assert_eq!(small.capacity(), small.len());
+        assert_eq!(decode::<Before>("t", &small).unwrap(), before());
+        assert_eq!(decode::<Before>("t", &big_bytes).unwrap(), big);
+        assert_eq!(encode(&before()).unwrap(), {
+            let mut named = vec![V2];
+            rmp_serde::encode::write_named(&mut named, &before()).unwrap();
+            named
+        });
     }
 
     #[test]
