@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,9 @@ const REDELIVER_AFTER: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 1024;
 /// Frames kept while a bind is held back; beyond it reading pauses.
 const MAX_HELD: usize = 16;
+
+/// Frames taken in one turn when more are ready (see `on_ready_frames`).
+const READ_BATCH: usize = 64;
 /// Command id of the garbage sent to a bind that cannot receive
 /// deliver_sm (unassigned in SMPP 3.4 and 5.0).
 const GARBAGE_UNKNOWN_ID: CommandId = CommandId(0x0000_0110);
@@ -148,8 +151,13 @@ where
             while let Some(ev) = self.session.poll_event() {
                 produced = true;
                 if let Flow::Drop = self.on_event(ev, clock::now()) {
-                    // No unbind, nothing more written: the window's
-                    // deliveries come back in the Closed event.
+                    // The answers due to the frames read with this one go
+                    // out (each would have before the next frame was read,
+                    // had they come one at a time); then no unbind, nothing
+                    // more written: the window's deliveries come back in
+                    // the Closed event.
+                    self.answer_due(clock::now());
+                    self.write_out().await;
                     self.session.abort();
                     return;
                 }
@@ -164,17 +172,17 @@ where
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 deadline.unwrap_or(now + Duration::from_secs(3600)),
             ));
-            // Backpressure: an ESME that floods submits without waiting
-            // for answers stops being read (TCP pushes back) while too
-            // many answers are pending.
-            let can_read = self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING;
+            let can_read = self.can_read();
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if !self.unbinding => {
                     self.unbinding = true;
                     self.session.unbind(clock::now());
                 }
-                item = self.reader.next(), if can_read => self.on_frame(item),
+                item = self.reader.next(), if can_read => {
+                    self.on_frame(item);
+                    self.on_ready_frames();
+                }
                 () = sleep, if deadline.is_some() => {
                     let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
                     if self.held_until.is_some_and(|at| at <= now) {
@@ -217,6 +225,31 @@ where
             take(lock(&self.shared.outbound).next_due());
         }
         d
+    }
+
+    /// Backpressure: an ESME that floods submits without waiting for
+    /// answers stops being read (TCP pushes back) while too many answers
+    /// are pending.
+    fn can_read(&self) -> bool {
+        self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING
+    }
+
+    /// Takes the frames already read or readable without waiting (up to
+    /// [`READ_BATCH`]), so that their answers go out in one write.
+    fn on_ready_frames(&mut self) {
+        for _ in 0..READ_BATCH {
+            if !self.can_read() || self.session.is_closed() {
+                return;
+            }
+            let Some(item) = self.reader.next().now_or_never() else {
+                return;
+            };
+            let last = !matches!(item, Some(Ok(_)));
+            self.on_frame(item);
+            if last {
+                return;
+            }
+        }
     }
 
     fn on_frame(&mut self, item: Option<Result<Frame, crate::pdu::FrameError>>) {
