@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -44,8 +44,6 @@ const MAX_PENDING: usize = 1024;
 /// Frames kept while a bind is held back; beyond it reading pauses.
 const MAX_HELD: usize = 16;
 
-/// Frames taken in one turn when more are ready (see `on_ready_frames`).
-const READ_BATCH: usize = 64;
 /// Command id of the garbage sent to a bind that cannot receive
 /// deliver_sm (unassigned in SMPP 3.4 and 5.0).
 const GARBAGE_UNKNOWN_ID: CommandId = CommandId(0x0000_0110);
@@ -141,7 +139,10 @@ where
                 self.pump_deliveries(now);
             }
             self.answer_due(now);
-            if !self.write_out().await {
+            // Frames already read in the same burst are taken one at a time
+            // as before, but their answers leave in one write.
+            let flush = !self.frame_waiting();
+            if !self.write_out(flush).await {
                 // The peer is gone: nothing more can be written.
                 self.broken = true;
                 self.session.handle_closed(clock::now());
@@ -151,13 +152,11 @@ where
             while let Some(ev) = self.session.poll_event() {
                 produced = true;
                 if let Flow::Drop = self.on_event(ev, clock::now()) {
-                    // The answers due to the frames read with this one go
-                    // out (each would have before the next frame was read,
-                    // had they come one at a time); then no unbind, nothing
+                    // What was written before this frame goes out (the
+                    // flush may have waited for it); then no unbind, nothing
                     // more written: the window's deliveries come back in
                     // the Closed event.
-                    self.answer_due(clock::now());
-                    self.write_out().await;
+                    self.write_out(true).await;
                     self.session.abort();
                     return;
                 }
@@ -179,10 +178,7 @@ where
                     self.unbinding = true;
                     self.session.unbind(clock::now());
                 }
-                item = self.reader.next(), if can_read => {
-                    self.on_frame(item);
-                    self.on_ready_frames();
-                }
+                item = self.reader.next(), if can_read => self.on_frame(item),
                 () = sleep, if deadline.is_some() => {
                     let now = deadline.map_or_else(clock::now, |d| clock::now().max(d));
                     if self.held_until.is_some_and(|at| at <= now) {
@@ -234,22 +230,13 @@ where
         self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING
     }
 
-    /// Takes the frames already read or readable without waiting (up to
-    /// [`READ_BATCH`]), so that their answers go out in one write.
-    fn on_ready_frames(&mut self) {
-        for _ in 0..READ_BATCH {
-            if !self.can_read() || self.session.is_closed() {
-                return;
-            }
-            let Some(item) = self.reader.next().now_or_never() else {
-                return;
-            };
-            let last = !matches!(item, Some(Ok(_)));
-            self.on_frame(item);
-            if last {
-                return;
-            }
-        }
+    /// A whole frame is already read and waits to be taken (with room to
+    /// take it): the answers so far can wait for its own.
+    fn frame_waiting(&self) -> bool {
+        let buf = self.reader.read_buffer();
+        self.can_read()
+            && buf.len() >= 4
+            && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize <= buf.len()
     }
 
     fn on_frame(&mut self, item: Option<Result<Frame, crate::pdu::FrameError>>) {
@@ -284,21 +271,19 @@ where
         }
     }
 
-    /// Writes the machine's frames (garbage included); `false` when the
-    /// transport failed.
-    async fn write_out(&mut self) -> bool {
+    /// Writes the machine's frames (garbage included), and flushes them
+    /// if `flush`; `false` when the transport failed.
+    async fn write_out(&mut self, flush: bool) -> bool {
         if self.broken {
             while self.session.poll_transmit().is_some() {}
             return true;
         }
-        let mut any = false;
         while let Some(f) = self.session.poll_transmit() {
-            any = true;
             if self.writer.write_all(&f.bytes).await.is_err() {
                 return false;
             }
         }
-        !any || self.writer.flush().await.is_ok()
+        !flush || self.writer.flush().await.is_ok()
     }
 
     /// Moves due deliveries into the window while it has room.

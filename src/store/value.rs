@@ -61,13 +61,11 @@ fn v2(
         };
         buf.clear();
         buf.push(V2);
-        let written = write(&mut buf);
-        let out = buf.as_slice().to_vec();
+        let out = write(&mut buf).map(|()| buf.as_slice().to_vec());
         if buf.capacity() > SCRATCH_KEEP {
             *buf = Vec::new();
         }
-        written?;
-        Ok(out)
+        Ok(out?)
     })
 }
 
