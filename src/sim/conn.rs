@@ -43,7 +43,6 @@ const REDELIVER_AFTER: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 1024;
 /// Frames kept while a bind is held back; beyond it reading pauses.
 const MAX_HELD: usize = 16;
-
 /// Command id of the garbage sent to a bind that cannot receive
 /// deliver_sm (unassigned in SMPP 3.4 and 5.0).
 const GARBAGE_UNKNOWN_ID: CommandId = CommandId(0x0000_0110);
@@ -230,13 +229,17 @@ where
         self.held.len() < MAX_HELD && self.pending.len() < MAX_PENDING
     }
 
-    /// A whole frame is already read and waits to be taken (with room to
-    /// take it): the answers so far can wait for its own.
+    /// A whole, well-sized frame is already read and waits to be taken by
+    /// a session still open with room to take it: the answers so far can
+    /// wait for its own. Anything else (a frame still arriving, one too
+    /// short to be one, a closing session) flushes them.
     fn frame_waiting(&self) -> bool {
         let buf = self.reader.read_buffer();
-        self.can_read()
-            && buf.len() >= 4
-            && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize <= buf.len()
+        let Some(&[a, b, c, d]) = buf.get(..4) else {
+            return false;
+        };
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
+        self.can_read() && !self.session.is_closed() && (16..=buf.len()).contains(&len)
     }
 
     fn on_frame(&mut self, item: Option<Result<Frame, crate::pdu::FrameError>>) {
