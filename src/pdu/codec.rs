@@ -84,18 +84,14 @@ impl SmppCodec {
             max_len: max_len.max(Header::LEN),
         }
     }
-}
 
-impl Decoder for SmppCodec {
-    type Item = Frame;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        let Some(len_bytes) = src.get(..4) else {
-            src.reserve(Header::LEN - src.len());
+    /// The declared length of the frame `buf` starts with, checked against
+    /// the bounds; `None` while its length field is not all there.
+    fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(&[a, b, c, d]) = buf.get(..4) else {
             return Ok(None);
         };
-        let length = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let length = u32::from_be_bytes([a, b, c, d]);
         let len = length as usize;
         if len < Header::LEN || len > self.max_len {
             return Err(FrameError::BadLength {
@@ -103,6 +99,25 @@ impl Decoder for SmppCodec {
                 max: self.max_len,
             });
         }
+        Ok(Some(len))
+    }
+
+    /// Whether `buf` starts with a whole frame this codec decodes (not an
+    /// error): a reader can take it without waiting for the peer.
+    pub fn holds_frame(&self, buf: &[u8]) -> bool {
+        matches!(self.frame_len(buf), Ok(Some(len)) if len <= buf.len())
+    }
+}
+
+impl Decoder for SmppCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some(len) = self.frame_len(src)? else {
+            src.reserve(Header::LEN - src.len());
+            return Ok(None);
+        };
         if src.len() < len {
             src.reserve(len - src.len());
             return Ok(None);
@@ -111,7 +126,7 @@ impl Decoder for SmppCodec {
         let Some(header) = Header::peek(&bytes) else {
             // Unreachable: len >= 16 was checked above.
             return Err(FrameError::BadLength {
-                length,
+                length: len as u32,
                 max: self.max_len,
             });
         };
@@ -172,5 +187,20 @@ mod tests {
         b.extend_from_slice(&f.bytes[..3]);
         assert_eq!(c.decode(&mut b).unwrap(), Some(f));
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn holds_frame_only_when_decode_would_yield_one() {
+        let c = SmppCodec::new(1024);
+        let f = Frame::from_pdu(&Pdu::EnquireLink, CommandStatus::ROK, 9);
+        let mut two = f.bytes.to_vec();
+        two.extend_from_slice(&f.bytes[..5]);
+        assert!(c.holds_frame(&two));
+        assert!(!c.holds_frame(&f.bytes[..15]));
+        assert!(!c.holds_frame(&f.bytes[..3]));
+        assert!(!c.holds_frame(&[]));
+        // Lengths the decoder refuses are not frames to wait for.
+        assert!(!c.holds_frame(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!c.holds_frame(&[0, 0, 4, 1]));
     }
 }

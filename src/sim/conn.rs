@@ -234,12 +234,9 @@ where
     /// wait for its own. Anything else (a frame still arriving, one too
     /// short to be one, a closing session) flushes them.
     fn frame_waiting(&self) -> bool {
-        let buf = self.reader.read_buffer();
-        let Some(&[a, b, c, d]) = buf.get(..4) else {
-            return false;
-        };
-        let len = u32::from_be_bytes([a, b, c, d]) as usize;
-        self.can_read() && !self.session.is_closed() && (16..=buf.len()).contains(&len)
+        self.can_read()
+            && !self.session.is_closed()
+            && self.reader.decoder().holds_frame(self.reader.read_buffer())
     }
 
     fn on_frame(&mut self, item: Option<Result<Frame, crate::pdu::FrameError>>) {
