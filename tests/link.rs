@@ -2026,14 +2026,14 @@ mod store_failure {
     /// Regression: a `record_submits` task that panicked took its batch
     /// down with it, and the pump kept waiting for those records for as
     /// long as the bind lived. Each such message held one of the pump's
-    /// places (twice the window): with a window of 1, two of them and the
-    /// bind claimed nothing more. Now they stop as when the store fails
+    /// places (then twice the window, now four times): with a window of 1,
+    /// four of them and the bind would claim nothing more. Now they stop as when the store fails
     /// (their leases lapse, they go again flagged) and the bind goes on.
     #[tokio::test]
     async fn a_bind_keeps_sending_after_its_record_task_panicked() {
         let env = FlakyEnv::start_with(
             |dir| Flaky {
-                panic_records: AtomicU32::new(2),
+                panic_records: AtomicU32::new(4),
                 ..flaky(dir, 0, 0)
             },
             |cfg| {
@@ -2045,25 +2045,31 @@ mod store_failure {
         )
         .await;
         let mut ids = Vec::new();
-        for (i, customer) in ["+447911123456", "+447911123457", "+447911123458"]
-            .into_iter()
-            .enumerate()
+        for (i, customer) in [
+            "+447911123456",
+            "+447911123457",
+            "+447911123458",
+            "+447911123459",
+            "+447911123460",
+        ]
+        .into_iter()
+        .enumerate()
         {
             let text = format!("record panic {i}");
             ids.push(
                 accept_and_wake(&*env.store, &env.links, &env.cfg, "alice", customer, &text).await,
             );
-            // One record batch each: the first two panic.
+            // One record batch each: the first four panic.
             assert!(
                 wait(|| async { copies(&env.sim, &text) == 1 }).await,
                 "{text} never sent"
             );
         }
         let delivered = wait(|| async {
-            env.store.message(ids[2]).await.unwrap().unwrap().status == MessageStatus::Delivered
+            env.store.message(ids[4]).await.unwrap().unwrap().status == MessageStatus::Delivered
         })
         .await;
-        assert!(delivered, "the third message was not recorded");
+        assert!(delivered, "the fifth message was not recorded");
         env.stop().await;
     }
 

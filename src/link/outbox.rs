@@ -665,6 +665,23 @@ async fn join<T>(h: &mut Pending<T>) -> Result<T, tokio::task::JoinError> {
     }
 }
 
+/// How many messages a bind with `window` claims when its pump holds
+/// `held`: up to two windows at a time (a window on the wire and one queued
+/// behind it), while the pump holds under four.
+///
+/// A message keeps its place in the pump from its claim until the store
+/// has recorded its answers: a log sync on each side of the carrier's
+/// round trip. With room for only two windows, the syncs (10-20 ms while
+/// many agents send) left the window idle and the outbox backed up: with
+/// 192 senders the binds submitted 7 000 msgs/s of 11 000 accepted
+/// (benches/RESULTS.md §18). A claim stays at two windows so that a burst
+/// still spreads over the binds.
+fn claim_size(window: usize, held: usize) -> usize {
+    window
+        .saturating_mul(2)
+        .min(window.saturating_mul(4).saturating_sub(held))
+}
+
 /// One answered part waiting for (or in) a `record_submits` batch.
 #[derive(Debug)]
 struct Answer {
@@ -688,7 +705,7 @@ const EVENT_BATCH: usize = 512;
 /// records run at a time as spawned tasks, and everything answered while a
 /// batch is being written goes into the next one. So a bind records a
 /// window's worth of responses per durable write, claims ahead while its
-/// window is busy (the pump holds up to two windows of messages), and keeps
+/// window is busy (see [`claim_size`]), and keeps
 /// reading responses and receipts meanwhile.
 pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHandle) -> String {
     let (cmds, mut events, task) = handle.into_parts();
@@ -715,7 +732,6 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     wake.mark_unchanged();
     let mut poll = tokio::time::interval(ctx.opts.poll_interval.max(Duration::from_millis(1)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let capacity = window * 2;
     let retry_delay = ctx.opts.part_retry_delay;
     let max_tries = ctx.opts.max_part_retries;
 
@@ -735,15 +751,17 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
 
     loop {
         // 1. Claim work while there is room (one claim at a time).
-        if tx_enabled && !draining && !idle && claiming.is_none() && pump.len() < capacity {
-            let store = ctx.store.clone();
-            let (max, lease) = (capacity - pump.len(), lease_ms(&ctx.carrier));
-            let name = carrier.clone();
-            claiming = Some(tokio::spawn(async move {
-                store
-                    .claim_outbox_in_order(&name, max, lease, clock::wall_ms())
-                    .await
-            }));
+        if tx_enabled && !draining && !idle && claiming.is_none() {
+            let max = claim_size(window, pump.len());
+            if max > 0 {
+                let store = ctx.store.clone();
+                let (name, lease) = (carrier.clone(), lease_ms(&ctx.carrier));
+                claiming = Some(tokio::spawn(async move {
+                    store
+                        .claim_outbox_in_order(&name, max, lease, clock::wall_ms())
+                        .await
+                }));
+            }
         }
 
         // 2. Submit what may go.
@@ -1652,6 +1670,22 @@ mod tests {
         p.recorded(1);
         assert!(p.settle().is_empty());
         assert_eq!(p.len(), 0);
+    }
+
+    /// Regression: the bind stopped claiming once its pump held two
+    /// windows, answered messages waiting for their records included, so
+    /// the window idled through the log syncs and the outbox backed up
+    /// while many agents sent.
+    #[test]
+    fn a_bind_claims_two_windows_at_a_time_while_its_pump_holds_under_four() {
+        assert_eq!(claim_size(50, 0), 100);
+        assert_eq!(claim_size(50, 100), 100);
+        assert_eq!(claim_size(50, 150), 50);
+        assert_eq!(claim_size(50, 199), 1);
+        assert_eq!(claim_size(50, 200), 0);
+        assert_eq!(claim_size(50, 260), 0);
+        assert_eq!(claim_size(1, 0), 2);
+        assert_eq!(claim_size(usize::MAX, 0), usize::MAX);
     }
 
     #[test]
