@@ -79,8 +79,9 @@ struct Slot {
 }
 
 impl Slot {
-    fn size(&self, key: &[u8]) -> usize {
-        key.len() + self.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+    /// Bytes counted for this slot under a key of `key_len` bytes.
+    fn size(&self, key_len: usize) -> usize {
+        key_len + self.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
     }
 }
 
@@ -240,18 +241,20 @@ impl Overlay {
             // other delete stays as a tombstone.
             let kept = !(slot.value.is_none() && slot.fresh);
             let (added, tombstone) = if kept {
-                (slot.size(&s.key), usize::from(slot.value.is_none()))
+                (slot.size(s.key.len()), usize::from(slot.value.is_none()))
             } else {
                 (0, 0)
             };
             let map = &mut l.top[s.t as usize];
+            let key_len = s.key.len();
             let old = if kept {
-                map.insert(s.key.clone(), slot)
+                map.insert(s.key, slot)
             } else {
                 map.remove(&s.key)
             };
-            let (removed, was) =
-                old.map_or((0, 0), |o| (o.size(&s.key), usize::from(o.value.is_none())));
+            let (removed, was) = old.map_or((0, 0), |o| {
+                (o.size(key_len), usize::from(o.value.is_none()))
+            });
             l.top_bytes = (l.top_bytes + added).saturating_sub(removed);
             l.top_tombstones = (l.top_tombstones + tombstone).saturating_sub(was);
         }
