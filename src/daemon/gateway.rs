@@ -522,6 +522,9 @@ impl<S: Store> Gateway<S> {
                     .map_err(internal)?
                     .ok_or_else(|| chat_refused(conversation, ChatRefused::NotFound))?;
                 // A `before` of another conversation lists nothing: say so.
+                // (One that retention purged from this conversation lists
+                // those left older than it, so an empty page with a
+                // `before` that is gone means it was never this one's.)
                 if let Some(b) = before.filter(|_| page.messages.is_empty()) {
                     let theirs = self.store.message(b).await.map_err(internal)?;
                     if theirs.is_none_or(|m| m.conversation != conversation) {

@@ -689,9 +689,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// One page of a conversation's messages: the newest `limit` of those
     /// older than message `before` (of all when `None`), oldest first, and
-    /// the `before` of the next (older) page. A `before` that is not one of
-    /// the conversation's messages lists nothing; a `limit` of 0 is taken
-    /// as 1. Reads only the messages it lists (and `before`).
+    /// the `before` of the next (older) page. A `before` that is no longer
+    /// stored, of an ended conversation (retention purges a long one newest
+    /// first), lists the messages left that are older than it; one that is
+    /// another conversation's lists nothing; a `limit` of 0 is taken as 1.
+    /// Reads only the messages it lists (and `before`).
     fn transcript_page(
         &self,
         id: ConversationId,

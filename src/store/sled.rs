@@ -2499,7 +2499,18 @@ impl Store for SledStore {
             None => c.last_message,
             Some(b) => match read(b)? {
                 Some(m) if m.conversation == cid => m.previous,
-                _ => None,
+                Some(_) => None,
+                // Gone: retention purges a long ended conversation newest
+                // first, a chunk at a time, so a `before` it took from this
+                // conversation is newer than every message left, and those
+                // are the ones older than it. (An id never given lists
+                // nothing.)
+                None if c.state == ConversationState::Ended
+                    && b < self.inner.writer().next.message =>
+                {
+                    c.last_message.filter(|&l| l < b)
+                }
+                None => None,
             },
         };
         let (mut messages, rest) = chain_from(&c, from, limit.max(1), read)?;
@@ -3043,7 +3054,8 @@ pub(super) mod tests {
     /// transaction, newest first: between two chunks the store is whole
     /// (the conversation ends at its newest message left, `verify` finds
     /// nothing wrong, the transcript lists what is left), and the purge
-    /// goes on from there until the conversation is gone.
+    /// goes on from there until the conversation is gone. A transcript
+    /// page's `before` that the purge took lists what is left older.
     #[tokio::test]
     async fn a_long_conversation_is_purged_a_chunk_of_messages_at_a_time() {
         const T0: u64 = 1_795_611_600_000;
@@ -3067,6 +3079,20 @@ pub(super) mod tests {
         let (_, left) = s.transcript(cid).await.unwrap().unwrap();
         let texts: Vec<&str> = left.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["m0", "m1"]);
+        // A page's `before` that the purge took (an agent paging back
+        // through it meanwhile) lists what is left older than it.
+        let purged = last.unwrap().message;
+        let page = s.transcript_page(cid, Some(purged), 1).await.unwrap();
+        let page = page.unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].text, "m1");
+        assert_eq!(page.older, Some(page.messages[0].id));
+        // One older than every message left lists nothing, and so does an
+        // id never given.
+        for b in [left[0].id, purged + 1_000] {
+            let page = s.transcript_page(cid, Some(b), 10).await.unwrap();
+            assert!(page.unwrap().messages.is_empty(), "before {b}");
+        }
         let day = 86_400_000;
         let r = s.purge_ended(T0 + 10 + day, day).await.unwrap();
         assert_eq!((r.conversations, r.messages), (1, 2));
