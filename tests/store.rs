@@ -2313,6 +2313,9 @@ enum Op {
     },
     Claim {
         max: usize,
+        /// As the binds claim: a message waits while an earlier one of its
+        /// conversation is leased.
+        in_order: bool,
     },
     SubmitOk {
         pick: usize,
@@ -2336,7 +2339,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(sender, customer, agent, client_ref)| Op::Send { sender, customer, agent, client_ref }),
         2 => (0..2usize, 0..2usize, any::<bool>()).prop_map(|(sender, customer, new_chat)| Op::Inbound { sender, customer, new_chat }),
         1 => any::<usize>().prop_map(|pick| Op::End { pick }),
-        2 => (1..3usize).prop_map(|max| Op::Claim { max }),
+        2 => (1..3usize, any::<bool>()).prop_map(|(max, in_order)| Op::Claim { max, in_order }),
         2 => any::<usize>().prop_map(|pick| Op::SubmitOk { pick }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, delivered)| Op::Receipt { pick, delivered }),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, unanswered)| Op::Release { pick, unanswered }),
@@ -2348,6 +2351,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Debug, Clone)]
 struct MMsg {
+    conversation: u64,
     status: MessageStatus,
     dup: bool,
     carrier_id: Option<String>,
@@ -2417,6 +2421,7 @@ async fn run_model(ops: Vec<Op>) {
                 m.msgs.insert(
                     got.message,
                     MMsg {
+                        conversation: got.conversation,
                         status: MessageStatus::Accepted,
                         dup: false,
                         carrier_id: None,
@@ -2478,12 +2483,25 @@ async fn run_model(ops: Vec<Op>) {
                     m.events += 1;
                 }
             }
-            Op::Claim { max } => {
-                let got = s.claim_outbox("acme", max, LEASE, now).await.unwrap();
+            Op::Claim { max, in_order } => {
+                let got = if in_order {
+                    s.claim_outbox_in_order("acme", max, LEASE, now).await
+                } else {
+                    s.claim_outbox("acme", max, LEASE, now).await
+                };
+                let got = got.unwrap();
+                let mut busy = std::collections::HashSet::new();
                 let expect: Vec<(u64, bool)> = m
                     .outbox
                     .iter()
-                    .filter(|(_, (lease, _))| lease.is_none_or(|t| t <= now))
+                    .filter(|(id, (lease, _))| {
+                        let conversation = m.msgs[id].conversation;
+                        if lease.is_some_and(|t| t > now) {
+                            busy.insert(conversation);
+                            return false;
+                        }
+                        !(in_order && busy.contains(&conversation))
+                    })
                     .take(max)
                     .map(|(id, (lease, dup))| (*id, *dup || lease.is_some()))
                     .collect();

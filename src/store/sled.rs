@@ -27,7 +27,7 @@ use super::commit::{GroupCommit, blocking};
 use super::derived::{self, Counts, Readers};
 use super::error::{StoreError, StoreResult};
 use super::journal::Journal;
-use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, TreeView};
+use super::overlay::{OVERLAY_LIMIT_BYTES, Overlay, Staged, TreeView};
 use super::trees::{self, T, id};
 use super::value::{compact, decode, decode_u64, encode};
 use super::wal::{self, Wal};
@@ -147,9 +147,97 @@ struct Writer {
     /// the outbox holds no key of that carrier below it. See
     /// [`Tx::put_outbox`] and [`claim_outbox`].
     claim_from: HashMap<Vec<u8>, Vec<u8>>,
+    /// Per carrier (its outbox prefix), the leased entries at the head of
+    /// its outbox, which a claim's scan would only step over. See
+    /// [`LeasedRun`].
+    runs: HashMap<Vec<u8>, LeasedRun>,
     /// The log record being built, kept between commits (a commit's record
     /// grew from empty through several reallocations).
     record: Vec<u8>,
+}
+
+/// The leased entries a carrier's outbox holds from its claim start
+/// ([`Writer::claim_from`]) on, as the last claims saw them: every key
+/// from the claim start up to `end` is one of `entries`. The claims of a
+/// busy bind hold hundreds of entries leased at the head of the outbox;
+/// with this a claim starts its scan at `end`, and takes the conversations
+/// those entries hold back from `busy`, instead of reading and decoding
+/// them all again.
+///
+/// Built only from what claims read of committed entries, and kept in
+/// step once a commit can no longer fail ([`LeasedRun::keep`]): a delete
+/// among the entries removes one, a put renewing one's lease updates it,
+/// any other put below `end` drops the run. A claim at a time past the
+/// earliest lease's end drops it too (that entry may be claimed again).
+/// A dropped run is rebuilt by the next claim's full scan.
+#[derive(Debug, Default)]
+struct LeasedRun {
+    /// Outbox key → (its conversation, leased until ms).
+    entries: BTreeMap<Vec<u8>, (ConversationId, u64)>,
+    /// The conversations of `entries`, with how many entries each has.
+    busy: HashMap<ConversationId, usize>,
+    /// A key past every one of `entries`, where a claim's scan starts.
+    end: Vec<u8>,
+}
+
+impl LeasedRun {
+    fn add(&mut self, key: Vec<u8>, conversation: ConversationId, until: u64) {
+        self.end.clone_from(&key);
+        self.end.push(0);
+        if let Some((old, _)) = self.entries.insert(key, (conversation, until)) {
+            self.forget(old);
+        }
+        *self.busy.entry(conversation).or_default() += 1;
+    }
+
+    fn forget(&mut self, conversation: ConversationId) {
+        if let Some(n) = self.busy.get_mut(&conversation) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(&conversation);
+            }
+        }
+    }
+
+    /// Every entry is still leased at `now`.
+    fn holds_at(&self, now: u64) -> bool {
+        self.entries.values().all(|&(_, until)| until > now)
+    }
+
+    /// Keeps the runs in step with one commit's outbox writes (call once
+    /// nothing can stop the commit any more).
+    fn keep(runs: &mut HashMap<Vec<u8>, LeasedRun>, staged: &[Staged]) {
+        if runs.is_empty() {
+            return;
+        }
+        for w in staged.iter().filter(|w| w.t == T::Outbox) {
+            let prefix = trees::outbox_prefix_of(&w.key);
+            let Some(run) = runs.get_mut(prefix) else {
+                continue;
+            };
+            if w.key >= run.end {
+                continue;
+            }
+            let renewed = w.value.as_deref().map(|v| {
+                decode::<OutboxEntry>(T::Outbox.name(), v)
+                    .ok()
+                    .and_then(|e| Some((e.conversation, e.lease_until_ms?)))
+            });
+            match (renewed, run.entries.get_mut(&w.key)) {
+                (None, Some(_)) => {
+                    if let Some((c, _)) = run.entries.remove(&w.key) {
+                        run.forget(c);
+                    }
+                }
+                // A delete of a key the run does not hold: nothing to do.
+                (None, None) => {}
+                (Some(Some((c, until))), Some(slot)) if slot.0 == c => slot.1 = until,
+                _ => {
+                    runs.remove(prefix);
+                }
+            }
+        }
+    }
 }
 
 /// Capacity of the log record buffer kept between commits, at most.
@@ -355,6 +443,7 @@ impl SledStore {
                     next: counters,
                     counts,
                     claim_from: HashMap::new(),
+                    runs: HashMap::new(),
                     record: Vec::new(),
                 }),
                 commit,
@@ -666,7 +755,8 @@ impl Inner {
     /// with the entry counts they change. Returns the group-commit ticket
     /// to wait on.
     fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<R>) -> StoreResult<(R, u64)> {
-        let mut w = self.writer();
+        let mut guard = self.writer();
+        let w = &mut *guard;
         let next = w.next;
         let mut tx = Tx {
             ov: &self.overlay,
@@ -674,6 +764,7 @@ impl Inner {
             c: next,
             last_seq: 0,
             claim_from: &mut w.claim_from,
+            runs: &mut w.runs,
         };
         let r = f(&mut tx)?;
         let Tx {
@@ -729,6 +820,7 @@ impl Inner {
                 .map(|s| (s.t as u8, s.key.as_slice(), s.value.as_deref())),
             &mut record,
         );
+        LeasedRun::keep(&mut w.runs, &staged);
         self.overlay.commit(staged);
         self.log.append(&record);
         if record.capacity() <= RECORD_KEEP {
@@ -938,6 +1030,9 @@ struct Tx<'a> {
     last_seq: Seq,
     /// The writer's [`Writer::claim_from`].
     claim_from: &'a mut HashMap<Vec<u8>, Vec<u8>>,
+    /// The writer's [`Writer::runs`] (read and extended by claims; kept in
+    /// step by [`Inner::write`] after the commit).
+    runs: &'a mut HashMap<Vec<u8>, LeasedRun>,
 }
 
 impl Tx<'_> {
@@ -1441,20 +1536,37 @@ fn claim_outbox(
 ) -> StoreResult<Vec<OutboxItem>> {
     let mut out = Vec::new();
     let prefix = trees::outbox_prefix(carrier);
+    // The leased head of the outbox as the last claims saw it, while every
+    // lease in it holds: the scan starts past it.
+    if tx
+        .runs
+        .get(&prefix)
+        .is_some_and(|r| r.entries.is_empty() || !r.holds_at(now))
+    {
+        tx.runs.remove(&prefix);
+    }
+    let run_end = tx.runs.get(&prefix).map(|r| r.end.clone());
     // Below the start the carrier's outbox holds nothing: the keys sent
     // since the last checkpoint are deletes the scan would otherwise step
     // over one by one in sled, on every claim of a draining backlog.
-    let start = match tx.claim_from.get(&prefix) {
+    let claim_start = match tx.claim_from.get(&prefix) {
         Some(from) => from.clone(),
         None => prefix.clone(),
     };
+    let start = run_end.clone().unwrap_or_else(|| claim_start.clone());
     let end = trees::successor(&prefix);
     let mut first = None;
     let mut found = Vec::new();
     // `in_order`: conversations with an earlier message out on a bind; their
     // later messages wait, so a second bind cannot overtake the first (keys
-    // are in message, i.e. accept, order).
+    // are in message, i.e. accept, order). Those of the run are in it.
     let mut busy = std::collections::HashSet::new();
+    let held_back = |busy: &std::collections::HashSet<ConversationId>, c: &ConversationId| {
+        busy.contains(c) || tx.runs.get(&prefix).is_some_and(|r| r.busy.contains_key(c))
+    };
+    // The leased entries met before any other: they extend the run.
+    let mut leased_head = Vec::new();
+    let mut head = true;
     let scan = match &end {
         Some(end) => tx.tree(T::Outbox).range(start.as_slice()..end.as_slice()),
         None => tx.tree(T::Outbox).range(start.as_slice()..),
@@ -1468,34 +1580,70 @@ fn claim_outbox(
             first = Some(k.to_vec());
         }
         let entry: OutboxEntry = decode(T::Outbox.name(), &v)?;
-        if entry.lease_until_ms.is_some_and(|t| t > now) {
+        if let Some(until) = entry.lease_until_ms.filter(|&t| t > now) {
             if in_order {
                 busy.insert(entry.conversation);
             }
+            if head {
+                leased_head.push((k.to_vec(), entry.conversation, until));
+            }
             continue;
         }
-        if busy.contains(&entry.conversation) {
+        head = false;
+        if in_order && held_back(&busy, &entry.conversation) {
             continue;
         }
         found.push((k.to_vec(), entry));
     }
-    // The scan saw every key from `start` on (committed ones: not this
-    // call's own puts, which may lie below what it saw).
-    let seen = first.unwrap_or_else(|| trees::outbox_key(carrier, tx.c.message));
-    let own = tx
-        .writes
-        .range((T::Outbox, start.clone())..)
-        .take_while(|((t, k), _)| *t == T::Outbox && k.starts_with(&prefix))
-        .find(|(_, v)| v.is_some())
-        .map(|((_, k), _)| k.clone());
-    let from = match own {
-        Some(k) if k < seen => k,
-        _ => seen,
-    };
-    // Unless a put of this call moved the start down meanwhile.
-    let entry = tx.claim_from.entry(prefix).or_insert_with(|| start.clone());
-    if *entry == start {
-        *entry = from;
+    if run_end.is_none() {
+        // The scan saw every key from the claim start on (committed ones:
+        // not this call's own puts, which may lie below what it saw).
+        let seen = first.unwrap_or_else(|| trees::outbox_key(carrier, tx.c.message));
+        let own = tx
+            .writes
+            .range((T::Outbox, claim_start.clone())..)
+            .take_while(|((t, k), _)| *t == T::Outbox && k.starts_with(&prefix))
+            .find(|(_, v)| v.is_some())
+            .map(|((_, k), _)| k.clone());
+        let from = match own {
+            Some(k) if k < seen => k,
+            _ => seen,
+        };
+        // Unless a put of this call moved the start down meanwhile.
+        let entry = tx
+            .claim_from
+            .entry(prefix.clone())
+            .or_insert_with(|| claim_start.clone());
+        if *entry == claim_start {
+            entry.clone_from(&from);
+            // The run starts at the claim start; a put of this call below
+            // its end drops it once committed.
+            tx.runs.insert(
+                prefix.clone(),
+                LeasedRun {
+                    end: from,
+                    ..LeasedRun::default()
+                },
+            );
+        }
+    } else if let Some(head) = tx
+        .runs
+        .get(&prefix)
+        .and_then(|r| r.entries.keys().next().cloned())
+    {
+        // The run holds every key from the claim start to its end: below
+        // its first entry (those before it were deleted) there is none.
+        // Unless a put of this call moved the start down meanwhile.
+        if let Some(from) = tx.claim_from.get_mut(&prefix) {
+            if *from == claim_start && head > claim_start {
+                *from = head;
+            }
+        }
+    }
+    if let Some(run) = tx.runs.get_mut(&prefix) {
+        for (k, c, until) in leased_head {
+            run.add(k, c, until);
+        }
     }
     for (k, mut entry) in found {
         let Some(mut m) = tx.msg(entry.message)? else {
@@ -2989,6 +3137,56 @@ pub(super) mod tests {
         let a = accepted(&s, "+447911123499", "n", T0).await;
         let c = s.claim_outbox("acme", 20, 60_000, T0).await.unwrap();
         assert_eq!(c.iter().map(|i| i.message).collect::<Vec<_>>(), [a.message]);
+    }
+
+    /// Claims start past the entries leased at the head of the outbox (the
+    /// run the earlier claims saw) and still hold back the later messages
+    /// of their conversations; a delete among them lets those go, a
+    /// release among them or a lease's end makes the next claim read the
+    /// whole head again.
+    #[tokio::test]
+    async fn claims_skip_the_leased_head_and_keep_its_conversations_back() {
+        const T0: u64 = 1_795_611_600_000;
+        const LEASE: u64 = 60_000;
+        let s = SledStore::temporary().unwrap();
+        let ids = |v: &[OutboxItem]| v.iter().map(|i| i.message).collect::<Vec<_>>();
+        let a1 = accepted(&s, "+447911123456", "a1", T0).await;
+        let b1 = accepted(&s, "+447911123457", "b1", T0).await;
+        let a2 = accepted(&s, "+447911123456", "a2", T0).await;
+        let c1 = accepted(&s, "+447911123458", "c1", T0).await;
+        assert_eq!(a1.conversation, a2.conversation);
+        let claim = |max| s.claim_outbox_in_order("acme", max, LEASE, T0 + 1);
+        assert_eq!(ids(&claim(2).await.unwrap()), [a1.message, b1.message]);
+        // This one reads a1 and b1 (leased: the run), holds a2 back.
+        assert_eq!(ids(&claim(10).await.unwrap()), [c1.message]);
+        let run_len = || {
+            s.inner
+                .writer()
+                .runs
+                .get(&trees::outbox_prefix("acme"))
+                .map(|r| r.entries.len())
+        };
+        assert_eq!(run_len(), Some(2));
+        // Starting past a1 and b1, a2 is still held back by a1.
+        assert!(claim(10).await.unwrap().is_empty());
+        // a1 leaves the outbox: a2 may go, the run stays.
+        let ok = Ok("a1".to_string());
+        s.record_submit(a1.message, 0, 1, ok, T0 + 2).await.unwrap();
+        assert_eq!(run_len(), Some(1));
+        assert_eq!(ids(&claim(10).await.unwrap()), [a2.message]);
+        // b1 goes back: the run goes, and b1 is found again.
+        assert!(s.release(b1.message).await.unwrap());
+        assert_eq!(run_len(), None);
+        assert_eq!(ids(&claim(10).await.unwrap()), [b1.message]);
+        assert!(claim(10).await.unwrap().is_empty());
+        assert_eq!(run_len(), Some(3));
+        // Past every lease, all of them can be claimed again (flagged).
+        let late = s
+            .claim_outbox_in_order("acme", 10, LEASE, T0 + 2 + LEASE)
+            .await
+            .unwrap();
+        assert_eq!(ids(&late), [b1.message, a2.message, c1.message]);
+        assert!(late.iter().all(|i| i.possible_duplicate));
     }
 
     /// Regression guard for the claim start: an entry written below it
