@@ -251,12 +251,6 @@ impl Msg {
     fn total(&self) -> u8 {
         u8::try_from(self.parts.len()).unwrap_or(u8::MAX)
     }
-
-    /// Every part is answered and only the store's records of the answers
-    /// are awaited: the message needs nothing more of the bind.
-    fn only_awaits_records(&self) -> bool {
-        self.unrecorded > 0 && self.parts.iter().all(|p| p.slot == Slot::Done)
-    }
 }
 
 /// What to do with a message leaving the pump.
@@ -318,15 +312,6 @@ impl Pump {
     /// Messages held.
     pub(crate) fn len(&self) -> usize {
         self.msgs.len()
-    }
-
-    /// Messages that still need the bind: all but those whose every part
-    /// is answered and which only wait for the store's records.
-    pub(crate) fn working(&self) -> usize {
-        self.msgs
-            .iter()
-            .filter(|m| !m.only_awaits_records())
-            .count()
     }
 
     /// Parts in flight.
@@ -681,32 +666,21 @@ async fn join<T>(h: &mut Pending<T>) -> Result<T, tokio::task::JoinError> {
 }
 
 /// How many messages a bind with `window` claims when its pump holds
-/// `held` messages, `working` of them still needing the bind (the others
-/// only wait for the store's records of their answers): as many as bring
-/// `working` up to two windows (one on the wire, one queued behind it) and
-/// `held` up to four; while a window's worth is working, only once that
-/// is half a window or more.
+/// `held`: up to two windows at a time (a window on the wire and one queued
+/// behind it), while the pump holds under four.
 ///
 /// A message keeps its place in the pump from its claim until the store
 /// has recorded its answers: a log sync on each side of the carrier's
-/// round trip. Counting those waiting for their records against two
-/// windows, the syncs (10-20 ms while many agents send) left the window
-/// idle and the outbox backed up: with 192 senders the binds submitted
-/// 7 000 msgs/s of 11 000 accepted (benches/RESULTS.md §18). Not counting
-/// them lets the pump grow only while records lag; a pump held at four
-/// windows instead made every claim step over twice as many leased
-/// entries, and a backlog drained 20 % slower. The half-window floor keeps
-/// claims from going out for a handful of messages after every answer.
-fn claim_size(window: usize, working: usize, held: usize) -> usize {
-    let room = window
+/// round trip. With room for only two windows in all, the syncs (10-20 ms
+/// while many agents send) left the window idle and the outbox backed up:
+/// with 192 senders the binds submitted 7 000 msgs/s of 11 000 accepted
+/// (benches/RESULTS.md §18). A claim stays at two windows so that a burst
+/// still spreads over the binds. (The leased entries four windows make
+/// cost a claim nothing: it starts past the outbox's leased head.)
+fn claim_size(window: usize, held: usize) -> usize {
+    window
         .saturating_mul(2)
-        .saturating_sub(working)
-        .min(window.saturating_mul(4).saturating_sub(held));
-    if room >= (window / 2).max(1) || working < window {
-        room
-    } else {
-        0
-    }
+        .min(window.saturating_mul(4).saturating_sub(held))
 }
 
 /// One answered part waiting for (or in) a `record_submits` batch.
@@ -779,7 +753,7 @@ pub(crate) async fn run_session<S: Store>(ctx: SessionCtx<S>, handle: SessionHan
     loop {
         // 1. Claim work while there is room (one claim at a time).
         if tx_enabled && !draining && !idle && claiming.is_none() {
-            let max = claim_size(window, pump.working(), pump.len());
+            let max = claim_size(window, pump.len());
             if max > 0 {
                 let store = ctx.store.clone();
                 let (name, lease) = (carrier.clone(), lease_ms(&ctx.carrier));
@@ -1699,58 +1673,32 @@ mod tests {
         assert_eq!(p.len(), 0);
     }
 
-    #[test]
-    fn a_message_that_only_waits_for_its_records_does_not_count_as_working() {
-        let mut p = Pump::new(0);
-        p.push(item(1, 10, "s", "a"), vec![req(1), req(2)]);
-        p.push(item(2, 11, "s", "b"), vec![req(3)]);
-        assert_eq!(p.working(), 2);
-        p.sent(1, 0);
-        p.answered(1, 0);
-        assert_eq!(p.working(), 2, "a part still unsent");
-        p.sent(1, 1);
-        p.answered(1, 1);
-        assert_eq!((p.working(), p.len()), (1, 2));
-        p.recorded(1);
-        p.recorded(1);
-        p.finish(1);
-        assert_eq!((p.working(), p.len()), (1, 1));
-    }
-
     /// Regression: the bind stopped claiming once its pump held two
     /// windows, answered messages waiting for their records included, so
     /// the window idled through the log syncs and the outbox backed up
     /// while many agents sent.
     #[test]
-    fn a_bind_claims_past_two_windows_only_for_messages_that_wait_for_their_records() {
+    fn a_bind_claims_two_windows_at_a_time_while_its_pump_holds_under_four() {
         let cases = [
-            // (window, working, held, claimed)
-            (50, 0, 0, 100),
-            // 100 answered and waiting for their records: room for two windows.
-            (50, 0, 100, 100),
-            (50, 50, 150, 50),
-            // Never past four windows in all.
-            (50, 20, 180, 20),
-            (50, 60, 190, 0),
-            (50, 0, 200, 0),
-            (50, 0, 260, 0),
-            // A window or more working and under half a window of room: wait.
-            (50, 76, 76, 0),
-            (50, 75, 75, 25),
-            (50, 90, 190, 0),
-            // Under a window working: whatever room there is.
-            (50, 0, 190, 10),
-            (1, 0, 0, 2),
-            (1, 1, 3, 1),
+            // (window, held, claimed)
+            (50, 0, 100),
+            // 100 answered and waiting for their records: two more windows.
+            (50, 100, 100),
+            (50, 150, 50),
+            (50, 199, 1),
+            (50, 200, 0),
+            (50, 260, 0),
+            (1, 0, 2),
+            (1, 3, 1),
+            (usize::MAX, 0, usize::MAX),
         ];
-        for (window, working, held, claimed) in cases {
+        for (window, held, claimed) in cases {
             assert_eq!(
-                claim_size(window, working, held),
+                claim_size(window, held),
                 claimed,
-                "window {window}, working {working}, held {held}"
+                "window {window}, held {held}"
             );
         }
-        assert_eq!(claim_size(usize::MAX, 0, 0), usize::MAX);
     }
 
     #[test]
