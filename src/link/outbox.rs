@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::config::{CarrierConfig, Config, SenderType, ServiceConfig, StatusAction};
-use crate::model::MessageId;
+use crate::model::{ConversationId, MessageId};
 use crate::pdu::{CommandStatus, Pdu, SmBody, Tlv, TlvTag, Tlvs};
 use crate::session::driver::{Command, HandleError, SessionHandle};
 use crate::session::machine::{Blocked, DeliverToken, Event, SubmitRequest};
@@ -287,6 +287,8 @@ pub(crate) struct LatePart {
 #[derive(Debug, Default)]
 pub(crate) struct Pump {
     msgs: VecDeque<Msg>,
+    /// Per conversation, how many of `msgs` are of it.
+    conversations: HashMap<ConversationId, usize>,
     /// tag → (message, part index).
     tags: HashMap<u64, (MessageId, usize)>,
     next_tag: u64,
@@ -331,11 +333,9 @@ impl Pump {
         for (i, r) in reqs.iter().enumerate() {
             self.tags.insert(r.tag, (item.message, i));
         }
-        let behind = self
-            .msgs
-            .iter()
-            .filter(|m| m.item.conversation == item.conversation)
-            .count();
+        let held = self.conversations.entry(item.conversation).or_default();
+        let behind = *held;
+        *held += 1;
         self.msgs.push_back(Msg {
             item,
             parts: reqs
@@ -552,8 +552,20 @@ impl Pump {
             for p in &gone.parts {
                 self.tags.remove(&p.req.tag);
             }
+            let conversation = gone.item.conversation;
+            let left = match self.conversations.get_mut(&conversation) {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    *n
+                }
+                None => 0,
+            };
+            if left == 0 {
+                self.conversations.remove(&conversation);
+                continue;
+            }
             for m in self.msgs.range_mut(at..) {
-                if m.item.conversation == gone.item.conversation {
+                if m.item.conversation == conversation {
                     m.behind = m.behind.saturating_sub(1);
                 }
             }
@@ -1671,6 +1683,39 @@ mod tests {
         p.recorded(1);
         assert!(p.settle().is_empty());
         assert_eq!(p.len(), 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever order messages come and go in, each one counts exactly
+        /// the messages of its conversation ahead of it in the pump (the
+        /// order rule), and the per-conversation counts match.
+        #[test]
+        fn each_message_counts_the_earlier_ones_of_its_conversation(
+            ops in proptest::collection::vec((0..3u64, proptest::option::of(0..8usize)), 1..60)
+        ) {
+            let mut p = Pump::new(0);
+            let mut next: MessageId = 1;
+            for (conversation, leave) in ops {
+                match leave {
+                    Some(i) if !p.msgs.is_empty() => {
+                        let id = p.msgs[i % p.msgs.len()].item.message;
+                        p.finish(id);
+                    }
+                    _ => {
+                        let tag = p.tags(1);
+                        p.push(item(next, conversation, "s", "t"), vec![req(tag)]);
+                        next += 1;
+                    }
+                }
+                let mut seen: HashMap<ConversationId, usize> = HashMap::new();
+                for m in &p.msgs {
+                    let n = seen.entry(m.item.conversation).or_default();
+                    proptest::prop_assert_eq!(m.behind, *n);
+                    *n += 1;
+                }
+                proptest::prop_assert_eq!(&seen, &p.conversations);
+            }
+        }
     }
 
     /// Regression: the bind stopped claiming once its pump held two

@@ -178,12 +178,18 @@ struct LeasedRun {
     busy: HashMap<ConversationId, usize>,
     /// A key past every one of `entries`, where a claim's scan starts.
     end: Vec<u8>,
+    /// At most the earliest lease end of `entries` (a removal leaves it
+    /// as it was; [`LeasedRun::holds_at`] looks again once it has passed).
+    earliest: u64,
 }
 
 impl LeasedRun {
     fn add(&mut self, key: Vec<u8>, conversation: ConversationId, until: u64) {
         self.end.clone_from(&key);
         self.end.push(0);
+        if self.entries.is_empty() || until < self.earliest {
+            self.earliest = until;
+        }
         if let Some((old, _)) = self.entries.insert(key, (conversation, until)) {
             self.forget(old);
         }
@@ -200,8 +206,16 @@ impl LeasedRun {
     }
 
     /// Every entry is still leased at `now`.
-    fn holds_at(&self, now: u64) -> bool {
-        self.entries.values().all(|&(_, until)| until > now)
+    fn holds_at(&mut self, now: u64) -> bool {
+        if self.earliest <= now {
+            self.earliest = self
+                .entries
+                .values()
+                .map(|&(_, until)| until)
+                .min()
+                .unwrap_or(u64::MAX);
+        }
+        self.earliest > now
     }
 
     /// Keeps the runs in step with one commit's outbox writes (call once
@@ -231,7 +245,10 @@ impl LeasedRun {
                 }
                 // A delete of a key the run does not hold: nothing to do.
                 (None, None) => {}
-                (Some(Some((c, until))), Some(slot)) if slot.0 == c => slot.1 = until,
+                (Some(Some((c, until))), Some(slot)) if slot.0 == c => {
+                    slot.1 = until;
+                    run.earliest = run.earliest.min(until);
+                }
                 _ => {
                     runs.remove(prefix);
                 }
@@ -1540,7 +1557,7 @@ fn claim_outbox(
     // lease in it holds: the scan starts past it.
     if tx
         .runs
-        .get(&prefix)
+        .get_mut(&prefix)
         .is_some_and(|r| r.entries.is_empty() || !r.holds_at(now))
     {
         tx.runs.remove(&prefix);
