@@ -1578,9 +1578,7 @@ fn claim_outbox(
     // later messages wait, so a second bind cannot overtake the first (keys
     // are in message, i.e. accept, order). Those of the run are in it.
     let mut busy = std::collections::HashSet::new();
-    let held_back = |busy: &std::collections::HashSet<ConversationId>, c: &ConversationId| {
-        busy.contains(c) || tx.runs.get(&prefix).is_some_and(|r| r.busy.contains_key(c))
-    };
+    let run_busy = tx.runs.get(&prefix).map(|r| &r.busy);
     // The leased entries met before any other: they extend the run.
     let mut leased_head = Vec::new();
     let mut head = true;
@@ -1607,7 +1605,8 @@ fn claim_outbox(
             continue;
         }
         head = false;
-        if in_order && held_back(&busy, &entry.conversation) {
+        let c = &entry.conversation;
+        if in_order && (busy.contains(c) || run_busy.is_some_and(|b| b.contains_key(c))) {
             continue;
         }
         found.push((k.to_vec(), entry));
