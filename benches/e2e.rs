@@ -186,6 +186,7 @@ fn send(customer: &str, agent: &str, text: String, carrier: &str) -> NewOutbound
         carrier: carrier.into(),
         client_ref: None,
         conversation: None,
+        outbox_limit: None,
     }
 }
 

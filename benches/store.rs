@@ -55,6 +55,7 @@ fn send(customer: &str, agent: &str) -> NewOutbound {
         carrier: CARRIER.into(),
         client_ref: None,
         conversation: None,
+        outbox_limit: None,
     }
 }
 

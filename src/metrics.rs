@@ -60,6 +60,8 @@ pub const OPTOUTS: &str = "smppgw_optout_keywords_total";
 pub const SENDS_REFUSED: &str = "smppgw_sends_refused_total";
 /// Gauge: messages waiting in the durable outbox.
 pub const OUTBOX_DEPTH: &str = "smppgw_outbox_depth";
+/// Gauge: `store.outbox_limit`, past which sends are refused `outbox_full`.
+pub const OUTBOX_LIMIT: &str = "smppgw_outbox_limit";
 /// Gauge: bytes in the store's current write-ahead log file.
 pub const STORE_LOG_BYTES: &str = "smppgw_store_log_bytes";
 /// Gauge: bytes of committed writes held in memory, not yet applied to sled.
@@ -159,6 +161,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         OUTBOX_DEPTH,
         Kind::Gauge,
         "messages waiting in the durable outbox",
+    ),
+    (
+        OUTBOX_LIMIT,
+        Kind::Gauge,
+        "store.outbox_limit: outbox depth past which sends are refused outbox_full",
     ),
     (
         STORE_LOG_BYTES,
@@ -445,6 +452,11 @@ pub fn outbox_depth(depth: u64) {
     gauge!(OUTBOX_DEPTH).set(depth as f64);
 }
 
+/// The outbox limit in force (at start and after each reload).
+pub fn outbox_limit(limit: u64) {
+    gauge!(OUTBOX_LIMIT).set(limit as f64);
+}
+
 /// The store's internals: log, overlay and event journal sizes,
 /// checkpoints, log syncs.
 pub fn store_stats(s: &crate::store::StoreStats) {
@@ -645,6 +657,7 @@ mod tests {
             describe_all();
             submit_sent("acme");
             outbox_depth(5);
+            outbox_limit(200_000);
             store_stats(&crate::store::StoreStats {
                 log_bytes: 4096,
                 overlay_bytes: 100,
@@ -662,6 +675,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("smppgw_outbox_depth 5"), "{text}");
+        assert!(text.contains("smppgw_outbox_limit 200000"), "{text}");
         assert!(text.contains("smppgw_store_log_bytes 4096"), "{text}");
         assert!(
             text.contains("smppgw_store_event_journal_bytes 8192"),

@@ -105,6 +105,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(cfg.agent.mode, 0o660);
     assert_eq!(cfg.daemon.shutdown_grace, Duration::from_secs(30));
     assert_eq!(cfg.store.cache_mb, smppgw::store::DEFAULT_CACHE_MB);
+    assert_eq!(cfg.store.outbox_limit, smppgw::config::DEFAULT_OUTBOX_LIMIT);
     assert_eq!(cfg.store.options().cache_bytes, 4 << 20);
     assert_eq!(cfg.store.options().flush_every, None);
     let s = &cfg.services[0];
@@ -121,6 +122,7 @@ fn every_error_is_reported_at_once_with_its_key_path() {
         r#"
 [store]
 cache_mb = 0
+outbox_limit = 0
 
 [agent]
 mode = "rw-rw----"
@@ -153,6 +155,7 @@ default_country = "XX"
     let text = err.to_string();
     for (path, needle) in [
         ("store.cache_mb", "between 1 and 65536, got 0"),
+        ("store.outbox_limit", "between 1 and 100000000, got 0"),
         ("agent.mode", "octal"),
         (
             "agent.max_templates_per_agent",
@@ -167,8 +170,8 @@ default_country = "XX"
     ] {
         assert!(err.has(path, needle), "missing {path}: {needle} in\n{text}");
     }
-    assert_eq!(err.errors.len(), 9, "{text}");
-    assert_eq!(text.lines().count(), 9);
+    assert_eq!(err.errors.len(), 10, "{text}");
+    assert_eq!(text.lines().count(), 10);
     assert!(text.contains("carrier[0].window: must be between 1 and 1000, got 0"));
 }
 

@@ -839,3 +839,70 @@ async fn conversations_are_listed_a_page_at_a_time_and_a_bad_limit_is_refused() 
     let r = ok(&client, json!({"op": "conversations", "limit": 5000})).await;
     assert_eq!(r["conversations"].as_array().unwrap().len(), all.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_past_the_outbox_limit_are_refused_until_a_reload_raises_it() {
+    // The carrier is down (nothing listens on its port): sends queue in the
+    // outbox, the third past a limit of two is refused and stores nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(dir.path(), port, "", &services());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = |n: u32| text.replacen("[store]\n", &format!("[store]\noutbox_limit = {n}\n"), 1);
+    std::fs::write(&config, limited(2)).unwrap();
+    let daemon = Daemon::start(&config, dir.path()).await;
+    let client = daemon.client().await;
+    send(&client, "alice", CUSTOMER, "First").await;
+    send(&client, "alice", "+819012345678", "Second").await;
+    let third = json!({"op": "send", "service": "support", "to": "+447911123457",
+                       "agent": "alice", "text": "Third"});
+    let (code, message) = refused(&client, third.clone()).await;
+    assert_eq!(code, "outbox_full");
+    assert!(message.contains("store.outbox_limit"), "{message}");
+    let status = ok(&client, json!({"op": "status"})).await;
+    assert_eq!(
+        status["outbox"],
+        json!({"depth": 2, "limit": 2}),
+        "{status}"
+    );
+    // Nothing of the refused send was stored: no conversation with that number.
+    let listed = ok(&client, json!({"op": "conversations", "owner": "alice"})).await;
+    let customers: Vec<&str> = listed["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["customer"].as_str())
+        .collect();
+    assert_eq!(customers.len(), 2, "{listed}");
+    assert!(!customers.contains(&"+447911123457"), "{listed}");
+
+    // A reload raises the limit: the next send goes into the outbox.
+    std::fs::write(&config, limited(3)).unwrap();
+    unsafe {
+        libc::kill(daemon.proc.0.id() as i32, libc::SIGHUP);
+    }
+    let mut accepted = None;
+    for _ in 0..100 {
+        match client.request(third.clone()).await {
+            Ok(v) => {
+                accepted = Some(v);
+                break;
+            }
+            Err(ClientError::Remote { code, .. }) if code == "outbox_full" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(accepted.is_some(), "the reload did not raise the limit");
+    let status = ok(&client, json!({"op": "status"})).await;
+    assert_eq!(
+        status["outbox"],
+        json!({"depth": 3, "limit": 3}),
+        "{status}"
+    );
+}

@@ -167,6 +167,7 @@ fn outbound(owner: &str, customer: &str, text: &str) -> NewOutbound {
         carrier: "sim".into(),
         client_ref: None,
         conversation: None,
+        outbox_limit: None,
     }
 }
 
@@ -1838,6 +1839,10 @@ mod store_failure {
 
         fn subscribe(&self) -> watch::Receiver<Seq> {
             self.inner.subscribe()
+        }
+
+        fn outbox_depth(&self) -> u64 {
+            self.inner.outbox_depth()
         }
 
         fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send {

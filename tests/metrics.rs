@@ -88,6 +88,7 @@ impl Env {
             carrier: "sim".into(),
             client_ref: None,
             conversation: None,
+            outbox_limit: None,
         };
         let a = self
             .store

@@ -69,6 +69,7 @@ fn out(sender: &str, customer: &str, owner: &str, text: &str) -> NewOutbound {
         carrier: "acme".into(),
         client_ref: None,
         conversation: None,
+        outbox_limit: None,
     }
 }
 
@@ -977,6 +978,54 @@ async fn client_ref_makes_a_send_idempotent() {
     // The key is per agent.
     n.owner = "bob".into();
     assert!(!send(&s, n, T0 + 6).await.duplicate);
+}
+
+// === outbox limit ===
+
+#[tokio::test]
+async fn sends_past_the_outbox_limit_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db_path(&dir));
+    let limited = |sender: &str, customer: &str, text: &str| NewOutbound {
+        outbox_limit: Some(2),
+        ..out(sender, customer, "alice", text)
+    };
+    let mut first = limited(SUPPORT, UK, "one");
+    first.client_ref = Some("ref-1".into());
+    let a = send(&s, first.clone(), T0).await;
+    send(&s, limited(SUPPORT, JP, "two"), T0 + 1).await;
+    let events = all_events(&s).await.len();
+    let full = s
+        .accept_send(limited(SALES, UK, "three"), T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(full, Err(SendRefused::OutboxFull { depth: 2, limit: 2 }));
+    assert_eq!(
+        all_events(&s).await.len(),
+        events,
+        "a refusal stores no event"
+    );
+    assert_eq!(s.outbox_depth(), 2);
+    // A retry of a stored send is still its duplicate.
+    let again = send(&s, first, T0 + 3).await;
+    assert!(again.duplicate && again.message == a.message);
+    // The count comes back at open.
+    drop(s);
+    let s = open(&db_path(&dir));
+    let full = s
+        .accept_send(limited(SALES, UK, "three"), T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!(full, Err(SendRefused::OutboxFull { depth: 2, limit: 2 }));
+    // A message handed to the carrier makes room.
+    let claimed = s.claim_outbox("acme", 1, 1000, T0 + 5).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    s.record_submit(claimed[0].message, 0, 1, Ok("1F".into()), T0 + 6)
+        .await
+        .unwrap();
+    let c = send(&s, limited(SALES, UK, "three"), T0 + 7).await;
+    assert!(!c.duplicate);
+    assert_eq!(s.outbox_depth(), 2);
 }
 
 // === outbox ===

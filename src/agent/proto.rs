@@ -284,6 +284,9 @@ pub enum ErrorCode {
     TooLong,
     /// The customer opted out of this sender.
     OptedOut,
+    /// The outbox holds `store.outbox_limit` messages waiting for the
+    /// carriers; the send was not stored. Try again later.
+    OutboxFull,
     /// No conversation with that id.
     UnknownConversation,
     /// The conversation has ended.
@@ -322,6 +325,7 @@ impl ErrorCode {
         ErrorCode::EmptyText,
         ErrorCode::TooLong,
         ErrorCode::OptedOut,
+        ErrorCode::OutboxFull,
         ErrorCode::UnknownConversation,
         ErrorCode::ConversationEnded,
         ErrorCode::NotOwner,
@@ -349,6 +353,7 @@ impl ErrorCode {
             ErrorCode::EmptyText => "empty_text",
             ErrorCode::TooLong => "too_long",
             ErrorCode::OptedOut => "opted_out",
+            ErrorCode::OutboxFull => "outbox_full",
             ErrorCode::UnknownConversation => "unknown_conversation",
             ErrorCode::ConversationEnded => "conversation_ended",
             ErrorCode::NotOwner => "not_owner",

@@ -216,7 +216,17 @@ pub struct StoreConfig {
     /// sled's page cache in MiB (what the store keeps in memory beyond the
     /// process's own needs). Default [`crate::store::DEFAULT_CACHE_MB`].
     pub cache_mb: u64,
+    /// Messages the outbox may hold (waiting for a carrier, leased ones
+    /// included) before an agent's `send` is refused `outbox_full`: the
+    /// bound on the durable queue when the carriers are down or slower than
+    /// the agents. Applied at each send, so a reload changes it. Default
+    /// [`DEFAULT_OUTBOX_LIMIT`].
+    pub outbox_limit: u64,
 }
+
+/// The default of `store.outbox_limit`: only a carrier outage of hours or
+/// a sustained overload fills it.
+pub const DEFAULT_OUTBOX_LIMIT: u64 = 200_000;
 
 impl StoreConfig {
     /// The store's open settings.

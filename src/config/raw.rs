@@ -47,6 +47,8 @@ pub(crate) struct RawStore {
     pub(crate) event_log_max_age_days: Option<i64>,
     /// sled's page cache in MiB.
     pub(crate) cache_mb: Option<i64>,
+    /// Messages the outbox may hold before agent sends are refused.
+    pub(crate) outbox_limit: Option<i64>,
 }
 
 /// `[agent]`.

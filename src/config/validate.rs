@@ -216,6 +216,13 @@ fn check_store(e: &mut Errors, s: &RawStore, base: &Path) -> StoreConfig {
             1,
             65_536,
         ) as u64,
+        outbox_limit: e.int(
+            "store.outbox_limit",
+            s.outbox_limit,
+            super::DEFAULT_OUTBOX_LIMIT as i64,
+            1,
+            100_000_000,
+        ) as u64,
     }
 }
 

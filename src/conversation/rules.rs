@@ -48,6 +48,15 @@ pub enum SendRefused {
         /// Since when (ms).
         since_ms: u64,
     },
+    /// The outbox holds as many messages as it may (the carriers are down
+    /// or slower than the agents); nothing was stored.
+    #[error("the outbox holds {depth} messages (limit {limit})")]
+    OutboxFull {
+        /// Entries in the outbox.
+        depth: u64,
+        /// The limit the send named.
+        limit: u64,
+    },
 }
 
 /// Where an outbound message goes.

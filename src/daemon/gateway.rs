@@ -29,6 +29,7 @@ pub struct Gateway<S: Store> {
 impl<S: Store> Gateway<S> {
     /// A gateway over `store`, answering from `config`, sending through `links`.
     pub fn new(store: Arc<S>, config: Arc<Config>, links: Arc<Links>) -> Self {
+        crate::metrics::outbox_limit(config.store.outbox_limit);
         Gateway {
             store,
             config: RwLock::new(config),
@@ -38,6 +39,7 @@ impl<S: Store> Gateway<S> {
 
     /// Replaces the services and carrier settings requests are answered from.
     pub fn reload(&self, config: Arc<Config>) {
+        crate::metrics::outbox_limit(config.store.outbox_limit);
         match self.config.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
@@ -253,6 +255,7 @@ impl<S: Store> Gateway<S> {
             carrier,
             client_ref: op.client_ref.clone(),
             conversation: op.conversation,
+            outbox_limit: Some(cfg.store.outbox_limit),
         };
         let accepted = self
             .store
@@ -286,6 +289,13 @@ impl<S: Store> Gateway<S> {
             Err(SendRefused::ConversationMismatch { id }) => Err(err(
                 ErrorCode::BadRequest,
                 format!("conversation {id} is with another customer or service"),
+            )),
+            Err(SendRefused::OutboxFull { depth, limit }) => Err(err(
+                ErrorCode::OutboxFull,
+                format!(
+                    "not sent: {depth} messages are waiting for the carriers \
+                     (store.outbox_limit {limit}); try again later"
+                ),
             )),
         }
     }
@@ -418,6 +428,10 @@ impl<S: Store> Gateway<S> {
                     "window_in_use": b.window_in_use,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "outbox": {
+                "depth": self.store.outbox_depth(),
+                "limit": self.config().store.outbox_limit,
+            },
             "head": *self.store.subscribe().borrow(),
         })
     }

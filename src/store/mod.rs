@@ -71,6 +71,10 @@ pub struct NewOutbound {
     pub client_ref: Option<String>,
     /// Conversation the agent named, if any.
     pub conversation: Option<ConversationId>,
+    /// Refuse the send ([`SendRefused::OutboxFull`]) when the outbox
+    /// already holds this many entries (`store.outbox_limit`); `None`: no
+    /// bound.
+    pub outbox_limit: Option<u64>,
 }
 
 /// A send stored durably.
@@ -735,6 +739,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last durable seq, updated on every commit, for live followers.
     fn subscribe(&self) -> watch::Receiver<Seq>;
+
+    /// Outbox entries (leased ones included) as the commits so far left
+    /// the outbox: a count kept by the commits, not a read.
+    fn outbox_depth(&self) -> u64;
 
     /// Records that `consumer` processed everything up to `seq`.
     fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send;

@@ -779,6 +779,7 @@ impl Inner {
             ov: &self.overlay,
             writes: BTreeMap::new(),
             c: next,
+            outbox: w.counts.outbox,
             last_seq: 0,
             claim_from: &mut w.claim_from,
             runs: &mut w.runs,
@@ -1044,6 +1045,8 @@ struct Tx<'a> {
     ov: &'a Overlay,
     writes: Writes,
     c: Counters,
+    /// Outbox entries before this call (the writer's count).
+    outbox: u64,
     last_seq: Seq,
     /// The writer's [`Writer::claim_from`].
     claim_from: &'a mut HashMap<Vec<u8>, Vec<u8>>,
@@ -1295,6 +1298,18 @@ fn accept_send(
         &new.sender,
         &new.customer,
     );
+    // Checked before anything is written (a refusal commits nothing), after
+    // the refusals that say more; a retried send that was stored is
+    // answered above as a duplicate even when the outbox is full.
+    if let Some(limit) = new.outbox_limit
+        && tx.outbox >= limit
+        && !matches!(decision, SendDecision::Refuse(_))
+    {
+        return Ok(Err(SendRefused::OutboxFull {
+            depth: tx.outbox,
+            limit,
+        }));
+    }
     let conv = match decision {
         SendDecision::Refuse(r) => return Ok(Err(r)),
         SendDecision::Continue {
@@ -2733,6 +2748,10 @@ impl Store for SledStore {
         self.inner.commit.subscribe()
     }
 
+    fn outbox_depth(&self) -> u64 {
+        SledStore::outbox_depth(self)
+    }
+
     async fn ack(&self, consumer: &str, seq: Seq) -> StoreResult<()> {
         self.run(|tx| {
             let cur = tx.get_u64(T::Cursors, consumer.as_bytes())?;
@@ -3070,6 +3089,7 @@ pub(super) mod tests {
             carrier: "acme".into(),
             client_ref: None,
             conversation: None,
+            outbox_limit: None,
         }
     }
 
