@@ -12,6 +12,9 @@ use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, cr
 use smppgw::pdu::{Pdu, SmppCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
+// The allocator of the daemon (src/alloc.rs), so the figures are its own.
+smppgw::jemalloc!();
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)

@@ -61,6 +61,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+// The allocator of the daemon (src/alloc.rs), so the figures are its own.
+smppgw::jemalloc!();
+
 const SENDER: &str = "447624000111";
 const CARRIER: &str = "acme";
 

@@ -27,6 +27,9 @@ use smppgw::store::{
     InboundMessage, InboundOutcome, InboundPolicy, NewOutbound, ReceiptOutcome, SledStore, Store,
 };
 
+// The allocator of the daemon (src/alloc.rs), so the figures are its own.
+smppgw::jemalloc!();
+
 const SENDER: &str = "447624000111";
 const CARRIER: &str = "acme";
 const T0: u64 = 1_795_611_600_000;

@@ -13,6 +13,7 @@
 #![warn(unreachable_pub)]
 
 pub mod agent;
+pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod console;

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use smppgw::agent::client::{Client, ClientError};
 
+smppgw::jemalloc!();
+
 /// sysexits: the command was used incorrectly.
 const EX_USAGE: u8 = 64;
 /// sysexits: something was found in an unconfigured or misconfigured state.
