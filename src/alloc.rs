@@ -6,13 +6,13 @@
 //! allocated. jemalloc's per-thread caches hand frees back in batches; one
 //! arena keeps the retained memory low (a few arenas each keep their own
 //! free pages), and dirty pages are returned after a second
-//! (`benches/RESULTS.md` §19: +30-40 % messages/s, the daemon with 100k
-//! open conversations 2-3 MiB below glibc).
+//! (`benches/RESULTS.md` §19: +30-40 % messages/s, and the daemon with
+//! 100k open conversations 3-4 MiB below glibc).
 //!
 //! A library cannot choose the allocator of the programs that use it, so
 //! each program of this crate (the `smppgw` binary, the end-to-end
 //! benchmark) invokes [`crate::jemalloc!`] once. The settings are compiled
-//! in ([`CONF`]); `_RJEM_MALLOC_CONF` in the environment overrides them
+//! in ([`SETTINGS`]); `_RJEM_MALLOC_CONF` in the environment overrides them
 //! (jemalloc reads it after the compiled-in string).
 
 /// jemalloc, for `#[global_allocator]`.
@@ -26,8 +26,12 @@ pub struct Conf(*const std::ffi::c_char);
 // SAFETY: the pointer is to a string literal: immutable, 'static.
 unsafe impl Sync for Conf {}
 
-/// One arena; dirty pages returned after 1 s; none kept muzzy.
-pub const CONF: Conf = Conf(c"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+/// The settings: one arena; dirty pages returned after 1 s; none kept
+/// muzzy.
+pub const SETTINGS: &std::ffi::CStr = c"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
+/// [`SETTINGS`] as jemalloc reads them.
+pub const CONF: Conf = Conf(SETTINGS.as_ptr());
 
 /// Makes jemalloc, with [`CONF`], the global allocator of the program that
 /// invokes it (once, at the crate root of a binary or a benchmark).

@@ -112,6 +112,27 @@ numbers = "landline"
 }
 
 /// A daemon started by hand: config from `SMPPGW_CONFIG`, stderr to a file.
+#[test]
+fn the_binary_runs_on_jemalloc_with_its_compiled_in_settings() {
+    // Without them (the macro dropped, the symbol not linked) jemalloc
+    // would run with one arena per thread group: more memory kept than the
+    // RSS goal allows (benches/RESULTS.md §19).
+    let out = Command::new(bin())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "confirm_conf:true")
+        .output()
+        .expect("run smppgw");
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let global = said
+        .lines()
+        .find(|l| l.contains("global variable malloc_conf"))
+        .unwrap_or_else(|| panic!("jemalloc printed no conf sources:\n{said}"));
+    let settings = smppgw::alloc::SETTINGS.to_str().unwrap();
+    assert!(global.contains(&format!("\"{settings}\"")), "{said}");
+    assert!(said.contains("Set conf value: narenas:1"), "{said}");
+}
+
 fn run_with_env(config: &Path, log: &Path) -> Proc {
     Proc(
         Command::new(bin())
