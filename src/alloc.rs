@@ -7,7 +7,7 @@
 //! arena keeps the retained memory low (a few arenas each keep their own
 //! free pages), and dirty pages are returned after a second
 //! (`benches/RESULTS.md` §19: +30-40 % messages/s, and the daemon with
-//! 100k open conversations 3-4 MiB below glibc).
+//! 100k open conversations 3-4.5 MiB below glibc).
 //!
 //! A library cannot choose the allocator of the programs that use it, so
 //! each program of this crate (the `smppgw` binary, the end-to-end
