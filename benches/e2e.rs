@@ -1192,6 +1192,17 @@ async fn drain(n: u64) {
     rig.links.shutdown().await;
 }
 
+/// Lets the box quiet down between two scenarios of one run: the kernel
+/// writes back what the last one left dirty (a 15 s run writes ~3 GB)
+/// and its store's teardown ends, so the next scenario does not pay for
+/// them (the throttled run, measured right after the unthrottled one, came
+/// out 5-20 % slower than measured alone: benches/RESULTS.md §19).
+async fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
 async fn e2e(args: &[String]) {
     let secs = arg_u64(args, "--secs", 10);
     let senders = arg_u64(args, "--senders", 64) as usize;
@@ -1204,6 +1215,9 @@ async fn e2e(args: &[String]) {
         base = Some(throughput("throughput", 0.0, secs, senders, preload).await);
     }
     if want("throttle") {
+        if base.is_some() {
+            settle().await;
+        }
         eprintln!("e2e: 5 % throttled, {senders} senders, {secs} s");
         let r = throughput("throughput_throttled_5pct", 0.05, secs, senders, 0).await;
         if let Some(b) = base {
