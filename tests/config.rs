@@ -106,7 +106,10 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(cfg.daemon.shutdown_grace, Duration::from_secs(30));
     assert_eq!(cfg.store.cache_mb, smppgw::store::DEFAULT_CACHE_MB);
     assert_eq!(cfg.store.outbox_limit, smppgw::config::DEFAULT_OUTBOX_LIMIT);
-    assert_eq!(cfg.store.options().cache_bytes, 4 << 20);
+    assert_eq!(
+        cfg.store.options().cache_bytes,
+        smppgw::store::DEFAULT_CACHE_MB << 20
+    );
     assert_eq!(cfg.store.options().flush_every, None);
     let s = &cfg.services[0];
     assert_eq!(s.numbers, NumberPolicy::Mobile);

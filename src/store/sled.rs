@@ -55,8 +55,11 @@ use crate::model::{
 /// through the in-memory overlay or a page-in from the OS's page cache).
 /// With 100 000 open conversations listed in full, 4 MiB kept the daemon's
 /// peak at 54 MiB where 64 MiB let it reach 69, with the same send rate
-/// and latency (benches/RESULTS.md §15).
-pub const DEFAULT_CACHE_MB: u64 = 4;
+/// and latency (benches/RESULTS.md §15); 2 MiB keeps a store that took a
+/// backlog of 100 000 at once under 64 MiB (62 against 66 at 4, 47 against
+/// 51 on a store of steady traffic) for a drain 7 % slower and the same
+/// send rate (§19).
+pub const DEFAULT_CACHE_MB: u64 = 2;
 
 /// Settings of a [`SledStore`] opened by the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
