@@ -32,7 +32,8 @@
 //!   more sends to those conversations were answered by the simulator.
 //!   `E2E_SMAPS=1` also prints, at each of those points, the daemon's
 //!   resident KiB by kind of mapping (program files, heap, anonymous maps:
-//!   glibc's per-thread arenas); `E2E_KEEP=1` keeps the store and config
+//!   jemalloc's extents, or glibc's per-thread arenas in builds before
+//!   `src/alloc.rs`); `E2E_KEEP=1` keeps the store and config
 //!   directory (its path is printed) for a profiler run on the same data.
 //!   `SMPPGW_BENCH_CACHE_MB` sets `store.cache_mb`. `--steady C` loads
 //!   the conversations C at a time, each chunk submitted and delivered

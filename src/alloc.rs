@@ -10,8 +10,8 @@
 //! 100k open conversations 3-4.5 MiB below glibc).
 //!
 //! A library cannot choose the allocator of the programs that use it, so
-//! each program of this crate (the `smppgw` binary, the end-to-end
-//! benchmark) invokes [`crate::jemalloc!`] once. The settings are compiled
+//! each program of this crate (the `smppgw` binary and the benchmarks)
+//! invokes [`crate::jemalloc!`] once. The settings are compiled
 //! in ([`SETTINGS`]); `_RJEM_MALLOC_CONF` in the environment overrides them
 //! (jemalloc reads it after the compiled-in string).
 

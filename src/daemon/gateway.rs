@@ -37,7 +37,8 @@ impl<S: Store> Gateway<S> {
         }
     }
 
-    /// Replaces the services and carrier settings requests are answered from.
+    /// Replaces the config requests are answered from (services, carrier
+    /// settings, the outbox limit).
     pub fn reload(&self, config: Arc<Config>) {
         crate::metrics::outbox_limit(config.store.outbox_limit);
         match self.config.write() {
