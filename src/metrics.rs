@@ -657,7 +657,7 @@ mod tests {
             describe_all();
             submit_sent("acme");
             outbox_depth(5);
-            outbox_limit(200_000);
+            outbox_limit(100_000);
             store_stats(&crate::store::StoreStats {
                 log_bytes: 4096,
                 overlay_bytes: 100,
@@ -675,7 +675,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("smppgw_outbox_depth 5"), "{text}");
-        assert!(text.contains("smppgw_outbox_limit 200000"), "{text}");
+        assert!(text.contains("smppgw_outbox_limit 100000"), "{text}");
         assert!(text.contains("smppgw_store_log_bytes 4096"), "{text}");
         assert!(
             text.contains("smppgw_store_event_journal_bytes 8192"),

@@ -224,9 +224,11 @@ pub struct StoreConfig {
     pub outbox_limit: u64,
 }
 
-/// The default of `store.outbox_limit`: only a carrier outage of hours or
-/// a sustained overload fills it.
-pub const DEFAULT_OUTBOX_LIMIT: u64 = 200_000;
+/// The default of `store.outbox_limit`: the largest backlog the
+/// benchmarks measured the daemon with (100 000 queued at once: it peaked
+/// at 62 MiB, benches/RESULTS.md §19); only a carrier outage of hours or a
+/// sustained overload fills it.
+pub const DEFAULT_OUTBOX_LIMIT: u64 = 100_000;
 
 impl StoreConfig {
     /// The store's open settings.
