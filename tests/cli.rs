@@ -111,12 +111,11 @@ numbers = "landline"
     assert!(!stderr.contains("secret12"), "{stderr}");
 }
 
-/// A daemon started by hand: config from `SMPPGW_CONFIG`, stderr to a file.
 #[test]
 fn the_binary_runs_on_jemalloc_with_its_compiled_in_settings() {
     // Without them (the macro dropped, the symbol not linked) jemalloc
-    // would run with one arena per thread group: more memory kept than the
-    // RSS goal allows (benches/RESULTS.md §19).
+    // would run with its default arenas, four per CPU: more memory kept
+    // than the RSS goal allows (benches/RESULTS.md §19).
     let out = Command::new(bin())
         .arg("--version")
         .env("_RJEM_MALLOC_CONF", "confirm_conf:true")
@@ -133,6 +132,7 @@ fn the_binary_runs_on_jemalloc_with_its_compiled_in_settings() {
     assert!(said.contains("Set conf value: narenas:1"), "{said}");
 }
 
+/// A daemon started by hand: config from `SMPPGW_CONFIG`, stderr to a file.
 fn run_with_env(config: &Path, log: &Path) -> Proc {
     Proc(
         Command::new(bin())

@@ -2,7 +2,7 @@
 //! carrier, `smppgw run` as the daemon (real sled store, real socket), the
 //! reference client as the agent layer. Templates across a restart, number
 //! checks, opt-outs (STOP / START / HELP), durable consumers, the agent
-//! allow-list, hand-over and idempotent sends.
+//! allow-list, hand-over, idempotent sends and the outbox limit.
 
 mod support;
 
