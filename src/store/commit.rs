@@ -162,34 +162,43 @@ mod tests {
         out
     }
 
+    /// Spawns `n` writers that each append a record under one writer lock
+    /// (as the store's transactions do), take a ticket and wait on it; each
+    /// checks that its write was durable when its wait returned.
+    fn spawn_writers(
+        log: &Arc<Wal>,
+        gc: &Arc<GroupCommit>,
+        n: u64,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let writer = Arc::new(Mutex::new(()));
+        (0..n)
+            .map(|i| {
+                let (gc, writer, log) = (gc.clone(), writer.clone(), log.clone());
+                tokio::spawn(async move {
+                    let ticket = {
+                        let _w = writer.lock().unwrap();
+                        log.append(&record(i));
+                        gc.note_write(i + 1)
+                    };
+                    gc.wait(ticket).await.unwrap();
+                    assert!(gc.flushed.load(Ordering::Acquire) >= ticket);
+                    assert!(gc.durable_seq() > i);
+                })
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_wait_returns_only_once_its_write_is_covered_by_a_finished_flush() {
         let dir = tempfile::tempdir().unwrap();
         let (log, gc) = group(&dir);
         let gc = Arc::new(gc);
-        let writer = Arc::new(Mutex::new(()));
-        let mut tasks = Vec::new();
-        for i in 0..200u64 {
-            let (gc, writer, log) = (gc.clone(), writer.clone(), log.clone());
-            tasks.push(tokio::spawn(async move {
-                let ticket = {
-                    let _w = writer.lock().unwrap();
-                    log.append(&record(i));
-                    gc.note_write(i + 1)
-                };
-                gc.wait(ticket).await.unwrap();
-                assert!(gc.flushed.load(Ordering::Acquire) >= ticket);
-                assert!(gc.durable_seq() > i);
-            }));
-        }
-        for t in tasks {
+        for t in spawn_writers(&log, &gc, 200) {
             t.await.unwrap();
         }
-        let flushes = gc.flushes();
-        assert!(
-            (1..100).contains(&flushes),
-            "{flushes} flushes for 200 writes"
-        );
+        // How many writes shared a sync depends on scheduling here; the
+        // sharing itself is checked exactly below.
+        assert!((1..=200).contains(&gc.flushes()));
         assert_eq!(gc.durable_seq(), 200);
         // Every record is in the log on disk.
         let mut n = 0;
@@ -199,6 +208,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 200);
+    }
+
+    /// Writers that queue while a sync runs are covered by the first of
+    /// them to get the flush lock: one sync for all, whatever the order in
+    /// which they are woken. The lock is held here while they apply, as a
+    /// running sync would hold it. Regression: the store's burst test
+    /// counted this under real scheduling and failed in CI at 585e63b.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_queued_behind_a_sync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, gc) = group(&dir);
+        let gc = Arc::new(gc);
+        let running = gc.flush_lock.lock().await;
+        let n = 64;
+        let tasks = spawn_writers(&log, &gc, n);
+        while gc.pending() < n {
+            tokio::task::yield_now().await;
+        }
+        drop(running);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(gc.flushes(), 1, "{n} queued writers");
+        assert_eq!(gc.durable_seq(), n);
     }
 
     #[tokio::test]
