@@ -540,15 +540,25 @@ async fn a_named_consumer_resumes_after_its_ack_with_nothing_missed_or_twice() {
     let second = daemon.client().await;
     let (res, mut rx) = second.subscribe(None, Some("crm"), 1024).await.unwrap();
     assert_eq!(res["from"], acked);
-    let mut resumed = Vec::new();
-    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-        resumed.push(v["seq"].as_u64().unwrap());
-    }
     let expected: Vec<u64> = watch
         .seen
         .iter()
         .map(|v| v["seq"].as_u64().unwrap())
         .collect();
+    // Read up to the last event the watcher saw, then whatever else comes
+    // soon after. Regression: reading until the first 500 ms gap cut the
+    // replay short when the daemon paused on a loaded box.
+    let last = *expected.last().unwrap();
+    let mut resumed = Vec::new();
+    while resumed.last().is_none_or(|s| *s < last) {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+            Ok(Some(v)) => resumed.push(v["seq"].as_u64().unwrap()),
+            _ => break,
+        }
+    }
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        resumed.push(v["seq"].as_u64().unwrap());
+    }
     assert_eq!(resumed, expected, "after ack {acked}");
     assert!(resumed.iter().all(|s| !seen.contains(s)));
 }

@@ -235,12 +235,24 @@ async fn accepted_message_is_submitted_and_delivered_with_tlv_receipts() {
     assert_eq!((r.dest_ton, r.dest_npi), (1, 1));
     assert_eq!(r.registered_delivery, 1);
     assert_eq!(r.text, "Your parcel arrives tomorrow");
+    // A status is readable before its events are durable (listed): wait
+    // for the events. Regression: this read them right after the status
+    // and could miss a `message_submitted` still being synced.
+    assert_eq!(
+        outcome_events(&env, id, &EventKind::MessageDelivered { message: id }).await,
+        [
+            EventKind::MessageSubmitted {
+                message: id,
+                possible_duplicate: false
+            },
+            EventKind::MessageDelivered { message: id }
+        ]
+    );
     let ev = env.events().await;
     assert!(
         ev.iter()
             .any(|e| matches!(e, EventKind::LinkUp { carrier, .. } if carrier == "sim"))
     );
-    assert!(ev.iter().any(|e| matches!(e, EventKind::MessageSubmitted { message, possible_duplicate: false } if *message == id)));
     assert!(env.links.can_send("sim"));
     assert!(!env.links.can_send("nowhere"));
     let st = env.links.status_json();
@@ -586,8 +598,10 @@ async fn submit_lost_to_dropped_binds_goes_out_one_plus_max_resubmits_times() {
 /// twice it, so even a stalled machine sees the timeout first), the receipt
 /// after the response; the carrier's resend settings as given.
 async fn late_answers(max_resubmits: u32, resubmit_delay: Duration) -> Env {
+    // The answer comes 1.5 s past the 500 ms timeout: a stalled test
+    // thread that woke to both at once could read the answer first.
     let cfg = SimConfig {
-        resp_delay_ms: 1_200,
+        resp_delay_ms: 2_000,
         receipt_delay_ms: 2_500,
         ..sim_config()
     };
@@ -759,7 +773,11 @@ async fn shutdown_puts_unsent_work_back_and_unbinds() {
     // Stop the sim answering so work piles up, then shut down.
     env.sim.set_resp_delay_ms(60_000);
     let ids = [env.send(UK, "one").await, env.send(JP, "two").await];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both on the wire (so both flagged as possible duplicates when handed
+    // back). Regression: a fixed 200 ms sleep could stop the link before a
+    // slow box had sent the second, which went back unflagged.
+    let sent = wait(|| async { env.sim.received().len() == 2 }).await;
+    assert!(sent, "{:?}", env.sim.received());
     let store = env.store.clone();
     env.stop().await;
     for id in ids {
@@ -1502,6 +1520,7 @@ async fn already_bound_waits_the_carrier_timeout() {
         max_binds: 1,
         ..sim_config()
     };
+    let before_refusal = clock::wall_ms();
     let env = setup(cfg, |c| {
         c.carriers[0].binds = 2;
         c.carriers[0].already_bound_wait = Duration::from_secs(5);
@@ -1525,7 +1544,14 @@ async fn already_bound_waits_the_carrier_timeout() {
             .unwrap_or("")
             .contains("already bound")
     );
-    assert!(waiting[0].retry_at_ms.unwrap() >= clock::wall_ms() + 3_000);
+    // The retry is 5 s after the refusal, which came after
+    // `before_refusal` and before now. (Regression: this compared with
+    // now + 3 s, and a box stalled for a second after the refusal failed.)
+    let retry_at = waiting[0].retry_at_ms.unwrap();
+    assert!(
+        (before_refusal + 5_000..=clock::wall_ms() + 5_000).contains(&retry_at),
+        "retry at {retry_at}, set up at {before_refusal}"
+    );
     assert_eq!(env.sim.stats().binds_refused, 1);
     assert!(env.links.can_send("sim"));
     env.stop().await;

@@ -226,7 +226,8 @@ async fn late_submit_responses_are_counted(handle: &PrometheusHandle) {
     let env = setup_with(
         SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            resp_delay_ms: 1_200,
+            // 1.5 s past the timeout, for a stalled box (see tests/link.rs).
+            resp_delay_ms: 2_000,
             receipt_delay_ms: 2_500,
             ..SimConfig::default()
         },
