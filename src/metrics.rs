@@ -60,7 +60,10 @@ pub const OPTOUTS: &str = "smppgw_optout_keywords_total";
 pub const SENDS_REFUSED: &str = "smppgw_sends_refused_total";
 /// Gauge: messages waiting in the durable outbox.
 pub const OUTBOX_DEPTH: &str = "smppgw_outbox_depth";
-/// Gauge: `store.outbox_limit`, past which sends are refused `outbox_full`.
+/// Gauge by carrier: messages waiting in the durable outbox for it.
+pub const OUTBOX_CARRIER_DEPTH: &str = "smppgw_outbox_carrier_depth";
+/// Gauge: `store.outbox_limit`, the messages one carrier may have waiting
+/// before sends routed to it are refused `outbox_full`.
 pub const OUTBOX_LIMIT: &str = "smppgw_outbox_limit";
 /// Gauge: bytes in the store's current write-ahead log file.
 pub const STORE_LOG_BYTES: &str = "smppgw_store_log_bytes";
@@ -163,9 +166,14 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "messages waiting in the durable outbox",
     ),
     (
+        OUTBOX_CARRIER_DEPTH,
+        Kind::Gauge,
+        "messages waiting in the durable outbox, by carrier",
+    ),
+    (
         OUTBOX_LIMIT,
         Kind::Gauge,
-        "store.outbox_limit: outbox depth past which sends are refused outbox_full",
+        "store.outbox_limit: a carrier's outbox depth past which sends to it are refused outbox_full",
     ),
     (
         STORE_LOG_BYTES,
@@ -452,6 +460,22 @@ pub fn outbox_depth(depth: u64) {
     gauge!(OUTBOX_DEPTH).set(depth as f64);
 }
 
+/// Messages waiting per carrier: every configured carrier (0 when none),
+/// and any other the outbox still holds messages for.
+pub fn outbox_carrier_depths<'a>(
+    configured: impl IntoIterator<Item = &'a str>,
+    depths: &std::collections::BTreeMap<String, u64>,
+) {
+    for carrier in configured {
+        if !depths.contains_key(carrier) {
+            gauge!(OUTBOX_CARRIER_DEPTH, "carrier" => carrier.to_string()).set(0.0);
+        }
+    }
+    for (carrier, n) in depths {
+        gauge!(OUTBOX_CARRIER_DEPTH, "carrier" => carrier.clone()).set(*n as f64);
+    }
+}
+
 /// The outbox limit in force (at start and after each reload).
 pub fn outbox_limit(limit: u64) {
     gauge!(OUTBOX_LIMIT).set(limit as f64);
@@ -657,6 +681,12 @@ mod tests {
             describe_all();
             submit_sent("acme");
             outbox_depth(5);
+            // acme is configured with nothing queued; "old" is no longer
+            // configured but still has a backlog.
+            outbox_carrier_depths(
+                ["acme", "globex"],
+                &[("globex".into(), 2), ("old".into(), 3)].into(),
+            );
             outbox_limit(100_000);
             store_stats(&crate::store::StoreStats {
                 log_bytes: 4096,
@@ -676,6 +706,10 @@ mod tests {
         );
         assert!(text.contains("smppgw_outbox_depth 5"), "{text}");
         assert!(text.contains("smppgw_outbox_limit 100000"), "{text}");
+        for (carrier, n) in [("acme", 0), ("globex", 2), ("old", 3)] {
+            let line = format!("smppgw_outbox_carrier_depth{{carrier=\"{carrier}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
         assert!(text.contains("smppgw_store_log_bytes 4096"), "{text}");
         assert!(
             text.contains("smppgw_store_event_journal_bytes 8192"),

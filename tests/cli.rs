@@ -548,6 +548,7 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
         "smppgw_agent_requests_total",
         "smppgw_agent_connections",
         "smppgw_outbox_depth",
+        "smppgw_outbox_carrier_depth",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }

@@ -851,16 +851,40 @@ async fn conversations_are_listed_a_page_at_a_time_and_a_bad_limit_is_refused() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sends_past_the_outbox_limit_are_refused_until_a_reload_raises_it() {
-    // The carrier is down (nothing listens on its port): sends queue in the
-    // outbox, the third past a limit of two is refused and stores nothing.
+async fn sends_past_a_carriers_outbox_limit_are_refused_while_another_carrier_delivers_until_a_reload_raises_it()
+ {
+    // Carrier "sim" is down (nothing listens on its port): sends queue in
+    // its outbox, the third past a limit of two is refused and stores
+    // nothing. Carrier "spare" is up: its service's sends still go.
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = write_config(dir.path(), port, "", &services());
+    let spare_dir = dir.path().join("spare");
+    std::fs::create_dir(&spare_dir).unwrap();
+    let spare = Sim::start(
+        &spare_dir,
+        &["--receipt-delay-ms", "50", "--system-id", "spare"],
+    );
+    let spare_service = format!(
+        r#"
+[[carrier]]
+name = "spare"
+host = "127.0.0.1"
+port = {}
+system_id = "spare"
+password = "demo-pass"
+
+[[service]]
+name = "backup"
+sender = "447400777888"
+carrier = "spare"
+"#,
+        spare.port()
+    );
+    let config = write_config(dir.path(), port, "", &(spare_service + &services()));
     let text = std::fs::read_to_string(&config).unwrap();
     let limited = |n: u32| text.replacen("[store]\n", &format!("[store]\noutbox_limit = {n}\n"), 1);
     std::fs::write(&config, limited(2)).unwrap();
@@ -873,10 +897,25 @@ async fn sends_past_the_outbox_limit_are_refused_until_a_reload_raises_it() {
     let (code, message) = refused(&client, third.clone()).await;
     assert_eq!(code, "outbox_full");
     assert!(message.contains("store.outbox_limit"), "{message}");
+    assert!(message.contains("carrier sim"), "{message}");
+    // The healthy carrier's sends are taken and delivered.
+    let mut events = Events::subscribe(&client, 0).await;
+    for (i, customer) in ["+447911123460", "+447911123461", "+447911123462"]
+        .into_iter()
+        .enumerate()
+    {
+        let m = ok(
+            &client,
+            json!({"op": "send", "service": "backup", "to": customer,
+                   "agent": "alice", "text": format!("Spare {i}")}),
+        )
+        .await;
+        events.of("message_delivered", &m["message"]).await;
+    }
     let status = ok(&client, json!({"op": "status"})).await;
     assert_eq!(
         status["outbox"],
-        json!({"depth": 2, "limit": 2}),
+        json!({"depth": 2, "limit": 2, "carriers": {"sim": 2}}),
         "{status}"
     );
     // Nothing of the refused send was stored: no conversation with that number.
@@ -887,7 +926,7 @@ async fn sends_past_the_outbox_limit_are_refused_until_a_reload_raises_it() {
         .iter()
         .filter_map(|c| c["customer"].as_str())
         .collect();
-    assert_eq!(customers.len(), 2, "{listed}");
+    assert_eq!(customers.len(), 5, "{listed}");
     assert!(!customers.contains(&"+447911123457"), "{listed}");
 
     // A reload raises the limit: the next send goes into the outbox.
@@ -912,7 +951,7 @@ async fn sends_past_the_outbox_limit_are_refused_until_a_reload_raises_it() {
     let status = ok(&client, json!({"op": "status"})).await;
     assert_eq!(
         status["outbox"],
-        json!({"depth": 3, "limit": 3}),
+        json!({"depth": 3, "limit": 3, "carriers": {"sim": 3}}),
         "{status}"
     );
 }

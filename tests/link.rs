@@ -1871,6 +1871,10 @@ mod store_failure {
             self.inner.outbox_depth()
         }
 
+        fn outbox_depths(&self) -> std::collections::BTreeMap<String, u64> {
+            self.inner.outbox_depths()
+        }
+
         fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send {
             self.inner.ack(consumer, seq)
         }

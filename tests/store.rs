@@ -982,14 +982,26 @@ async fn client_ref_makes_a_send_idempotent() {
 
 // === outbox limit ===
 
+/// The limit is per carrier: one carrier's backlog (a long outage) does
+/// not refuse sends routed to another.
 #[tokio::test]
-async fn sends_past_the_outbox_limit_are_refused_and_store_nothing() {
+async fn sends_past_a_carriers_outbox_limit_are_refused_and_store_nothing_while_other_carriers_take_sends()
+ {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&db_path(&dir));
     let limited = |sender: &str, customer: &str, text: &str| NewOutbound {
         outbox_limit: Some(2),
         ..out(sender, customer, "alice", text)
     };
+    let to_globex = |customer: &str, text: &str| NewOutbound {
+        carrier: "globex".into(),
+        ..limited(SALES, customer, text)
+    };
+    let acme_full = Err(SendRefused::OutboxFull {
+        carrier: "acme".into(),
+        depth: 2,
+        limit: 2,
+    });
     let mut first = limited(SUPPORT, UK, "one");
     first.client_ref = Some("ref-1".into());
     let a = send(&s, first.clone(), T0).await;
@@ -999,33 +1011,55 @@ async fn sends_past_the_outbox_limit_are_refused_and_store_nothing() {
         .accept_send(limited(SALES, UK, "three"), T0 + 2)
         .await
         .unwrap();
-    assert_eq!(full, Err(SendRefused::OutboxFull { depth: 2, limit: 2 }));
+    assert_eq!(full, acme_full);
     assert_eq!(
         all_events(&s).await.len(),
         events,
         "a refusal stores no event"
     );
     assert_eq!(s.outbox_depth(), 2);
+    // Another carrier's sends are taken, up to its own limit.
+    send(&s, to_globex(JP, "g1"), T0 + 3).await;
+    send(&s, to_globex("+447911123457", "g2"), T0 + 3).await;
+    let globex_full = s.accept_send(to_globex(UK, "g3"), T0 + 3).await.unwrap();
+    assert!(
+        matches!(&globex_full, Err(SendRefused::OutboxFull { carrier, .. }) if carrier == "globex"),
+        "{globex_full:?}"
+    );
+    let depths = [("acme".to_string(), 2), ("globex".to_string(), 2)].into();
+    assert_eq!(s.outbox_depths(), depths);
+    assert_eq!(s.outbox_depth(), 4);
     // A retry of a stored send is still its duplicate.
     let again = send(&s, first, T0 + 3).await;
     assert!(again.duplicate && again.message == a.message);
-    // The count comes back at open.
+    // The counts come back at open.
     drop(s);
     let s = open(&db_path(&dir));
+    s.verify().unwrap();
+    assert_eq!(s.outbox_depths(), depths);
     let full = s
         .accept_send(limited(SALES, UK, "three"), T0 + 4)
         .await
         .unwrap();
-    assert_eq!(full, Err(SendRefused::OutboxFull { depth: 2, limit: 2 }));
+    assert_eq!(full, acme_full);
     // A message handed to the carrier makes room.
     let claimed = s.claim_outbox("acme", 1, 1000, T0 + 5).await.unwrap();
     assert_eq!(claimed.len(), 1);
     s.record_submit(claimed[0].message, 0, 1, Ok("1F".into()), T0 + 6)
         .await
         .unwrap();
+    assert_eq!(s.outbox_depths()["acme"], 1);
     let c = send(&s, limited(SALES, UK, "three"), T0 + 7).await;
     assert!(!c.duplicate);
-    assert_eq!(s.outbox_depth(), 2);
+    assert_eq!(s.outbox_depth(), 4);
+    // A carrier with nothing left queued drops out of the counts.
+    for m in s.claim_outbox("globex", 10, 1000, T0 + 8).await.unwrap() {
+        s.record_submit(m.message, 0, 1, Ok(format!("G{}", m.message)), T0 + 9)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.outbox_depths(), [("acme".to_string(), 2)].into());
+    s.verify().unwrap();
 }
 
 // === outbox ===
@@ -1171,9 +1205,14 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
             b"count_outbox",
             b"count_awaiting_receipts",
             b"count_held_receipts",
+            b"count_outbox_of:acme",
         ] {
             assert!(meta.remove(k).unwrap().is_some(), "{k:?} was kept");
         }
+        // A count no outbox entry backs (layouts before 8 had none; a
+        // build must not keep one).
+        meta.insert(b"count_outbox_of:gone", &5u64.to_be_bytes()[..])
+            .unwrap();
         for (tree, held) in [
             ("leases", 2),
             ("receipt_due", 1),
@@ -1206,6 +1245,7 @@ async fn a_store_without_its_indexes_gets_them_built_at_open() {
         Some(ConversationState::Ended)
     );
     assert_eq!(s.outbox_depth(), 3);
+    assert_eq!(s.outbox_depths(), [("acme".to_string(), 3)].into());
     assert_eq!(s.templates("alice").await.unwrap().len(), 1);
     let another = new_template("alice", "again");
     assert!(s.put_template(another, 1, T0 + 10).await.unwrap().is_err());

@@ -216,11 +216,11 @@ pub struct StoreConfig {
     /// sled's page cache in MiB (what the store keeps in memory beyond the
     /// process's own needs). Default [`crate::store::DEFAULT_CACHE_MB`].
     pub cache_mb: u64,
-    /// Messages the outbox may hold (waiting for a carrier, leased ones
-    /// included) before an agent's `send` is refused `outbox_full`: the
-    /// bound on the durable queue when the carriers are down or slower than
-    /// the agents. Applied at each send, so a reload changes it. Default
-    /// [`DEFAULT_OUTBOX_LIMIT`].
+    /// Messages the outbox may hold for one carrier (leased ones included)
+    /// before an agent's `send` routed to it is refused `outbox_full`: the
+    /// bound on the durable queue when a carrier is down or slower than the
+    /// agents, which leaves the other carriers' sends alone. Applied at each
+    /// send, so a reload changes it. Default [`DEFAULT_OUTBOX_LIMIT`].
     pub outbox_limit: u64,
 }
 

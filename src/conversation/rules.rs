@@ -48,11 +48,13 @@ pub enum SendRefused {
         /// Since when (ms).
         since_ms: u64,
     },
-    /// The outbox holds as many messages as it may (the carriers are down
-    /// or slower than the agents); nothing was stored.
-    #[error("the outbox holds {depth} messages (limit {limit})")]
+    /// The outbox holds as many messages for the send's carrier as it may
+    /// (the carrier is down or slower than the agents); nothing was stored.
+    #[error("the outbox holds {depth} messages for carrier {carrier} (limit {limit})")]
     OutboxFull {
-        /// Entries in the outbox.
+        /// The carrier the send was routed to.
+        carrier: String,
+        /// Entries in the outbox for that carrier.
         depth: u64,
         /// The limit the send named.
         limit: u64,

@@ -291,10 +291,14 @@ impl<S: Store> Gateway<S> {
                 ErrorCode::BadRequest,
                 format!("conversation {id} is with another customer or service"),
             )),
-            Err(SendRefused::OutboxFull { depth, limit }) => Err(err(
+            Err(SendRefused::OutboxFull {
+                carrier,
+                depth,
+                limit,
+            }) => Err(err(
                 ErrorCode::OutboxFull,
                 format!(
-                    "not sent: {depth} messages are waiting for the carriers \
+                    "not sent: {depth} messages are waiting for carrier {carrier} \
                      (store.outbox_limit {limit}); try again later"
                 ),
             )),
@@ -432,6 +436,7 @@ impl<S: Store> Gateway<S> {
             "outbox": {
                 "depth": self.store.outbox_depth(),
                 "limit": self.config().store.outbox_limit,
+                "carriers": self.store.outbox_depths(),
             },
             "head": *self.store.subscribe().borrow(),
         })

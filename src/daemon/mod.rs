@@ -231,7 +231,7 @@ async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: Cancellatio
         }
         rounds += 1;
         let now = clock::wall_ms();
-        gauges(&store).await;
+        gauges(&store, &cfg).await;
         // Overdue receipts are the links' sweep (`LinkOptions::expire_interval`).
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         // Once a minute, skipping the tick at start.
@@ -260,8 +260,12 @@ async fn housekeeping(store: Arc<SledStore>, cfg: Arc<Config>, stop: Cancellatio
 
 /// The store's gauges: outbox depth, log, overlay and checkpoints, and
 /// each known consumer's lag behind the durable head of the event log.
-async fn gauges(store: &SledStore) {
+async fn gauges(store: &SledStore, cfg: &Config) {
     crate::metrics::outbox_depth(store.outbox_depth());
+    crate::metrics::outbox_carrier_depths(
+        cfg.carriers.iter().map(|c| c.name.as_str()),
+        &store.outbox_depths(),
+    );
     crate::metrics::store_stats(&store.stats());
     let head = *store.subscribe().borrow();
     for consumer in crate::metrics::CONSUMERS {

@@ -72,8 +72,8 @@ pub struct NewOutbound {
     /// Conversation the agent named, if any.
     pub conversation: Option<ConversationId>,
     /// Refuse the send ([`SendRefused::OutboxFull`]) when the outbox
-    /// already holds this many entries (`store.outbox_limit`); `None`: no
-    /// bound.
+    /// already holds this many entries for its carrier
+    /// (`store.outbox_limit`); `None`: no bound.
     pub outbox_limit: Option<u64>,
 }
 
@@ -743,6 +743,10 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox entries (leased ones included) as the commits so far left
     /// the outbox: a count kept by the commits, not a read.
     fn outbox_depth(&self) -> u64;
+
+    /// Outbox entries per carrier (by name), kept like
+    /// [`Store::outbox_depth`]; a carrier with none is absent.
+    fn outbox_depths(&self) -> std::collections::BTreeMap<String, u64>;
 
     /// Records that `consumer` processed everything up to `seq`.
     fn ack(&self, consumer: &str, seq: Seq) -> impl Future<Output = StoreResult<()>> + Send;

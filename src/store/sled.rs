@@ -496,11 +496,23 @@ impl SledStore {
     /// Messages waiting in the outbox (leased ones included), as the
     /// commits so far left it (a count, not a read of the tree).
     pub fn outbox_depth(&self) -> u64 {
-        self.counts().outbox
+        self.inner.writer().counts.outbox
+    }
+
+    /// Messages waiting in the outbox per carrier (leased ones included),
+    /// by carrier name; a carrier with none is absent.
+    pub fn outbox_depths(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .writer()
+            .counts
+            .outbox_by_carrier
+            .iter()
+            .map(|(c, n)| (String::from_utf8_lossy(c).into_owned(), *n))
+            .collect()
     }
 
     fn counts(&self) -> Counts {
-        self.inner.writer().counts
+        self.inner.writer().counts.clone()
     }
 
     /// Checks what the commits keep beside the trees against the trees
@@ -518,9 +530,13 @@ impl SledStore {
         let mismatch = |tree: &'static str, detail: String| StoreError::Corrupt { tree, detail };
         let mut leased = Vec::new();
         let mut outbox = 0u64;
+        let mut by_carrier: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for kv in self.tree(T::Outbox).iter() {
             let (k, v) = kv?;
             outbox += 1;
+            *by_carrier
+                .entry(derived::carrier_of(&k).to_vec())
+                .or_default() += 1;
             if decode::<OutboxEntry>(T::Outbox.name(), &v)?
                 .lease_until_ms
                 .is_some()
@@ -628,6 +644,15 @@ impl SledStore {
                     format!("{} holds {n} entries, its count says {k}", t.name()),
                 ));
             }
+        }
+        if by_carrier != w.counts.outbox_by_carrier {
+            return Err(mismatch(
+                "meta",
+                format!(
+                    "outbox holds {by_carrier:?} per carrier, the counts say {:?}",
+                    w.counts.outbox_by_carrier
+                ),
+            ));
         }
         Ok(())
     }
@@ -782,7 +807,7 @@ impl Inner {
             ov: &self.overlay,
             writes: BTreeMap::new(),
             c: next,
-            outbox: w.counts.outbox,
+            counts: &w.counts,
             last_seq: 0,
             claim_from: &mut w.claim_from,
             runs: &mut w.runs,
@@ -825,12 +850,16 @@ impl Inner {
             }
         }
         let mut staged = self.overlay.stage(writes)?;
-        let mut counts = w.counts;
-        let changed = counts.apply(staged.iter().map(|s| (s.t, s.existed, s.value.is_some())));
-        if !changed.is_empty() {
-            let meta = changed
-                .into_iter()
-                .map(|(name, n)| ((T::Meta, name.to_vec()), Some(id(n).to_vec())));
+        let change = w.counts.change(
+            staged
+                .iter()
+                .map(|s| (s.t, s.key.as_slice(), s.existed, s.value.is_some())),
+        );
+        let meta: Vec<_> = change
+            .meta_writes()
+            .map(|(k, v)| ((T::Meta, k), v))
+            .collect();
+        if !meta.is_empty() {
             staged.extend(self.overlay.stage(meta)?);
         }
         let mut record = std::mem::take(&mut w.record);
@@ -848,7 +877,7 @@ impl Inner {
             w.record = record;
         }
         w.next = c;
-        w.counts = counts;
+        w.counts.apply(change);
         let ticket = self.commit.note_write(last_seq);
         Ok((r, ticket))
     }
@@ -1048,8 +1077,8 @@ struct Tx<'a> {
     ov: &'a Overlay,
     writes: Writes,
     c: Counters,
-    /// Outbox entries before this call (the writer's count).
-    outbox: u64,
+    /// The entry counts before this call (the writer's).
+    counts: &'a Counts,
     last_seq: Seq,
     /// The writer's [`Writer::claim_from`].
     claim_from: &'a mut HashMap<Vec<u8>, Vec<u8>>,
@@ -1304,12 +1333,14 @@ fn accept_send(
     // Checked before anything is written (a refusal commits nothing), after
     // the refusals that say more; a retried send that was stored is
     // answered above as a duplicate even when the outbox is full.
+    let queued = tx.counts.outbox_of(new.carrier.as_bytes());
     if let Some(limit) = new.outbox_limit
-        && tx.outbox >= limit
+        && queued >= limit
         && !matches!(decision, SendDecision::Refuse(_))
     {
         return Ok(Err(SendRefused::OutboxFull {
-            depth: tx.outbox,
+            carrier: new.carrier.clone(),
+            depth: queued,
             limit,
         }));
     }
@@ -2753,6 +2784,10 @@ impl Store for SledStore {
 
     fn outbox_depth(&self) -> u64 {
         SledStore::outbox_depth(self)
+    }
+
+    fn outbox_depths(&self) -> BTreeMap<String, u64> {
+        SledStore::outbox_depths(self)
     }
 
     async fn ack(&self, consumer: &str, seq: Seq) -> StoreResult<()> {

@@ -46,7 +46,8 @@
 //! drops once too old), `agent_templates` one per template under its agent
 //! (what an agent's listing and its limit read).
 //! `meta` also holds the entry counts of `outbox`, `awaiting_receipts` and
-//! `held_receipts` (`count_*`), kept by every commit, and `indexed`, the
+//! `held_receipts` (`count_*`) and of each carrier's outbox entries
+//! (`count_outbox_of:` ++ carrier, absent at 0), kept by every commit, and `indexed`, the
 //! version of these derived entries (see `derived.rs`). So neither the
 //! start, nor a gauge, nor a sweep, nor a listing reads a whole tree.
 //!
