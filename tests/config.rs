@@ -432,6 +432,41 @@ fn deploy_files_use_only_catalogued_metric_names() {
     }
 }
 
+/// The alert rules parse and fire as their unit tests
+/// (`deploy/prometheus/smppgw.rules.test.yml`) say, under Prometheus' own
+/// `promtool` (Debian's `prometheus` package; `.ci/run` installs it). Without
+/// it the test is skipped, except in CI.
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let run = |args: &[&str]| {
+        std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+    };
+    let checked = match run(&["check", "rules", "smppgw.rules.yml"]) {
+        Ok(out) => out,
+        Err(e) => {
+            let msg = format!("promtool cannot run ({e}); install Debian's prometheus package");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+            eprintln!("skipped: {msg}");
+            return;
+        }
+    };
+    let shown = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(checked.status.success(), "{}", shown(&checked));
+    let tested = run(&["test", "rules", "smppgw.rules.test.yml"]).unwrap();
+    assert!(tested.status.success(), "{}", shown(&tested));
+    assert!(shown(&tested).contains("SUCCESS"), "{}", shown(&tested));
+}
+
 #[test]
 fn summary_is_valid_toml_with_config_key_names() {
     let cfg = config::parse(
