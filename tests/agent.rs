@@ -477,7 +477,7 @@ async fn connections_over_the_cap_are_answered_busy() {
     drop(first);
     // The slot comes back once the server has seen the first one go.
     let mut served = false;
-    for _ in 0..200 {
+    for _ in 0..2000 {
         let c = Client::connect(&r.path).await.unwrap();
         if c.request(json!({"op": "hello"})).await.is_ok() {
             served = true;

@@ -218,7 +218,7 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     };
     hup(&daemon);
     let mut applied = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if support_max_parts(&client).await == 4 {
             applied = true;
             break;
@@ -243,7 +243,7 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     .unwrap();
     hup(&daemon);
     let mut said = String::new();
-    for _ in 0..100 {
+    for _ in 0..400 {
         said = std::fs::read_to_string(&log).unwrap();
         if said.contains("agent.mode") {
             break;
@@ -262,7 +262,7 @@ async fn sighup_applies_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exi
     std::fs::write(&config, text.replacen("max_parts = 4", "max_parts = 0", 1)).unwrap();
     hup(&daemon);
     let mut said = String::new();
-    for _ in 0..100 {
+    for _ in 0..400 {
         said = std::fs::read_to_string(&log).unwrap();
         if said.contains("service[0].max_parts") {
             break;
@@ -389,7 +389,7 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     assert_eq!(services["services"][1]["name"], "sales");
     // status: exit 0 once bound.
     let mut bound = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if cli(&s, &["status"]).status.success() {
             bound = true;
             break;
@@ -571,7 +571,7 @@ async fn cli_commands_print_json_fail_with_the_message_and_metrics_count_the_tra
     // With the simulator gone, status exits 1.
     drop(sim);
     let mut down = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if cli(&s, &["status"]).status.code() == Some(1) {
             down = true;
             break;
@@ -788,7 +788,7 @@ async fn compact_store_is_refused_while_the_daemon_runs_and_keeps_the_conversati
 
     // sled lets go of its lock a moment after the process is gone.
     let mut done = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         let out = compact();
         if out.status.success() {
             done = Some(out);

@@ -278,13 +278,16 @@ async fn sighup_applies_a_changed_inbound_policy_to_the_receive_path() {
         libc::kill(daemon.proc.0.id() as i32, libc::SIGHUP);
     }
     // The reload has no answer to wait for: poll until services show it.
-    for _ in 0..100 {
+    let mut reloaded = false;
+    for _ in 0..400 {
         let s = client.request(json!({"op": "services"})).await.unwrap();
         if s["services"][0]["inbound"] == "new_chat" {
+            reloaded = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(reloaded, "the reload never showed in services");
     sim.inject(CUSTOMER_DIGITS, "447400123456", "Hello, anyone there?");
     let req = events
         .wait(20, "chat_requested", |v| v["event"] == "chat_requested")

@@ -935,7 +935,7 @@ carrier = "spare"
         libc::kill(daemon.proc.0.id() as i32, libc::SIGHUP);
     }
     let mut accepted = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         match client.request(third.clone()).await {
             Ok(v) => {
                 accepted = Some(v);

@@ -40,7 +40,7 @@ fn open(p: &Path) -> SledStore {
 /// only once its background threads have ended.
 fn reopen<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
     let mut last = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         match open() {
             Ok(s) => return s,
             Err(e) => {
@@ -1288,7 +1288,7 @@ async fn a_store_written_by_a_newer_layout_is_refused_not_guessed() {
         db.flush().unwrap();
     }
     let mut refused = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         match SledStore::open(&path) {
             Err(e @ StoreError::NewerLayout { .. }) => {
                 refused = Some(e);

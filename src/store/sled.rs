@@ -3514,7 +3514,7 @@ pub(super) mod tests {
         loop {
             match open() {
                 Ok(s) => return s,
-                Err(e) if tries > 100 => panic!("{e}"),
+                Err(e) if tries > 400 => panic!("{e}"),
                 Err(_) => tries += 1,
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
