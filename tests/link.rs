@@ -2099,6 +2099,14 @@ mod store_failure {
                 wait(|| async { copies(&env.sim, &text) == 1 }).await,
                 "{text} never sent"
             );
+            // Its answer's record is tried (and panics) before the next
+            // send, so no two answers share a batch. Regression (review):
+            // on a stalled box two could, and the fifth took a panic.
+            let left = 4u32.saturating_sub(i as u32 + 1);
+            assert!(
+                wait(|| async { env.store.panic_records.load(Ordering::SeqCst) == left }).await,
+                "{text}: its record was never tried"
+            );
         }
         let delivered = wait(|| async {
             env.store.message(ids[4]).await.unwrap().unwrap().status == MessageStatus::Delivered
