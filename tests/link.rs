@@ -594,12 +594,11 @@ async fn submit_lost_to_dropped_binds_goes_out_one_plus_max_resubmits_times() {
     env.stop().await;
 }
 
-/// An SMSC whose every response comes after the response timeout (over
-/// twice it, so even a stalled machine sees the timeout first), the receipt
-/// after the response; the carrier's resend settings as given.
+/// An SMSC whose every response comes after the response timeout (four
+/// times it, 1.5 s past it: a test thread stalled past both would read the
+/// answer first; 0.7 s past it was a margin a loaded box could eat), the
+/// receipt after the response; the carrier's resend settings as given.
 async fn late_answers(max_resubmits: u32, resubmit_delay: Duration) -> Env {
-    // The answer comes 1.5 s past the 500 ms timeout: a stalled test
-    // thread that woke to both at once could read the answer first.
     let cfg = SimConfig {
         resp_delay_ms: 2_000,
         receipt_delay_ms: 2_500,
