@@ -285,7 +285,8 @@ pub enum ErrorCode {
     /// The customer opted out of this sender.
     OptedOut,
     /// The outbox holds `store.outbox_limit` messages waiting for the
-    /// carriers; the send was not stored. Try again later.
+    /// carrier the send is routed to; the send was not stored. Try again
+    /// later.
     OutboxFull,
     /// No conversation with that id.
     UnknownConversation,

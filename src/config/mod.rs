@@ -226,8 +226,9 @@ pub struct StoreConfig {
 
 /// The default of `store.outbox_limit`: the largest backlog the
 /// benchmarks measured the daemon with (100 000 queued at once: it peaked
-/// at 62 MiB, benches/RESULTS.md §19); only a carrier outage of hours or a
-/// sustained overload fills it.
+/// at 61-63 MiB, benches/RESULTS.md §19-20); only a carrier outage of hours
+/// or a sustained overload fills it. The limit is per carrier, so with
+/// several carriers backed up at once the total may be a multiple of it.
 pub const DEFAULT_OUTBOX_LIMIT: u64 = 100_000;
 
 impl StoreConfig {
